@@ -1,0 +1,11 @@
+//! Code shared by every lnswarm binary: the generated gRPC API, the cluster PKI
+//! (root CA, CSRs, roles, join tokens), mTLS plumbing for tonic, and the one
+//! authorization table with the tower layer that enforces it.
+
+pub mod api;
+pub mod authz;
+pub mod credentials;
+pub mod ids;
+pub mod pki;
+pub mod telemetry;
+pub mod tls;

@@ -1,0 +1,183 @@
+//! The cluster root CA: ECDSA P-256, created once by `lnswarm-manager init`, kept in
+//! the replicated store. It signs every leaf certificate; the leaf's subject (CN, OU,
+//! O) is always set here, never copied from the request.
+
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    SerialNumber, PKCS_ECDSA_P256_SHA256,
+};
+use rand::RngCore;
+use time::OffsetDateTime;
+
+use super::{identity::ca_digest, PkiError, Role};
+
+/// What to put in a leaf certificate.
+pub struct LeafRequest<'a> {
+    /// PEM of the requester's CSR; only its public key is used.
+    pub csr_pem: &'a str,
+    pub role: Role,
+    /// The holder's id: agent or manager id, operator name, `<node id>/<device>`, or
+    /// a hosted node's id.
+    pub common_name: &'a str,
+    /// Extra subject alternative names (IP addresses or DNS names) besides the role.
+    pub extra_sans: &'a [String],
+    /// Validity; `None` picks the role's default.
+    pub validity: Option<(OffsetDateTime, OffsetDateTime)>,
+}
+
+pub struct IssuedCertificate {
+    pub pem: String,
+    pub der: Vec<u8>,
+}
+
+pub struct ClusterCa {
+    cluster_id: String,
+    cert_pem: String,
+    cert_der: Vec<u8>,
+    key: KeyPair,
+}
+
+impl ClusterCa {
+    /// A new root CA for a new cluster.
+    pub fn create(cluster_id: &str) -> Result<Self, PkiError> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(sign_err)?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "lnswarm root CA");
+        dn.push(DnType::OrganizationName, cluster_id);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::from_secs(3600);
+        params.not_after = now + Duration::from_secs(20 * 365 * 86400);
+        params.serial_number = Some(random_serial());
+        let cert = params.self_signed(&key).map_err(sign_err)?;
+        Ok(ClusterCa {
+            cluster_id: cluster_id.to_string(),
+            cert_pem: cert.pem(),
+            cert_der: cert.der().to_vec(),
+            key,
+        })
+    }
+
+    /// The CA as stored: its certificate and key in PEM.
+    pub fn load(cluster_id: &str, cert_pem: &str, key_pem: &str) -> Result<Self, PkiError> {
+        let key = KeyPair::from_pem(key_pem).map_err(|e| PkiError::Signing(e.to_string()))?;
+        let cert_der = pem_to_der(cert_pem)?;
+        Ok(ClusterCa {
+            cluster_id: cluster_id.to_string(),
+            cert_pem: cert_pem.to_string(),
+            cert_der,
+            key,
+        })
+    }
+
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    /// PEM of the CA's private key, for the replicated store only.
+    pub fn key_pem(&self) -> String {
+        self.key.serialize_pem()
+    }
+
+    /// Hex SHA-256 of the CA certificate, as join tokens carry it.
+    pub fn digest(&self) -> String {
+        ca_digest(&self.cert_der)
+    }
+
+    /// Signs a leaf certificate for the CSR's public key.
+    pub fn issue(&self, req: &LeafRequest<'_>) -> Result<IssuedCertificate, PkiError> {
+        let csr = CertificateSigningRequestParams::from_pem(req.csr_pem)
+            .map_err(|e| PkiError::MalformedCsr(e.to_string()))?;
+        if req.common_name.is_empty() {
+            return Err(PkiError::MissingCommonName);
+        }
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, req.common_name);
+        dn.push(DnType::OrganizationalUnitName, req.role.ou());
+        dn.push(DnType::OrganizationName, self.cluster_id.as_str());
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let mut sans = vec![SanType::DnsName(
+            req.role.ou().try_into().map_err(sign_err)?,
+        )];
+        for extra in req.extra_sans {
+            let san = match extra.parse::<std::net::IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName(extra.as_str().try_into().map_err(sign_err)?),
+            };
+            if !sans.contains(&san) {
+                sans.push(san);
+            }
+        }
+        params.subject_alt_names = sans;
+        let (not_before, not_after) = req.validity.unwrap_or_else(|| {
+            let now = OffsetDateTime::now_utc();
+            let days = match req.role {
+                Role::Operator | Role::User => 365,
+                _ => 90,
+            };
+            (
+                now - Duration::from_secs(3600),
+                now + Duration::from_secs(days * 86400),
+            )
+        });
+        params.not_before = not_before;
+        params.not_after = not_after;
+        params.serial_number = Some(random_serial());
+        let issuer = Issuer::from_ca_cert_der(&self.cert_der.clone().into(), &self.key)
+            .map_err(sign_err)?;
+        let cert = params
+            .signed_by(&csr.public_key, &issuer)
+            .map_err(sign_err)?;
+        Ok(IssuedCertificate {
+            pem: cert.pem(),
+            der: cert.der().to_vec(),
+        })
+    }
+}
+
+fn random_serial() -> SerialNumber {
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    bytes[0] &= 0x7f; // positive
+    SerialNumber::from_slice(&bytes)
+}
+
+fn sign_err(e: impl std::fmt::Display) -> PkiError {
+    PkiError::Signing(e.to_string())
+}
+
+/// The DER of the first certificate in a PEM string.
+pub(crate) fn pem_to_der(pem: &str) -> Result<Vec<u8>, PkiError> {
+    use rustls_pki_types::{pem::PemObject, CertificateDer};
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .map(|c| c.to_vec())
+        .map_err(|e| PkiError::MalformedCertificate(e.to_string()))
+}

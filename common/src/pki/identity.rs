@@ -1,0 +1,143 @@
+//! Turning a peer's certificate into a typed identity. This is the one place that
+//! decides whether a presented certificate is acceptable: it must chain to this
+//! cluster's CA, be valid now, name this cluster in O, carry exactly one known OU,
+//! and not be revoked.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use x509_parser::prelude::*;
+
+use super::{ca::pem_to_der, PkiError, Role};
+
+/// Hex SHA-256 of a certificate's DER: the CA digest that join tokens carry.
+pub fn ca_digest(der: &[u8]) -> String {
+    hex::encode(Sha256::digest(der))
+}
+
+/// A verified caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub role: Role,
+    /// The certificate's CN.
+    pub id: String,
+    pub cluster_id: String,
+    /// For `lightning-user` and `lightning-node` certificates: the node id they bind.
+    pub node_id: Option<String>,
+    /// For `lightning-user` certificates: the device name.
+    pub device: Option<String>,
+}
+
+impl Identity {
+    /// `role/id`, for logs and audit.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.role, self.id)
+    }
+}
+
+/// Ids whose certificates are refused although they verify: removed managers and
+/// agents. The manager backs this with its store.
+pub trait Revocations: Send + Sync + 'static {
+    fn is_revoked(&self, role: Role, id: &str) -> bool;
+}
+
+struct NoRevocations;
+
+impl Revocations for NoRevocations {
+    fn is_revoked(&self, _: Role, _: &str) -> bool {
+        false
+    }
+}
+
+/// For verifiers outside the managers (agents, hosted nodes), which have no store.
+pub static NO_REVOCATIONS: &dyn Revocations = &NoRevocations;
+
+/// Verifies peer certificates against one cluster's CA.
+#[derive(Clone)]
+pub struct PeerVerifier {
+    ca_der: Arc<Vec<u8>>,
+    cluster_id: String,
+    revocations: Arc<dyn Revocations>,
+}
+
+impl PeerVerifier {
+    pub fn new(ca_pem: &str, cluster_id: &str) -> Result<Self, PkiError> {
+        Ok(PeerVerifier {
+            ca_der: Arc::new(pem_to_der(ca_pem)?),
+            cluster_id: cluster_id.to_string(),
+            revocations: Arc::new(NoRevocations),
+        })
+    }
+
+    pub fn with_revocations(mut self, revocations: Arc<dyn Revocations>) -> Self {
+        self.revocations = revocations;
+        self
+    }
+
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    pub fn ca_der(&self) -> &[u8] {
+        &self.ca_der
+    }
+
+    /// The identity a DER certificate proves, or why it proves none.
+    pub fn verify(&self, cert_der: &[u8]) -> Result<Identity, PkiError> {
+        let (_, ca) = X509Certificate::from_der(&self.ca_der)
+            .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
+        let (_, cert) = X509Certificate::from_der(cert_der)
+            .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
+        if cert.issuer() != ca.subject() {
+            return Err(PkiError::UnknownIssuer);
+        }
+        cert.verify_signature(Some(ca.public_key()))
+            .map_err(|_| PkiError::UnknownIssuer)?;
+        if !cert.validity().is_valid() {
+            return Err(PkiError::NotValidNow);
+        }
+        let subject = cert.subject();
+        let orgs: Vec<&str> = subject
+            .iter_organization()
+            .filter_map(|a| a.as_str().ok())
+            .collect();
+        if orgs != [self.cluster_id.as_str()] {
+            return Err(PkiError::WrongCluster);
+        }
+        let ous: Vec<&str> = subject
+            .iter_organizational_unit()
+            .filter_map(|a| a.as_str().ok())
+            .collect();
+        if ous.len() != 1 {
+            return Err(PkiError::OuCount(ous.len()));
+        }
+        let role: Role = ous[0].parse()?;
+        let id = subject
+            .iter_common_name()
+            .next()
+            .and_then(|a| a.as_str().ok())
+            .filter(|s| !s.is_empty())
+            .ok_or(PkiError::MissingCommonName)?
+            .to_string();
+        if self.revocations.is_revoked(role, &id) {
+            return Err(PkiError::Revoked);
+        }
+        let (node_id, device) = match role {
+            Role::User => match id.split_once('/') {
+                Some((node, device)) if crate::ids::is_node_id_hex(node) && !device.is_empty() => {
+                    (Some(node.to_string()), Some(device.to_string()))
+                }
+                _ => return Err(PkiError::MalformedCertificate("owner CN must be <node id>/<device>".into())),
+            },
+            Role::Node => (Some(id.clone()), None),
+            _ => (None, None),
+        };
+        Ok(Identity {
+            role,
+            id,
+            cluster_id: self.cluster_id.clone(),
+            node_id,
+            device,
+        })
+    }
+}

@@ -1,0 +1,42 @@
+//! The cluster's identity layer: one root CA per cluster, leaf certificates whose OU
+//! is the holder's role, and join tokens that pin the CA.
+
+mod ca;
+mod csr;
+mod identity;
+mod role;
+mod token;
+
+pub use ca::{ClusterCa, IssuedCertificate, LeafRequest};
+pub use csr::{new_key_and_csr, KeyAndCsr};
+pub use identity::{ca_digest, Identity, PeerVerifier, Revocations, NO_REVOCATIONS};
+pub use role::Role;
+pub use token::JoinToken;
+
+/// Why a certificate, CSR or token was refused. The messages are safe to return to
+/// callers: they never include key material or token secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("malformed certificate: {0}")]
+    MalformedCertificate(String),
+    #[error("malformed certificate signing request: {0}")]
+    MalformedCsr(String),
+    #[error("certificate is not signed by this cluster's CA")]
+    UnknownIssuer,
+    #[error("certificate is expired or not yet valid")]
+    NotValidNow,
+    #[error("certificate names another cluster")]
+    WrongCluster,
+    #[error("certificate must carry exactly one OU, found {0}")]
+    OuCount(usize),
+    #[error("unknown role {0:?}")]
+    UnknownRole(String),
+    #[error("certificate has no common name")]
+    MissingCommonName,
+    #[error("certificate was revoked")]
+    Revoked,
+    #[error("malformed join token")]
+    MalformedToken,
+    #[error("signing failed: {0}")]
+    Signing(String),
+}
