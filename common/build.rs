@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "control.proto",
     "scheduler.proto",
     "node.proto",
+    "store.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -1,1 +1,6 @@
-//! placeholder
+//! The lnswarm agent: the dispatcher session, task reconciliation, process
+//! supervision, and the hosted Lightning node runtime (`lnswarm-node`) with its
+//! regtest chain stand-in (`lnswarm-regtest`).
+
+pub mod node;
+pub mod regtest;

@@ -8,10 +8,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use x509_parser::prelude::*;
-
 use crate::{
-    pki::{PeerVerifier, PkiError},
+    pki::{subject_of, PeerVerifier, PkiError},
     tls::{client_config, ClientTls, TlsError},
 };
 
@@ -108,31 +106,22 @@ impl Credentials {
 
     /// The cluster id: the O of the CA certificate.
     pub fn cluster_id(&self) -> Result<String, PkiError> {
-        subject_field(&self.ca_pem, |s| s.iter_organization().next())
+        subject_of(&self.ca_pem)?
+            .organizations
+            .into_iter()
+            .next()
+            .ok_or_else(|| PkiError::MalformedCertificate("CA names no cluster (O)".into()))
     }
 
     /// The holder's id: the CN of its certificate.
     pub fn id(&self) -> Result<String, PkiError> {
-        subject_field(&self.cert_pem, |s| s.iter_common_name().next())
+        subject_of(&self.cert_pem)?
+            .common_name
+            .ok_or(PkiError::MissingCommonName)
     }
 
     /// A verifier for peers of this holder's cluster.
     pub fn peer_verifier(&self) -> Result<PeerVerifier, PkiError> {
         PeerVerifier::new(&self.ca_pem, &self.cluster_id()?)
     }
-}
-
-fn subject_field(
-    pem: &str,
-    pick: impl for<'a> Fn(&'a X509Name<'a>) -> Option<&'a AttributeTypeAndValue<'a>>,
-) -> Result<String, PkiError> {
-    use rustls_pki_types::{pem::PemObject, CertificateDer};
-    let der = CertificateDer::from_pem_slice(pem.as_bytes())
-        .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
-    let (_, cert) = X509Certificate::from_der(&der)
-        .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
-    pick(cert.subject())
-        .and_then(|a| a.as_str().ok())
-        .map(str::to_string)
-        .ok_or(PkiError::MissingCommonName)
 }

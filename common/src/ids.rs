@@ -28,5 +28,6 @@ pub fn now_unix_ms() -> i64 {
 pub fn is_node_id_hex(s: &str) -> bool {
     s.len() == 66
         && (s.starts_with("02") || s.starts_with("03"))
-        && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }

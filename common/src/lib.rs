@@ -6,6 +6,7 @@ pub mod api;
 pub mod authz;
 pub mod credentials;
 pub mod ids;
+pub mod join;
 pub mod pki;
 pub mod telemetry;
 pub mod tls;

@@ -1,1 +1,11 @@
-//! placeholder
+//! The lnswarm manager: the replicated store and the services a manager quorum
+//! offers: CA, Control, Dispatcher, Scheduler and the raft transport.
+
+pub mod ca;
+pub mod cluster;
+pub mod control_api;
+pub mod init;
+pub mod layout;
+pub mod pending;
+pub mod server;
+pub mod store;

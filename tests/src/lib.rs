@@ -1,1 +1,39 @@
-//! placeholder
+//! Support for the black-box tests: find the workspace's binaries, pick free ports,
+//! start real processes that are killed when the test ends, and wait for conditions.
+//! Tests drive lnswarm only through its binaries and public gRPC APIs.
+
+pub mod process;
+pub mod wait;
+
+use std::{net::TcpListener, path::PathBuf};
+
+/// Path of a workspace binary (`lnswarm-manager`, `lnswarmctl`, ...). The test
+/// command builds every binary first (`cargo build --workspace --bins`).
+pub fn bin_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("test executable lives in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not found; build the binaries first: cargo build --workspace --bins",
+        path.display()
+    );
+    path
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// `127.0.0.1:<free port>`.
+pub fn free_addr() -> String {
+    format!("127.0.0.1:{}", free_port())
+}

@@ -53,9 +53,8 @@ impl AuthzLayer {
             ),
             None => None,
         };
-        let denied = |who: &Identity| {
-            Status::permission_denied(format!("{} may not call {path}", who.role))
-        };
+        let denied =
+            |who: &Identity| Status::permission_denied(format!("{} may not call {path}", who.role));
         match (access, &identity) {
             (Access::Open, _) => Ok(identity),
             (_, None) => Err(Status::unauthenticated(format!(

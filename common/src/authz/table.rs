@@ -49,7 +49,10 @@ pub static TABLE: &[(&str, Access)] = &[
     ("/lnswarm.v1.Raft/ReadIndex", Roles(MANAGERS)),
     // Control: operators.
     ("/lnswarm.v1.Control/GetClusterInfo", Roles(OPERATORS)),
-    ("/lnswarm.v1.Control/UpdateClusterSettings", Roles(OPERATORS)),
+    (
+        "/lnswarm.v1.Control/UpdateClusterSettings",
+        Roles(OPERATORS),
+    ),
     ("/lnswarm.v1.Control/GetJoinToken", Roles(OPERATORS)),
     ("/lnswarm.v1.Control/ListManagers", Roles(OPERATORS)),
     ("/lnswarm.v1.Control/RemoveManager", Roles(OPERATORS)),
@@ -95,8 +98,14 @@ pub static TABLE: &[(&str, Access)] = &[
     // Standard services every server carries.
     ("/grpc.health.v1.Health/Check", Open),
     ("/grpc.health.v1.Health/Watch", Open),
-    ("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", Roles(ANY_CERT)),
-    ("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", Roles(ANY_CERT)),
+    (
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        Roles(ANY_CERT),
+    ),
+    (
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        Roles(ANY_CERT),
+    ),
 ];
 
 /// The access rule for an RPC path, or `None` for a path not in the table (refused).
@@ -120,8 +129,21 @@ mod tests {
             .collect();
         let missing: Vec<_> = defined.difference(&listed).collect();
         let stale: Vec<_> = listed.difference(&defined).collect();
-        assert!(missing.is_empty(), "RPCs missing from the authorization table: {missing:?}");
-        assert!(stale.is_empty(), "table entries for RPCs that do not exist: {stale:?}");
-        assert_eq!(listed.len(), TABLE.iter().filter(|(p, _)| p.starts_with("/lnswarm.")).count(), "duplicate entries");
+        assert!(
+            missing.is_empty(),
+            "RPCs missing from the authorization table: {missing:?}"
+        );
+        assert!(
+            stale.is_empty(),
+            "table entries for RPCs that do not exist: {stale:?}"
+        );
+        assert_eq!(
+            listed.len(),
+            TABLE
+                .iter()
+                .filter(|(p, _)| p.starts_with("/lnswarm."))
+                .count(),
+            "duplicate entries"
+        );
     }
 }

@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
+use rand::RngCore;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
-    SerialNumber, PKCS_ECDSA_P256_SHA256,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    PKCS_ECDSA_P256_SHA256,
 };
-use rand::RngCore;
 use time::OffsetDateTime;
 
 use super::{identity::ca_digest, PkiError, Role};
@@ -151,8 +151,8 @@ impl ClusterCa {
         params.not_before = not_before;
         params.not_after = not_after;
         params.serial_number = Some(random_serial());
-        let issuer = Issuer::from_ca_cert_der(&self.cert_der.clone().into(), &self.key)
-            .map_err(sign_err)?;
+        let issuer =
+            Issuer::from_ca_cert_der(&self.cert_der.clone().into(), &self.key).map_err(sign_err)?;
         let cert = params
             .signed_by(&csr.public_key, &issuer)
             .map_err(sign_err)?;

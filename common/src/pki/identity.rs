@@ -15,6 +15,35 @@ pub fn ca_digest(der: &[u8]) -> String {
     hex::encode(Sha256::digest(der))
 }
 
+/// The subject fields lnswarm uses, read from a PEM certificate (unverified).
+#[derive(Debug, Clone, Default)]
+pub struct Subject {
+    pub common_name: Option<String>,
+    pub organizational_units: Vec<String>,
+    pub organizations: Vec<String>,
+}
+
+pub fn subject_of(pem: &str) -> Result<Subject, PkiError> {
+    let der = pem_to_der(pem)?;
+    let (_, cert) = X509Certificate::from_der(&der)
+        .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
+    let s = cert.subject();
+    let subject = Subject {
+        common_name: s
+            .iter_common_name()
+            .find_map(|a| a.as_str().ok().map(str::to_string)),
+        organizational_units: s
+            .iter_organizational_unit()
+            .filter_map(|a| a.as_str().ok().map(str::to_string))
+            .collect(),
+        organizations: s
+            .iter_organization()
+            .filter_map(|a| a.as_str().ok().map(str::to_string))
+            .collect(),
+    };
+    Ok(subject)
+}
+
 /// A verified caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -127,7 +156,11 @@ impl PeerVerifier {
                 Some((node, device)) if crate::ids::is_node_id_hex(node) && !device.is_empty() => {
                     (Some(node.to_string()), Some(device.to_string()))
                 }
-                _ => return Err(PkiError::MalformedCertificate("owner CN must be <node id>/<device>".into())),
+                _ => {
+                    return Err(PkiError::MalformedCertificate(
+                        "owner CN must be <node id>/<device>".into(),
+                    ))
+                }
             },
             Role::Node => (Some(id.clone()), None),
             _ => (None, None),

@@ -8,8 +8,10 @@ mod role;
 mod token;
 
 pub use ca::{ClusterCa, IssuedCertificate, LeafRequest};
-pub use csr::{new_key_and_csr, KeyAndCsr};
-pub use identity::{ca_digest, Identity, PeerVerifier, Revocations, NO_REVOCATIONS};
+pub use csr::{csr_requested_ous, new_key_and_csr, KeyAndCsr};
+pub use identity::{
+    ca_digest, subject_of, Identity, PeerVerifier, Revocations, Subject, NO_REVOCATIONS,
+};
 pub use role::Role;
 pub use token::JoinToken;
 

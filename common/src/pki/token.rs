@@ -65,7 +65,11 @@ impl fmt::Display for JoinToken {
 /// Never prints the secret.
 impl fmt::Debug for JoinToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "JoinToken({PREFIX}-{VERSION}-{}-<redacted>)", self.ca_digest)
+        write!(
+            f,
+            "JoinToken({PREFIX}-{VERSION}-{}-<redacted>)",
+            self.ca_digest
+        )
     }
 }
 

@@ -32,7 +32,9 @@ pub fn client_config(ca_pem: &str, identity: Option<(&str, &str)>) -> Result<Cli
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots_from_pem(ca_pem)?);
     let mut config = match identity {
-        Some((cert, key)) => builder.with_client_auth_cert(certs_from_pem(cert)?, key_from_pem(key)?)?,
+        Some((cert, key)) => {
+            builder.with_client_auth_cert(certs_from_pem(cert)?, key_from_pem(key)?)?
+        }
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"h2".to_vec()];

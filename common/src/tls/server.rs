@@ -190,7 +190,12 @@ pub fn incoming(
                             remote_addr,
                             certificates: Arc::new(certificates),
                         };
-                        let _ = tx.send(Ok(TlsConn { inner: stream, info })).await;
+                        let _ = tx
+                            .send(Ok(TlsConn {
+                                inner: stream,
+                                info,
+                            }))
+                            .await;
                     }
                     Ok(Err(e)) => tracing::debug!(%remote_addr, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%remote_addr, "TLS handshake timed out"),

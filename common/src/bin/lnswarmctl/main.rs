@@ -1,1 +1,44 @@
-fn main() {}
+//! `lnswarmctl`: the command line for operators and node owners. It speaks only the
+//! public gRPC APIs, with the credential it is given.
+
+mod cluster;
+mod connection;
+mod output;
+
+use clap::{Parser, Subcommand};
+use lnswarm_common::telemetry;
+
+use connection::Connection;
+
+#[derive(Parser)]
+#[command(
+    name = "lnswarmctl",
+    version,
+    about = "Operate an lnswarm cluster and its hosted Lightning nodes"
+)]
+struct Cli {
+    #[command(flatten)]
+    connection: Connection,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Cluster identity, settings and join tokens.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+}
+
+#[tokio::main]
+async fn main() {
+    telemetry::init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Cluster(cmd) => cluster::run(&cli.connection, cmd).await,
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

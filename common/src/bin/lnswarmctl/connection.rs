@@ -1,0 +1,43 @@
+//! Which manager to talk to and with which credential: `--manager` /
+//! `LNSWARM_MANAGER` and `--credentials` / `LNSWARM_CREDENTIALS` (a directory with
+//! cert.pem, key.pem and ca.pem, such as a manager's `D/operator`).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use lnswarm_common::{credentials::Credentials, pki::Role, tls};
+use tonic::transport::Channel;
+
+#[derive(Args, Clone)]
+pub struct Connection {
+    /// Manager address (host:port).
+    #[arg(long, global = true, env = "LNSWARM_MANAGER")]
+    pub manager: Option<String>,
+    /// Directory holding cert.pem, key.pem and ca.pem.
+    #[arg(long, global = true, env = "LNSWARM_CREDENTIALS")]
+    pub credentials: Option<PathBuf>,
+}
+
+impl Connection {
+    pub fn load_credentials(&self) -> Result<Credentials> {
+        let dir = self
+            .credentials
+            .as_ref()
+            .context("no credentials: pass --credentials DIR or set LNSWARM_CREDENTIALS")?;
+        Ok(Credentials::load(dir)?)
+    }
+
+    /// A channel to the manager, authenticated with the credential.
+    pub async fn manager_channel(&self) -> Result<Channel> {
+        let addr = self
+            .manager
+            .as_deref()
+            .context("no manager: pass --manager HOST:PORT or set LNSWARM_MANAGER")?;
+        let creds = self.load_credentials()?;
+        let channel = tls::connect(addr, &creds.client_tls()?, Role::Manager)
+            .await
+            .with_context(|| format!("connecting to manager {addr}"))?;
+        Ok(channel)
+    }
+}

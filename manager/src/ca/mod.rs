@@ -1,0 +1,9 @@
+//! The certificate authority service: joiners trade a CSR and a join token for a
+//! certificate; holders renew theirs. Issued certificates are recorded in the store,
+//! which also backs revocation.
+
+mod revocations;
+mod service;
+
+pub use revocations::StoreRevocations;
+pub use service::{issue_and_record, CaService};

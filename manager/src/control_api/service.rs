@@ -1,0 +1,287 @@
+//! Operator calls: cluster info and settings, join tokens, and inspection of
+//! managers, agents, tasks and hosted nodes. Writes go through the store and are
+//! acknowledged once applied.
+
+use lnswarm_common::{
+    api::{
+        control_server::Control, Agent, Availability, ClusterInfo, CreateTaskRequest,
+        GetAgentRequest, GetClusterInfoRequest, GetJoinTokenRequest, GetJoinTokenResponse,
+        GetTaskRequest, HostedNode, InspectHostedNodeRequest, JoinRole, ListAgentsRequest,
+        ListAgentsResponse, ListHostedNodesRequest, ListHostedNodesResponse, ListManagersRequest,
+        ListManagersResponse, ListTasksRequest, ListTasksResponse, Manager, ManagerInfo,
+        RemoveAgentRequest, RemoveAgentResponse, RemoveHostedNodeRequest, RemoveHostedNodeResponse,
+        RemoveManagerRequest, RemoveManagerResponse, RemoveTaskRequest, RemoveTaskResponse, Task,
+        UpdateAgentRequest, UpdateClusterSettingsRequest,
+    },
+    pki::{ca_digest, Role},
+};
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+use crate::{
+    cluster,
+    store::{keys, Applied, Store, TxnBuilder},
+};
+
+pub struct ControlService {
+    store: Store,
+    /// This manager, for the manager list until the quorum lands.
+    this_manager: Manager,
+}
+
+impl ControlService {
+    pub fn new(store: Store, this_manager: Manager) -> Self {
+        ControlService {
+            store,
+            this_manager,
+        }
+    }
+
+    fn get_or_not_found<M: Message + Default>(
+        &self,
+        key: &str,
+        what: &str,
+    ) -> Result<(u64, M), Status> {
+        self.store.get::<M>(key)?.ok_or_else(|| {
+            Status::not_found(format!(
+                "no {what} {:?}",
+                key.split('/').nth(1).unwrap_or("")
+            ))
+        })
+    }
+}
+
+fn not_yet(what: &str) -> Status {
+    Status::unimplemented(format!("{what} is not available in this version"))
+}
+
+#[tonic::async_trait]
+impl Control for ControlService {
+    async fn get_cluster_info(
+        &self,
+        _req: Request<GetClusterInfoRequest>,
+    ) -> Result<Response<ClusterInfo>, Status> {
+        self.store.read_barrier().await?;
+        let (_, record) = cluster::load(&self.store)?;
+        let ca = cluster::ca(&record)?;
+        Ok(Response::new(ClusterInfo {
+            cluster_id: record.cluster_id,
+            root_ca_digest: ca_digest(ca.cert_der()),
+            root_ca: record.ca_cert_pem.into_bytes(),
+            settings: record.settings,
+            managers: self.store.state().scan(keys::MANAGERS)?.len() as u32,
+            agents: self.store.state().scan(keys::AGENTS)?.len() as u32,
+            hosted_nodes: self.store.state().scan(keys::HOSTED_NODES)?.len() as u32,
+            created_unix_ms: record.created_unix_ms,
+        }))
+    }
+
+    async fn update_cluster_settings(
+        &self,
+        req: Request<UpdateClusterSettingsRequest>,
+    ) -> Result<Response<ClusterInfo>, Status> {
+        let new = req
+            .into_inner()
+            .settings
+            .ok_or_else(|| Status::invalid_argument("settings are required"))?;
+        if new.heartbeat_period_ms != 0 && new.heartbeat_period_ms < 100 {
+            return Err(Status::invalid_argument(
+                "heartbeat period must be at least 100 ms",
+            ));
+        }
+        loop {
+            let (version, mut record) = cluster::load(&self.store)?;
+            let mut settings = record
+                .settings
+                .clone()
+                .unwrap_or_else(cluster::default_settings);
+            if new.heartbeat_period_ms != 0 {
+                settings.heartbeat_period_ms = new.heartbeat_period_ms;
+            }
+            if new.heartbeat_grace_multiplier != 0 {
+                settings.heartbeat_grace_multiplier = new.heartbeat_grace_multiplier;
+            }
+            if !new.network.is_empty() {
+                settings.network = new.network.clone();
+            }
+            if new.chain_source.is_some() {
+                settings.chain_source = new.chain_source.clone();
+            }
+            settings.require_invite_code = new.require_invite_code;
+            record.settings = Some(settings);
+            let txn = TxnBuilder::new()
+                .require_version(keys::CLUSTER, version)
+                .put(keys::CLUSTER, &record)
+                .build();
+            if let Applied::Committed(_) = self.store.propose(txn).await? {
+                break;
+            }
+        }
+        self.get_cluster_info(Request::new(GetClusterInfoRequest {}))
+            .await
+    }
+
+    async fn get_join_token(
+        &self,
+        req: Request<GetJoinTokenRequest>,
+    ) -> Result<Response<GetJoinTokenResponse>, Status> {
+        let req = req.into_inner();
+        let role = match req.role() {
+            JoinRole::Worker => Role::Worker,
+            JoinRole::Manager => Role::Manager,
+        };
+        let token = if req.rotate {
+            let token = cluster::rotate_token(&self.store, role).await?;
+            tracing::info!(%role, "join token rotated");
+            token
+        } else {
+            self.store.read_barrier().await?;
+            let (_, record) = cluster::load(&self.store)?;
+            match role {
+                Role::Manager => record.manager_token,
+                _ => record.worker_token,
+            }
+        };
+        Ok(Response::new(GetJoinTokenResponse { token }))
+    }
+
+    async fn list_managers(
+        &self,
+        _req: Request<ListManagersRequest>,
+    ) -> Result<Response<ListManagersResponse>, Status> {
+        let applied = self.store.state().applied_index();
+        let managers = self
+            .store
+            .list::<Manager>(keys::MANAGERS)?
+            .into_iter()
+            .map(|(_, m)| {
+                let me = m.id == self.this_manager.id;
+                ManagerInfo {
+                    id: m.id,
+                    raft_id: m.raft_id,
+                    addr: m.addr,
+                    leader: me,
+                    reachable: me,
+                    term: 1,
+                    commit_index: if me { applied } else { 0 },
+                    applied_index: if me { applied } else { 0 },
+                }
+            })
+            .collect();
+        Ok(Response::new(ListManagersResponse { managers }))
+    }
+
+    async fn remove_manager(
+        &self,
+        _req: Request<RemoveManagerRequest>,
+    ) -> Result<Response<RemoveManagerResponse>, Status> {
+        Err(not_yet("removing managers"))
+    }
+
+    async fn list_agents(
+        &self,
+        _req: Request<ListAgentsRequest>,
+    ) -> Result<Response<ListAgentsResponse>, Status> {
+        let agents = self.store.list::<Agent>(keys::AGENTS)?;
+        Ok(Response::new(ListAgentsResponse {
+            agents: agents.into_iter().map(|(_, a)| a).collect(),
+        }))
+    }
+
+    async fn get_agent(&self, req: Request<GetAgentRequest>) -> Result<Response<Agent>, Status> {
+        let id = req.into_inner().id;
+        let (_, agent) = self.get_or_not_found::<Agent>(&keys::agent(&id), "agent")?;
+        Ok(Response::new(agent))
+    }
+
+    async fn update_agent(
+        &self,
+        req: Request<UpdateAgentRequest>,
+    ) -> Result<Response<Agent>, Status> {
+        let req = req.into_inner();
+        let availability = Availability::try_from(req.availability)
+            .map_err(|_| Status::invalid_argument("unknown availability"))?;
+        let key = keys::agent(&req.id);
+        loop {
+            let (version, mut agent) = self.get_or_not_found::<Agent>(&key, "agent")?;
+            agent.availability = availability as i32;
+            let txn = TxnBuilder::new()
+                .require_version(&key, version)
+                .put_tagged(&key, &agent, [keys::agent_tag(&req.id)])
+                .build();
+            if let Applied::Committed(_) = self.store.propose(txn).await? {
+                return Ok(Response::new(agent));
+            }
+        }
+    }
+
+    async fn remove_agent(
+        &self,
+        _req: Request<RemoveAgentRequest>,
+    ) -> Result<Response<RemoveAgentResponse>, Status> {
+        Err(not_yet("removing agents"))
+    }
+
+    async fn list_tasks(
+        &self,
+        req: Request<ListTasksRequest>,
+    ) -> Result<Response<ListTasksResponse>, Status> {
+        let req = req.into_inner();
+        let tasks = self
+            .store
+            .list::<Task>(keys::TASKS)?
+            .into_iter()
+            .map(|(_, t)| t)
+            .filter(|t| req.agent_id.is_empty() || t.agent_id == req.agent_id)
+            .filter(|t| req.node_id.is_empty() || t.node_id == req.node_id)
+            .collect();
+        Ok(Response::new(ListTasksResponse { tasks }))
+    }
+
+    async fn get_task(&self, req: Request<GetTaskRequest>) -> Result<Response<Task>, Status> {
+        let id = req.into_inner().id;
+        let (_, task) = self.get_or_not_found::<Task>(&keys::task(&id), "task")?;
+        Ok(Response::new(task))
+    }
+
+    async fn create_task(
+        &self,
+        _req: Request<CreateTaskRequest>,
+    ) -> Result<Response<Task>, Status> {
+        Err(not_yet("creating tasks"))
+    }
+
+    async fn remove_task(
+        &self,
+        _req: Request<RemoveTaskRequest>,
+    ) -> Result<Response<RemoveTaskResponse>, Status> {
+        Err(not_yet("removing tasks"))
+    }
+
+    async fn list_hosted_nodes(
+        &self,
+        _req: Request<ListHostedNodesRequest>,
+    ) -> Result<Response<ListHostedNodesResponse>, Status> {
+        let nodes = self.store.list::<HostedNode>(keys::HOSTED_NODES)?;
+        Ok(Response::new(ListHostedNodesResponse {
+            nodes: nodes.into_iter().map(|(_, n)| n).collect(),
+        }))
+    }
+
+    async fn inspect_hosted_node(
+        &self,
+        req: Request<InspectHostedNodeRequest>,
+    ) -> Result<Response<HostedNode>, Status> {
+        let id = req.into_inner().node_id;
+        let (_, node) =
+            self.get_or_not_found::<HostedNode>(&keys::hosted_node(&id), "hosted node")?;
+        Ok(Response::new(node))
+    }
+
+    async fn remove_hosted_node(
+        &self,
+        _req: Request<RemoveHostedNodeRequest>,
+    ) -> Result<Response<RemoveHostedNodeResponse>, Status> {
+        Err(not_yet("removing hosted nodes"))
+    }
+}

@@ -1,0 +1,130 @@
+//! `lnswarm-manager init`: creates a cluster in an empty data directory: the root CA
+//! (new, or one the operator brings), the cluster object with both join tokens, this
+//! manager's certificate, and an operator credential for lnswarmctl.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use lnswarm_common::{
+    api::{ClusterRecord, Manager},
+    credentials::Credentials,
+    ids::new_id,
+    pki::{new_key_and_csr, subject_of, ClusterCa, Role},
+};
+
+use crate::{
+    ca::issue_and_record,
+    cluster,
+    layout::{open_db, DataDir, ManagerConfig},
+    store::{keys, Store, TxnBuilder},
+};
+
+pub struct InitOptions {
+    pub data_dir: PathBuf,
+    pub listen: String,
+    pub advertise: Option<String>,
+    /// PEM certificate and key of a root CA the operator brings; its O becomes the
+    /// cluster id.
+    pub external_ca: Option<(String, String)>,
+}
+
+pub struct Initialized {
+    pub config: ManagerConfig,
+    pub record: ClusterRecord,
+    pub store: Store,
+    pub credentials: Credentials,
+    pub manager: Manager,
+}
+
+pub async fn init(opts: InitOptions) -> anyhow::Result<Initialized> {
+    let dir = DataDir::new(&opts.data_dir);
+    if dir.config_file().exists() || dir.state().exists() {
+        bail!(
+            "{} already holds a manager; start it with `lnswarm-manager run --data-dir {}`",
+            dir.root().display(),
+            dir.root().display()
+        );
+    }
+    std::fs::create_dir_all(dir.root())
+        .with_context(|| format!("creating {}", dir.root().display()))?;
+
+    let ca = match &opts.external_ca {
+        Some((cert, key)) => {
+            let cluster_id = subject_of(cert)
+                .context("reading the external CA certificate")?
+                .organizations
+                .into_iter()
+                .next()
+                .context("the external CA certificate must name the cluster id in its O")?;
+            ClusterCa::load(&cluster_id, cert, key).context("loading the external CA")?
+        }
+        None => ClusterCa::create(&new_id()).context("creating the root CA")?,
+    };
+
+    let advertise = opts
+        .advertise
+        .clone()
+        .unwrap_or_else(|| opts.listen.clone());
+    let manager_id = new_id();
+    let store = Store::open_local(
+        open_db(&dir)?,
+        Some((manager_id.clone(), advertise.clone())),
+    )?;
+    let record = cluster::create(&store, &ca).await?;
+
+    let host: Vec<String> = advertise
+        .rsplit_once(':')
+        .map(|(h, _)| h.to_string())
+        .into_iter()
+        .collect();
+    let key = new_key_and_csr("manager", Some(Role::Manager))?;
+    let cert = issue_and_record(&store, &key.csr_pem, Role::Manager, &manager_id, &host)
+        .await
+        .map_err(|s| anyhow::anyhow!("issuing the manager certificate: {}", s.message()))?;
+    let credentials = Credentials {
+        cert_pem: cert,
+        key_pem: key.key_pem,
+        ca_pem: ca.cert_pem().to_string(),
+    };
+    credentials.save(&dir.credentials())?;
+
+    let operator_id = format!("operator-{}", &new_id()[..8]);
+    let key = new_key_and_csr("operator", Some(Role::Operator))?;
+    let cert = issue_and_record(&store, &key.csr_pem, Role::Operator, &operator_id, &[])
+        .await
+        .map_err(|s| anyhow::anyhow!("issuing the operator certificate: {}", s.message()))?;
+    Credentials {
+        cert_pem: cert,
+        key_pem: key.key_pem,
+        ca_pem: ca.cert_pem().to_string(),
+    }
+    .save(&dir.operator())?;
+
+    let manager = Manager {
+        id: manager_id.clone(),
+        addr: advertise.clone(),
+        raft_id: 1,
+    };
+    store
+        .propose(
+            TxnBuilder::new()
+                .put(keys::manager(&manager_id), &manager)
+                .build(),
+        )
+        .await?;
+
+    let config = ManagerConfig {
+        id: manager_id,
+        cluster_id: record.cluster_id.clone(),
+        listen: opts.listen,
+        advertise,
+    };
+    dir.write_config(&config)?;
+    Ok(Initialized {
+        config,
+        record,
+        store,
+        credentials,
+        manager,
+    })
+}

@@ -1,0 +1,77 @@
+//! A manager's data directory:
+//!
+//! ```text
+//! D/manager.json   this manager's id, listen address and cluster id
+//! D/state/         sled: the state machine (and, with a quorum, the raft log)
+//! D/credentials/   this manager's certificate, key and the root CA (mode 0600)
+//! D/operator/      an operator credential for lnswarmctl (written by `init`)
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManagerConfig {
+    pub id: String,
+    pub cluster_id: String,
+    /// Address to listen on.
+    pub listen: String,
+    /// Address other managers and agents dial (defaults to `listen`).
+    pub advertise: String,
+}
+
+pub struct DataDir(PathBuf);
+
+impl DataDir {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        DataDir(path.into())
+    }
+    pub fn root(&self) -> &Path {
+        &self.0
+    }
+    pub fn config_file(&self) -> PathBuf {
+        self.0.join("manager.json")
+    }
+    pub fn state(&self) -> PathBuf {
+        self.0.join("state")
+    }
+    pub fn credentials(&self) -> PathBuf {
+        self.0.join("credentials")
+    }
+    pub fn operator(&self) -> PathBuf {
+        self.0.join("operator")
+    }
+
+    pub fn read_config(&self) -> anyhow::Result<ManagerConfig> {
+        use anyhow::Context;
+        let path = self.config_file();
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading {} (is this a manager data directory?)",
+                path.display()
+            )
+        })?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    pub fn write_config(&self, config: &ManagerConfig) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let path = self.config_file();
+        let tmp = self.0.join(".manager.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(config)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
+    }
+}
+
+/// Opens the sled database under `D/state`.
+pub fn open_db(dir: &DataDir) -> anyhow::Result<sled::Db> {
+    use anyhow::Context;
+    sled::Config::new()
+        .path(dir.state())
+        .mode(sled::Mode::HighThroughput)
+        .open()
+        .with_context(|| format!("opening the store at {}", dir.state().display()))
+}

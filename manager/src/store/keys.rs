@@ -1,0 +1,46 @@
+//! Where each kind of object lives in the store, and the watch tags its changes wake.
+
+pub const CLUSTER: &str = "cluster";
+
+pub fn certificate(id: &str) -> String {
+    format!("certs/{id}")
+}
+
+pub const CERTIFICATES: &str = "certs/";
+
+pub fn manager(id: &str) -> String {
+    format!("managers/{id}")
+}
+
+pub const MANAGERS: &str = "managers/";
+
+pub fn agent(id: &str) -> String {
+    format!("agents/{id}")
+}
+
+pub const AGENTS: &str = "agents/";
+
+pub fn task(id: &str) -> String {
+    format!("tasks/{id}")
+}
+
+pub const TASKS: &str = "tasks/";
+
+pub fn secret(id: &str) -> String {
+    format!("secrets/{id}")
+}
+
+pub fn hosted_node(node_id: &str) -> String {
+    format!("nodes/{node_id}")
+}
+
+pub const HOSTED_NODES: &str = "nodes/";
+
+pub fn challenge(hex: &str) -> String {
+    format!("challenges/{hex}")
+}
+
+/// Watch tag for everything assigned to one agent.
+pub fn agent_tag(agent_id: &str) -> String {
+    format!("agent/{agent_id}")
+}
