@@ -2,7 +2,10 @@
 //! start real processes that are killed when the test ends, and wait for conditions.
 //! Tests drive lnswarm only through its binaries and public gRPC APIs.
 
+pub mod certs;
+pub mod manager;
 pub mod process;
+pub mod raw_grpc;
 pub mod wait;
 
 use std::{net::TcpListener, path::PathBuf};
