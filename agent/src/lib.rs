@@ -2,5 +2,6 @@
 //! supervision, and the hosted Lightning node runtime (`lnswarm-node`) with its
 //! regtest chain stand-in (`lnswarm-regtest`).
 
+pub mod layout;
 pub mod node;
 pub mod regtest;

@@ -1,0 +1,20 @@
+//! `lnswarm-node`: one hosted Lightning node. See `lnswarm_agent::node`.
+
+use anyhow::Context;
+use clap::Parser;
+use lnswarm_agent::node::{self, seed, NodeArgs, NodeConfig};
+
+fn main() -> anyhow::Result<()> {
+    lnswarm_common::telemetry::init();
+    let config = NodeConfig::from_args(NodeArgs::parse()).context("configuration")?;
+    let seed = seed::read_seed(std::io::stdin().lock()).context("reading the seed")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("lnswarm-node")
+        .build()
+        .context("starting the runtime")?;
+    let result = runtime.block_on(node::run(config, seed));
+    // ldk-node's stop has joined its tasks; anything left must not delay the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    result.context("lnswarm-node")
+}

@@ -1,0 +1,208 @@
+//! What `lnswarm-node` is told at start: flags, or a JSON config file with the same
+//! names (flags win). The seed is never part of this; it comes only from stdin
+//! ([`super::seed`]).
+
+use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr};
+
+use ldk_node::bitcoin::{secp256k1::PublicKey, Network};
+use serde::Deserialize;
+
+/// Flags of `lnswarm-node`. Each may also be given in the `--config` file, a JSON
+/// object whose keys are the flag names (`"bitcoind-rpc-host": "127.0.0.1"`).
+#[derive(clap::Parser, Deserialize, Default, Debug)]
+#[command(
+    name = "lnswarm-node",
+    version,
+    about = "One hosted Lightning node (ldk-node) and its Node API over mTLS.",
+    long_about = "One hosted Lightning node (ldk-node) and its Node API over mTLS.\n\n\
+        The node's 64-byte seed is read from stdin (raw bytes; e.g. `xxd -r -p seed.hex | \
+        lnswarm-node ...`), never from flags, environment or files. The node refuses to start \
+        if the seed does not give --node-id.\n\n\
+        Chain source: bitcoind RPC (--bitcoind-rpc-*) in production, or --esplora-url, or \
+        --electrum-url. lnswarm-regtest serves the bitcoind RPC subset on machines without \
+        bitcoind."
+)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct NodeArgs {
+    /// A JSON file holding any of these options (flags given on the command line win).
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// bitcoin, testnet, testnet4, signet or regtest.
+    #[arg(long)]
+    pub network: Option<String>,
+    /// bitcoind RPC host (the production chain source).
+    #[arg(long)]
+    pub bitcoind_rpc_host: Option<String>,
+    #[arg(long)]
+    pub bitcoind_rpc_port: Option<u16>,
+    #[arg(long)]
+    pub bitcoind_rpc_user: Option<String>,
+    #[arg(long)]
+    pub bitcoind_rpc_password: Option<String>,
+    /// Esplora server URL (alternative chain source).
+    #[arg(long)]
+    pub esplora_url: Option<String>,
+    /// Electrum server URL, e.g. tcp://host:50001 (alternative chain source).
+    #[arg(long)]
+    pub electrum_url: Option<String>,
+    /// Seconds between wallet syncs for Esplora and Electrum (at least 10; bitcoind RPC
+    /// polls every 2 seconds regardless).
+    #[arg(long)]
+    pub sync_interval_secs: Option<u64>,
+    /// Lightning peer-to-peer listen address, host:port.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Node API (gRPC over mTLS) listen address.
+    #[arg(long)]
+    pub api_listen: Option<SocketAddr>,
+    /// Where ldk-node keeps its state.
+    #[arg(long)]
+    pub storage_dir: Option<PathBuf>,
+    /// The node's server certificate (OU lightning-node, CN = node id), PEM.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key, PEM.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// The cluster root CA, PEM.
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+    /// The node id (hex public key) the seed must give.
+    #[arg(long)]
+    pub node_id: Option<String>,
+    /// Alias announced to the network (needed only for announced channels).
+    #[arg(long)]
+    pub alias: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("missing --{0}")]
+    Missing(&'static str),
+    #[error("invalid --{0}: {1}")]
+    Invalid(&'static str, String),
+    #[error("give exactly one chain source: bitcoind RPC (--bitcoind-rpc-host ...), --esplora-url or --electrum-url")]
+    ChainSource,
+}
+
+/// Where the node learns about the chain.
+#[derive(Clone)]
+pub enum ChainSource {
+    BitcoindRpc {
+        host: String,
+        port: u16,
+        user: String,
+        password: String,
+    },
+    Esplora {
+        url: String,
+    },
+    Electrum {
+        url: String,
+    },
+}
+
+impl fmt::Debug for ChainSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChainSource::BitcoindRpc {
+                host, port, user, ..
+            } => {
+                write!(f, "bitcoind-rpc {user}@{host}:{port}")
+            }
+            ChainSource::Esplora { url } => write!(f, "esplora {url}"),
+            ChainSource::Electrum { url } => write!(f, "electrum {url}"),
+        }
+    }
+}
+
+/// A complete, checked configuration.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub network: Network,
+    pub chain: ChainSource,
+    pub sync_interval_secs: u64,
+    pub listen: String,
+    pub api_listen: SocketAddr,
+    pub storage_dir: PathBuf,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    pub ca_cert: PathBuf,
+    pub node_id: PublicKey,
+    pub alias: Option<String>,
+}
+
+impl NodeConfig {
+    /// Merges the flags with the config file they name, and checks the result.
+    pub fn from_args(cli: NodeArgs) -> Result<Self, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                serde_json::from_str::<NodeArgs>(&text).map_err(|source| ConfigError::Parse {
+                    path: path.clone(),
+                    source,
+                })?
+            }
+            None => NodeArgs::default(),
+        };
+        macro_rules! pick {
+            ($f:ident) => {
+                cli.$f.or(file.$f)
+            };
+        }
+        macro_rules! need {
+            ($f:ident, $name:literal) => {
+                pick!($f).ok_or(ConfigError::Missing($name))?
+            };
+        }
+        let network_s = need!(network, "network");
+        let network = Network::from_str(&network_s)
+            .or_else(|_| Network::from_core_arg(&network_s))
+            .map_err(|_| ConfigError::Invalid("network", network_s.clone()))?;
+
+        let host = pick!(bitcoind_rpc_host);
+        let esplora = pick!(esplora_url);
+        let electrum = pick!(electrum_url);
+        let chain = match (host, esplora, electrum) {
+            (Some(host), None, None) => ChainSource::BitcoindRpc {
+                host,
+                port: need!(bitcoind_rpc_port, "bitcoind-rpc-port"),
+                user: need!(bitcoind_rpc_user, "bitcoind-rpc-user"),
+                password: need!(bitcoind_rpc_password, "bitcoind-rpc-password"),
+            },
+            (None, Some(url), None) => ChainSource::Esplora { url },
+            (None, None, Some(url)) => ChainSource::Electrum { url },
+            _ => return Err(ConfigError::ChainSource),
+        };
+        let node_id_s = need!(node_id, "node-id");
+        let node_id = PublicKey::from_str(&node_id_s)
+            .map_err(|_| ConfigError::Invalid("node-id", "not a hex public key".into()))?;
+        Ok(NodeConfig {
+            network,
+            chain,
+            sync_interval_secs: pick!(sync_interval_secs).unwrap_or(10).max(10),
+            listen: need!(listen, "listen"),
+            api_listen: need!(api_listen, "api-listen"),
+            storage_dir: need!(storage_dir, "storage-dir"),
+            tls_cert: need!(tls_cert, "tls-cert"),
+            tls_key: need!(tls_key, "tls-key"),
+            ca_cert: need!(ca_cert, "ca-cert"),
+            node_id,
+            alias: pick!(alias),
+        })
+    }
+}

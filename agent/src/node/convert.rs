@@ -1,0 +1,71 @@
+//! ldk-node's types as Node API messages.
+
+use ldk_node::{
+    payment::{PaymentDetails, PaymentDirection, PaymentKind, PaymentStatus},
+    ChannelDetails,
+};
+use lnswarm_common::api;
+
+/// Whether a payment is a Lightning payment (the Node API lists only those; on-chain
+/// wallet activity shows in the balances).
+pub fn is_lightning(p: &PaymentDetails) -> bool {
+    !matches!(p.kind, PaymentKind::Onchain { .. })
+}
+
+pub fn payment(p: &PaymentDetails) -> api::Payment {
+    let hash = match &p.kind {
+        PaymentKind::Bolt11 { hash, .. } | PaymentKind::Bolt11Jit { hash, .. } => {
+            Some(hash.to_string())
+        }
+        PaymentKind::Spontaneous { hash, .. } => Some(hash.to_string()),
+        PaymentKind::Bolt12Offer { hash, .. } | PaymentKind::Bolt12Refund { hash, .. } => {
+            hash.map(|h| h.to_string())
+        }
+        PaymentKind::Onchain { txid, .. } => Some(txid.to_string()),
+    };
+    api::Payment {
+        payment_id: hex::encode(p.id.0),
+        payment_hash: hash.unwrap_or_default(),
+        amount_msat: p.amount_msat.unwrap_or(0),
+        fee_msat: p.fee_paid_msat.unwrap_or(0),
+        direction: match p.direction {
+            PaymentDirection::Inbound => api::PaymentDirection::Inbound,
+            PaymentDirection::Outbound => api::PaymentDirection::Outbound,
+        } as i32,
+        status: payment_status(p.status) as i32,
+        latest_update_unix: p.latest_update_timestamp,
+    }
+}
+
+pub fn payment_status(s: PaymentStatus) -> api::PaymentStatus {
+    match s {
+        PaymentStatus::Pending => api::PaymentStatus::Pending,
+        PaymentStatus::Succeeded => api::PaymentStatus::Succeeded,
+        PaymentStatus::Failed => api::PaymentStatus::Failed,
+    }
+}
+
+pub fn channel(c: &ChannelDetails) -> api::Channel {
+    api::Channel {
+        channel_id: c.user_channel_id.0.to_string(),
+        counterparty_node_id: c.counterparty_node_id.to_string(),
+        funding_txo: c
+            .funding_txo
+            .map(|o| format!("{}:{}", o.txid, o.vout))
+            .unwrap_or_default(),
+        capacity_sats: c.channel_value_sats,
+        outbound_capacity_msat: c.outbound_capacity_msat,
+        inbound_capacity_msat: c.inbound_capacity_msat,
+        confirmations: c.confirmations.unwrap_or(0),
+        is_channel_ready: c.is_channel_ready,
+        is_usable: c.is_usable,
+    }
+}
+
+pub fn balances(b: &ldk_node::BalanceDetails) -> api::BalancesResponse {
+    api::BalancesResponse {
+        onchain_total_sats: b.total_onchain_balance_sats,
+        onchain_spendable_sats: b.spendable_onchain_balance_sats,
+        lightning_sats: b.total_lightning_balance_sats,
+    }
+}

@@ -1,0 +1,20 @@
+//! `lnswarm-node`: one hosted Lightning node (ldk-node inside) and its Node API.
+//!
+//! - [`config`]: flags and config file (everything but the seed).
+//! - [`seed`]: the seed from stdin and the node id it gives.
+//! - [`ldk`]: building and starting ldk-node.
+//! - [`service`]: the Node API handlers; [`convert`]: ldk types as API messages;
+//!   [`errors`]: ldk errors as gRPC codes; [`events`]: the event stream.
+//! - [`server`]: mTLS, authorization, health and shutdown around it all.
+
+pub mod config;
+pub mod convert;
+pub mod errors;
+pub mod events;
+pub mod ldk;
+pub mod seed;
+pub mod server;
+pub mod service;
+
+pub use config::{NodeArgs, NodeConfig};
+pub use server::run;

@@ -1,0 +1,207 @@
+//! The process around the node: TLS and authorization for the Node API, gRPC health
+//! (NOT_SERVING until ldk-node has started, SERVING after), and a clean stop on
+//! SIGTERM (health NOT_SERVING, API closed, `node.stop()`, exit 0).
+
+use std::sync::{Arc, OnceLock};
+
+use lnswarm_common::{
+    api::node_server::NodeServer,
+    authz::{AuthzLayer, NodeScope},
+    credentials::Credentials,
+    pki::Role,
+    tls,
+};
+use tokio::sync::broadcast;
+use tonic_health::ServingStatus;
+use tracing::Instrument;
+
+use super::{
+    config::NodeConfig,
+    errors::blocking,
+    events, ldk,
+    seed::{node_id_from_seed, Seed},
+    service::{NodeApi, Running},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(
+        "the seed on stdin gives node id {actual}, but --node-id is {expected}; refusing to start"
+    )]
+    WrongSeed { expected: String, actual: String },
+    #[error("reading {what} from {path}: {source}")]
+    ReadFile {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the TLS certificate is not usable: {0}")]
+    Certificate(String),
+    #[error("binding the Node API on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Start(#[from] ldk::StartError),
+    #[error("the Node API server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+const NODE_SERVICE: &str = "lnswarm.v1.Node";
+
+/// Runs the node until SIGTERM or SIGINT.
+pub async fn run(config: NodeConfig, seed: Seed) -> Result<(), RunError> {
+    let derived = node_id_from_seed(&seed);
+    if derived != config.node_id {
+        return Err(RunError::WrongSeed {
+            expected: config.node_id.to_string(),
+            actual: derived.to_string(),
+        });
+    }
+    let node_id = config.node_id.to_string();
+    let span = tracing::info_span!("node", node_id = %node_id);
+    run_checked(config, seed, node_id).instrument(span).await
+}
+
+fn read(what: &'static str, path: &std::path::Path) -> Result<String, RunError> {
+    std::fs::read_to_string(path).map_err(|source| RunError::ReadFile {
+        what,
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+async fn run_checked(config: NodeConfig, seed: Seed, node_id: String) -> Result<(), RunError> {
+    let creds = Credentials {
+        cert_pem: read("the TLS certificate", &config.tls_cert)?,
+        key_pem: read("the TLS key", &config.tls_key)?,
+        ca_pem: read("the cluster CA", &config.ca_cert)?,
+    };
+    let verifier = creds
+        .peer_verifier()
+        .map_err(|e| RunError::Certificate(e.to_string()))?;
+    let own = {
+        use rustls_pki_types::{pem::PemObject, CertificateDer};
+        let der = CertificateDer::from_pem_slice(creds.cert_pem.as_bytes())
+            .map_err(|e| RunError::Certificate(e.to_string()))?;
+        verifier
+            .verify(&der)
+            .map_err(|e| RunError::Certificate(e.to_string()))?
+    };
+    if own.role != Role::Node || own.id != node_id {
+        return Err(RunError::Certificate(format!(
+            "it is a {} certificate for {:?}; this node needs a {} certificate for {node_id}",
+            own.role,
+            own.id,
+            Role::Node
+        )));
+    }
+    let server_tls = tls::server_config(&creds.cert_pem, &creds.key_pem)
+        .map_err(|e| RunError::Certificate(e.to_string()))?;
+    let listener = tokio::net::TcpListener::bind(config.api_listen)
+        .await
+        .map_err(|source| RunError::Bind {
+            addr: config.api_listen,
+            source,
+        })?;
+    let api_addr = listener
+        .local_addr()
+        .map_err(|e| RunError::Internal(e.to_string()))?;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    health
+        .set_service_status(NODE_SERVICE, ServingStatus::NotServing)
+        .await;
+
+    let state: Arc<OnceLock<Running>> = Arc::new(OnceLock::new());
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tonic::transport::Server::builder()
+        .layer(AuthzLayer::new(verifier, NodeScope::Node(node_id.clone())))
+        .add_service(health_service)
+        .add_service(NodeServer::new(NodeApi::new(state.clone())))
+        .serve_with_incoming_shutdown(tls::incoming(listener, server_tls), async {
+            let _ = api_stopped.await;
+        });
+    let mut server = tokio::spawn(server.in_current_span());
+    tracing::info!(api = %api_addr, "Node API listening (not serving until the node has started)");
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| RunError::Internal(e.to_string()))?;
+
+    let start_config = config.clone();
+    let span = tracing::Span::current();
+    let starting = blocking(move || {
+        let _enter = span.enter();
+        ldk::build_and_start(&start_config, &seed)
+    });
+    let node = tokio::select! {
+        started = starting => started.map_err(|e| RunError::Internal(e.to_string()))??,
+        _ = term.recv() => {
+            tracing::info!("SIGTERM while starting: exiting");
+            return Ok(());
+        }
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("interrupted while starting: exiting");
+            return Ok(());
+        }
+        served = &mut server => {
+            return Err(match served {
+                Ok(Err(e)) => RunError::Serve(e),
+                _ => RunError::Internal("the Node API server stopped".into()),
+            });
+        }
+    };
+
+    let (events_tx, _) = broadcast::channel(events::BUFFER);
+    let pump = tokio::spawn(events::pump(node.clone(), events_tx.clone()).in_current_span());
+    let _ = state.set(Running {
+        node: node.clone(),
+        events: events_tx,
+        money: tokio::sync::Mutex::new(()),
+    });
+    health.set_service_status("", ServingStatus::Serving).await;
+    health
+        .set_service_status(NODE_SERVICE, ServingStatus::Serving)
+        .await;
+    tracing::info!(
+        api = %api_addr,
+        lightning = %config.listen,
+        network = %config.network,
+        chain = ?config.chain,
+        "node started"
+    );
+
+    let result = tokio::select! {
+        _ = term.recv() => { tracing::info!("SIGTERM: stopping"); Ok(()) }
+        _ = tokio::signal::ctrl_c() => { tracing::info!("interrupted: stopping"); Ok(()) }
+        served = &mut server => match served {
+            Ok(Err(e)) => Err(RunError::Serve(e)),
+            _ => Err(RunError::Internal("the Node API server stopped".into())),
+        },
+    };
+
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    health
+        .set_service_status(NODE_SERVICE, ServingStatus::NotServing)
+        .await;
+    let _ = stop_api.send(());
+    // Open streams (SubscribeEvents) would hold a graceful shutdown forever.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), &mut server).await;
+    server.abort();
+    pump.abort();
+    let stopping = node.clone();
+    match blocking(move || stopping.stop()).await {
+        Ok(Ok(())) => tracing::info!("node stopped"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "node stop reported an error"),
+        Err(e) => tracing::warn!(error = %e, "node stop failed"),
+    }
+    result
+}
