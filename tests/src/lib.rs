@@ -3,6 +3,7 @@
 //! Tests drive lnswarm only through its binaries and public gRPC APIs.
 
 pub mod certs;
+pub mod lightning;
 pub mod manager;
 pub mod process;
 pub mod raw_grpc;
