@@ -20,7 +20,7 @@ pub enum JoinError {
         #[source]
         source: FetchCaError,
     },
-    #[error("the manager's root CA (digest {actual}) does not match the join token (digest {expected}); refusing to send the token")]
+    #[error("the manager's root CA (digest {actual}) is not the one expected (digest {expected}); refusing to send anything secret to it")]
     CaMismatch { expected: String, actual: String },
     #[error("manager refused the join: {0}")]
     Refused(tonic::Status),
@@ -28,6 +28,32 @@ pub enum JoinError {
     Pki(#[from] PkiError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+}
+
+/// Fetches the root CA from a manager and returns it only if its SHA-256 digest is
+/// `expected_digest` (as join tokens and `lnswarmctl cluster info` show it).
+pub async fn fetch_pinned_ca(
+    manager_addr: &str,
+    expected_digest: &str,
+) -> Result<String, JoinError> {
+    let ca_pem = tls::fetch_root_ca_unverified(manager_addr)
+        .await
+        .map_err(|source| JoinError::FetchCa {
+            addr: manager_addr.to_string(),
+            source,
+        })?;
+    let ca_der = tls::certs_from_pem(&ca_pem)?
+        .into_iter()
+        .next()
+        .expect("certs_from_pem returns at least one");
+    let actual = ca_digest(&ca_der);
+    if !actual.eq_ignore_ascii_case(expected_digest.trim()) {
+        return Err(JoinError::CaMismatch {
+            expected: expected_digest.to_string(),
+            actual,
+        });
+    }
+    Ok(ca_pem)
 }
 
 /// What a successful join yields.
@@ -46,23 +72,7 @@ pub async fn join(
     advertise_addr: &str,
 ) -> Result<Joined, JoinError> {
     let token = JoinToken::parse(token).map_err(|_| JoinError::MalformedToken)?;
-    let ca_pem = tls::fetch_root_ca_unverified(manager_addr)
-        .await
-        .map_err(|source| JoinError::FetchCa {
-            addr: manager_addr.to_string(),
-            source,
-        })?;
-    let ca_der = tls::certs_from_pem(&ca_pem)?
-        .into_iter()
-        .next()
-        .expect("certs_from_pem returns at least one");
-    let actual = ca_digest(&ca_der);
-    if actual != token.ca_digest {
-        return Err(JoinError::CaMismatch {
-            expected: token.ca_digest.clone(),
-            actual,
-        });
-    }
+    let ca_pem = fetch_pinned_ca(manager_addr, &token.ca_digest).await?;
     let key = new_key_and_csr(role.ou(), Some(role))?;
     let channel = tls::connect(
         manager_addr,

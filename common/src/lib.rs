@@ -7,6 +7,8 @@ pub mod authz;
 pub mod credentials;
 pub mod ids;
 pub mod join;
+pub mod node_keys;
 pub mod pki;
+pub mod seal;
 pub mod telemetry;
 pub mod tls;

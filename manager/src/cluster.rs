@@ -23,7 +23,10 @@ pub fn default_settings() -> ClusterSettings {
 
 /// Writes the cluster object of a new cluster. Fails if one exists.
 pub async fn create(store: &Store, ca: &ClusterCa) -> Result<ClusterRecord, ClusterError> {
+    let (seal_secret_key, seal_public_key) = lnswarm_common::seal::new_keypair();
     let record = ClusterRecord {
+        seal_secret_key: seal_secret_key.to_vec(),
+        seal_public_key: seal_public_key.to_vec(),
         cluster_id: ca.cluster_id().to_string(),
         ca_cert_pem: ca.cert_pem().to_string(),
         ca_key_pem: ca.key_pem(),

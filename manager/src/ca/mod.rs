@@ -6,4 +6,4 @@ mod revocations;
 mod service;
 
 pub use revocations::StoreRevocations;
-pub use service::{issue_and_record, CaService};
+pub use service::{check_csr, issue_and_record, sign_leaf, CaService};

@@ -32,15 +32,15 @@ impl CaService {
 /// Largest CSR accepted; a P-256 CSR is well under 1 KiB.
 const MAX_CSR_BYTES: usize = 16 * 1024;
 
-/// Signs a leaf for `csr_pem` and records it; shared by joins, renewals, init, and
-/// the Scheduler's owner certificates. Returns the certificate PEM.
-pub async fn issue_and_record(
+/// Signs a leaf for `csr_pem` (CN `id`, OU `role`) without recording it, for callers
+/// that record it in the same transaction as other changes.
+pub fn sign_leaf(
     store: &Store,
     csr_pem: &str,
     role: Role,
     id: &str,
     extra_sans: &[String],
-) -> Result<String, Status> {
+) -> Result<CertificateRecord, Status> {
     let (_, record) = cluster::load(store)?;
     let ca = cluster::ca(&record)?;
     let issued = ca
@@ -52,13 +52,25 @@ pub async fn issue_and_record(
             validity: None,
         })
         .map_err(pki_status)?;
-    let cert = CertificateRecord {
+    Ok(CertificateRecord {
         id: id.to_string(),
         role: role.ou().to_string(),
-        cert_pem: issued.pem.clone(),
+        cert_pem: issued.pem,
         revoked: false,
         issued_unix_ms: now_unix_ms(),
-    };
+    })
+}
+
+/// Signs a leaf for `csr_pem` and records it; shared by joins, renewals and init.
+/// Returns the certificate PEM.
+pub async fn issue_and_record(
+    store: &Store,
+    csr_pem: &str,
+    role: Role,
+    id: &str,
+    extra_sans: &[String],
+) -> Result<String, Status> {
+    let cert = sign_leaf(store, csr_pem, role, id, extra_sans)?;
     let key = keys::certificate(id);
     let txn = match store.get::<CertificateRecord>(&key)? {
         // A renewal replaces the record, unless it was revoked meanwhile.
@@ -69,11 +81,27 @@ pub async fn issue_and_record(
         None => TxnBuilder::new().require_absent(&key).put(&key, &cert),
     };
     match store.propose(txn.build()).await? {
-        Applied::Committed(_) => Ok(issued.pem),
+        Applied::Committed(_) => Ok(cert.cert_pem),
         Applied::CheckFailed(_) => Err(Status::aborted(
             "certificate record changed concurrently; retry",
         )),
     }
+}
+
+/// CSRs are small; anything larger is refused before parsing.
+pub fn check_csr(csr: &[u8], allowed_role: Role) -> Result<&str, Status> {
+    if csr.len() > MAX_CSR_BYTES {
+        return Err(Status::invalid_argument("CSR too large"));
+    }
+    let csr_pem =
+        std::str::from_utf8(csr).map_err(|_| Status::invalid_argument("CSR must be PEM text"))?;
+    let requested = csr_requested_ous(csr_pem).map_err(pki_status)?;
+    if requested.iter().any(|ou| ou != allowed_role.ou()) {
+        return Err(Status::permission_denied(format!(
+            "CSR asks for OU {requested:?} but this call grants {allowed_role}"
+        )));
+    }
+    Ok(csr_pem)
 }
 
 fn pki_status(e: PkiError) -> Status {
@@ -103,12 +131,6 @@ impl Ca for CaService {
     ) -> Result<Response<IssueNodeCertificateResponse>, Status> {
         let renewing = caller(&req).cloned();
         let req = req.into_inner();
-        if req.csr.len() > MAX_CSR_BYTES {
-            return Err(Status::invalid_argument("CSR too large"));
-        }
-        let csr_pem = std::str::from_utf8(&req.csr)
-            .map_err(|_| Status::invalid_argument("CSR must be PEM text"))?;
-        let requested_ous = csr_requested_ous(csr_pem).map_err(pki_status)?;
         let (_, record) = cluster::load(&self.store)?;
 
         let (role, id) = if req.token.is_empty() {
@@ -131,12 +153,7 @@ impl Ca for CaService {
             })?;
             (role, new_id())
         };
-        if requested_ous.iter().any(|ou| ou != role.ou()) {
-            return Err(Status::permission_denied(format!(
-                "CSR asks for OU {:?} but this token grants {}",
-                requested_ous, role
-            )));
-        }
+        let csr_pem = check_csr(&req.csr, role)?;
         let sans: Vec<String> = req
             .addr
             .rsplit_once(':')

@@ -28,12 +28,16 @@ impl Connection {
         Ok(Credentials::load(dir)?)
     }
 
+    pub fn manager_addr(&self) -> Result<String> {
+        self.manager
+            .clone()
+            .context("no manager: pass --manager HOST:PORT or set LNSWARM_MANAGER")
+    }
+
     /// A channel to the manager, authenticated with the credential.
     pub async fn manager_channel(&self) -> Result<Channel> {
-        let addr = self
-            .manager
-            .as_deref()
-            .context("no manager: pass --manager HOST:PORT or set LNSWARM_MANAGER")?;
+        let addr = self.manager_addr()?;
+        let addr = addr.as_str();
         let creds = self.load_credentials()?;
         let channel = tls::connect(addr, &creds.client_tls()?, Role::Manager)
             .await

@@ -1,0 +1,295 @@
+//! `lnswarmctl node`: what node owners do (register, recover) and what operators
+//! see of hosted nodes (ls, inspect).
+
+use std::{io::Read, path::PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use lnswarm_common::{
+    api::{
+        control_client::ControlClient, scheduler_client::SchedulerClient, ChallengeRequest,
+        ChallengeScope, HostedNode, HostedNodeState, InspectHostedNodeRequest,
+        ListHostedNodesRequest, RecoveryRequest, RegistrationRequest,
+    },
+    credentials::Credentials,
+    join::fetch_pinned_ca,
+    node_keys,
+    pki::{new_key_and_csr, Role},
+    seal, tls,
+};
+use serde_json::json;
+
+use crate::{
+    connection::Connection,
+    output::{print_json, print_table, Format},
+    profile::{save, ProfileArgs, ProfileInfo},
+};
+
+#[derive(Subcommand)]
+pub enum NodeCommand {
+    /// Make a new node: a BIP39 seed made here, registered with the cluster. The
+    /// mnemonic is shown once; the device credential is stored in the profile.
+    Register {
+        #[command(flatten)]
+        trust: Trust,
+        /// This device's name (bound into its certificate).
+        #[arg(long, default_value = "cli")]
+        device: String,
+        #[arg(long, default_value = "regtest")]
+        network: String,
+        #[arg(long, default_value = "")]
+        invite_code: String,
+        #[command(flatten)]
+        profile: ProfileArgs,
+    },
+    /// Get a new device credential for a registered node from its mnemonic (read
+    /// from --mnemonic-file or stdin). Existing credentials stay valid.
+    Recover {
+        #[command(flatten)]
+        trust: Trust,
+        #[arg(long, default_value = "cli")]
+        device: String,
+        /// File holding the 24 words; stdin if absent.
+        #[arg(long)]
+        mnemonic_file: Option<PathBuf>,
+        #[command(flatten)]
+        profile: ProfileArgs,
+    },
+    /// Operators: hosted nodes of the cluster.
+    Ls {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Operators: one hosted node in detail.
+    Inspect {
+        node_id: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+}
+
+/// How an owner, who has no credential yet, trusts the cluster.
+#[derive(clap::Args, Clone)]
+pub struct Trust {
+    /// The cluster's root CA (PEM).
+    #[arg(long, conflicts_with = "ca_digest")]
+    ca: Option<PathBuf>,
+    /// The SHA-256 digest of the cluster's root CA, as `lnswarmctl cluster info`
+    /// shows it; the CA is fetched and checked against it.
+    #[arg(long, env = "LNSWARM_CA_DIGEST")]
+    ca_digest: Option<String>,
+}
+
+impl Trust {
+    async fn ca_pem(&self, manager: &str) -> Result<String> {
+        match (&self.ca, &self.ca_digest) {
+            (Some(path), _) => {
+                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+            }
+            (None, Some(digest)) => Ok(fetch_pinned_ca(manager, digest).await?),
+            (None, None) => bail!(
+                "pass --ca FILE or --ca-digest HEX so the seed is sealed to the right cluster"
+            ),
+        }
+    }
+}
+
+pub async fn run(conn: &Connection, cmd: NodeCommand) -> Result<()> {
+    match cmd {
+        NodeCommand::Register {
+            trust,
+            device,
+            network,
+            invite_code,
+            profile,
+        } => {
+            let manager = conn.manager_addr()?;
+            let ca_pem = trust.ca_pem(&manager).await?;
+            let (mnemonic, seed) = node_keys::new_mnemonic();
+            let node_id = node_keys::node_id(&seed)?;
+            let mut scheduler = anonymous_scheduler(&manager, &ca_pem).await?;
+            let challenge = scheduler
+                .get_challenge(ChallengeRequest {
+                    scope: ChallengeScope::Register as i32,
+                    node_id: hex::decode(&node_id)?,
+                })
+                .await?
+                .into_inner();
+            let key = new_key_and_csr(&device, Some(Role::User))?;
+            let response = scheduler
+                .register(RegistrationRequest {
+                    node_id: hex::decode(&node_id)?,
+                    network: network.clone(),
+                    signature: node_keys::sign_message(&seed, &challenge.challenge)?,
+                    challenge: challenge.challenge,
+                    csr: key.csr_pem.into_bytes(),
+                    device: device.clone(),
+                    sealed_seed: seal::seal(&challenge.seal_public_key, &seed)?,
+                    invite_code,
+                })
+                .await?
+                .into_inner();
+            let dir = profile.dir()?;
+            save(
+                &dir,
+                &ProfileInfo {
+                    node_id: node_id.clone(),
+                    device,
+                    manager,
+                    network,
+                },
+                &Credentials {
+                    cert_pem: String::from_utf8(response.device_cert)?,
+                    key_pem: key.key_pem,
+                    ca_pem,
+                },
+            )?;
+            println!("node id: {node_id}");
+            println!("profile: {}", dir.display());
+            println!("mnemonic (write it down; it is shown only this once and is the only way to recover the node):");
+            println!("{mnemonic}");
+        }
+        NodeCommand::Recover {
+            trust,
+            device,
+            mnemonic_file,
+            profile,
+        } => {
+            let manager = conn.manager_addr()?;
+            let ca_pem = trust.ca_pem(&manager).await?;
+            let words = match mnemonic_file {
+                Some(path) => std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+                None => {
+                    let mut s = String::new();
+                    std::io::stdin().read_to_string(&mut s)?;
+                    s
+                }
+            };
+            let seed = node_keys::seed_from_mnemonic(&words)?;
+            let node_id = node_keys::node_id(&seed)?;
+            let mut scheduler = anonymous_scheduler(&manager, &ca_pem).await?;
+            let challenge = scheduler
+                .get_challenge(ChallengeRequest {
+                    scope: ChallengeScope::Recover as i32,
+                    node_id: hex::decode(&node_id)?,
+                })
+                .await?
+                .into_inner();
+            let key = new_key_and_csr(&device, Some(Role::User))?;
+            let response = scheduler
+                .recover(RecoveryRequest {
+                    node_id: hex::decode(&node_id)?,
+                    signature: node_keys::sign_message(&seed, &challenge.challenge)?,
+                    challenge: challenge.challenge,
+                    csr: key.csr_pem.into_bytes(),
+                    device: device.clone(),
+                })
+                .await?
+                .into_inner();
+            let dir = profile.dir()?;
+            save(
+                &dir,
+                &ProfileInfo {
+                    node_id: node_id.clone(),
+                    device,
+                    manager,
+                    network: String::new(),
+                },
+                &Credentials {
+                    cert_pem: String::from_utf8(response.device_cert)?,
+                    key_pem: key.key_pem,
+                    ca_pem,
+                },
+            )?;
+            println!("node id: {node_id}");
+            println!("profile: {}", dir.display());
+        }
+        NodeCommand::Ls { format } => {
+            let mut control = ControlClient::new(conn.manager_channel().await?);
+            let nodes = control
+                .list_hosted_nodes(ListHostedNodesRequest {})
+                .await?
+                .into_inner()
+                .nodes;
+            match format {
+                Format::Json => print_json(&json!(nodes.iter().map(node_json).collect::<Vec<_>>())),
+                Format::Table => print_table(
+                    &["NODE ID", "STATE", "AGENT", "ADDRESS", "SINCE"],
+                    &nodes
+                        .iter()
+                        .map(|n| {
+                            vec![
+                                n.node_id.clone(),
+                                state_name(n.state).into(),
+                                n.agent_id.clone(),
+                                n.grpc_uri.clone(),
+                                n.since_unix_ms.to_string(),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            }
+        }
+        NodeCommand::Inspect { node_id, format } => {
+            let mut control = ControlClient::new(conn.manager_channel().await?);
+            let node = control
+                .inspect_hosted_node(InspectHostedNodeRequest { node_id })
+                .await?
+                .into_inner();
+            match format {
+                Format::Json => print_json(&node_json(&node)),
+                Format::Table => print_table(
+                    &["FIELD", "VALUE"],
+                    &[
+                        vec!["node id".into(), node.node_id.clone()],
+                        vec!["owner devices".into(), node.devices.join(", ")],
+                        vec!["network".into(), node.network.clone()],
+                        vec!["state".into(), state_name(node.state).into()],
+                        vec!["agent".into(), node.agent_id.clone()],
+                        vec!["task".into(), node.task_id.clone()],
+                        vec!["address".into(), node.grpc_uri.clone()],
+                        vec!["since".into(), node.since_unix_ms.to_string()],
+                    ],
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn anonymous_scheduler(
+    manager: &str,
+    ca_pem: &str,
+) -> Result<SchedulerClient<tonic::transport::Channel>> {
+    let channel = tls::connect(manager, &tls::client_config(ca_pem, None)?, Role::Manager)
+        .await
+        .with_context(|| format!("connecting to manager {manager}"))?;
+    Ok(SchedulerClient::new(channel))
+}
+
+fn state_name(state: i32) -> &'static str {
+    match HostedNodeState::try_from(state) {
+        Ok(HostedNodeState::Registered) => "registered",
+        Ok(HostedNodeState::Scheduled) => "scheduled",
+        Ok(HostedNodeState::Running) => "running",
+        Ok(HostedNodeState::Stopped) => "stopped",
+        Ok(HostedNodeState::Unavailable) => "unavailable",
+        Ok(HostedNodeState::Exported) => "exported",
+        Err(_) => "unknown",
+    }
+}
+
+fn node_json(n: &HostedNode) -> serde_json::Value {
+    json!({
+        "node_id": n.node_id,
+        "owner_devices": n.devices,
+        "network": n.network,
+        "state": state_name(n.state),
+        "agent_id": n.agent_id,
+        "task_id": n.task_id,
+        "grpc_uri": n.grpc_uri,
+        "created_unix_ms": n.created_unix_ms,
+        "since_unix_ms": n.since_unix_ms,
+    })
+}

@@ -1,0 +1,74 @@
+//! An owner's profile: the device credential for one node plus which node and
+//! manager it belongs to. Kept in `$LNSWARM_HOME/profiles/<name>` (default
+//! `~/.lnswarm`), or wherever `--profile-dir` says, with the key at mode 0600.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use lnswarm_common::credentials::Credentials;
+use serde::{Deserialize, Serialize};
+
+#[derive(Args, Clone, Debug)]
+pub struct ProfileArgs {
+    /// Profile name under $LNSWARM_HOME/profiles.
+    #[arg(
+        long,
+        global = true,
+        default_value = "default",
+        env = "LNSWARM_PROFILE"
+    )]
+    pub profile: String,
+    /// Use this directory as the profile instead.
+    #[arg(long, global = true, env = "LNSWARM_PROFILE_DIR")]
+    pub profile_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProfileInfo {
+    pub node_id: String,
+    pub device: String,
+    pub manager: String,
+    pub network: String,
+}
+
+impl ProfileArgs {
+    pub fn dir(&self) -> Result<PathBuf> {
+        if let Some(dir) = &self.profile_dir {
+            return Ok(dir.clone());
+        }
+        let home = match std::env::var_os("LNSWARM_HOME") {
+            Some(h) => PathBuf::from(h),
+            None => PathBuf::from(
+                std::env::var_os("HOME").context("HOME is not set; pass --profile-dir")?,
+            )
+            .join(".lnswarm"),
+        };
+        Ok(home.join("profiles").join(&self.profile))
+    }
+
+    pub fn load(&self) -> Result<(ProfileInfo, Credentials)> {
+        let dir = self.dir()?;
+        let info = read_info(&dir)?;
+        let creds = Credentials::load(&dir)?;
+        Ok((info, creds))
+    }
+}
+
+fn read_info(dir: &Path) -> Result<ProfileInfo> {
+    let path = dir.join("profile.json");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "no profile at {} (run `lnswarmctl node register` first)",
+            dir.display()
+        )
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+pub fn save(dir: &Path, info: &ProfileInfo, creds: &Credentials) -> Result<()> {
+    creds.save(dir)?;
+    std::fs::write(dir.join("profile.json"), serde_json::to_vec_pretty(info)?)
+        .with_context(|| format!("writing {}", dir.join("profile.json").display()))?;
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! `lnswarm.v1.Scheduler`: how node owners register a node, recover access to it,
+//! and get it running (Greenlight's Scheduler semantics).
+
+mod challenge;
+mod registration;
+mod service;
+
+pub use challenge::sweep_expired_challenges;
+pub use service::SchedulerService;

@@ -1,0 +1,224 @@
+//! Register and Recover: the two ways an owner's device gets a certificate for a
+//! node, each authorized by a one-time challenge signed with the node key. All
+//! checks happen before anything is written, and the write (node, seed, certificate,
+//! consumed challenge) is one transaction, so a refusal stores nothing.
+
+use lnswarm_common::{
+    api::{
+        ChallengeScope, HostedNode, HostedNodeState, InviteCodeRecord, RecoveryRequest,
+        RegistrationRequest, Secret,
+    },
+    ids::now_unix_ms,
+    node_keys,
+    pki::Role,
+    seal,
+};
+use rand::RngCore;
+use tonic::Status;
+
+use super::challenge;
+use crate::{
+    ca::{check_csr, sign_leaf},
+    cluster,
+    store::{keys, Applied, Store, TxnBuilder},
+};
+
+/// Invite codes each registered node receives to hand out.
+const INVITE_CODES_PER_NODE: usize = 3;
+
+/// Owner certificate CN: `<node id>/<device>`.
+pub fn owner_cn(node_id: &str, device: &str) -> String {
+    format!("{node_id}/{device}")
+}
+
+/// Store id of a node's seed secret.
+pub fn seed_secret_id(node_id: &str) -> String {
+    format!("seed-{node_id}")
+}
+
+fn invite_key(code: &str) -> String {
+    format!("invites/{code}")
+}
+
+/// A node id as sent on the wire (33 bytes) → hex, validated as a public key.
+pub fn node_id_hex(raw: &[u8]) -> Result<String, Status> {
+    node_keys::node_id_from_bytes(raw)
+        .map_err(|_| Status::invalid_argument("node_id must be a 33-byte compressed public key"))
+}
+
+fn check_device(device: &str) -> Result<(), Status> {
+    let ok = !device.is_empty()
+        && device.len() <= 64
+        && device
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument(
+            "device must be 1-64 characters of letters, digits, '.', '_' or '-'",
+        ))
+    }
+}
+
+pub struct Registered {
+    pub device_cert: String,
+    pub root_ca: String,
+}
+
+pub async fn register(store: &Store, req: RegistrationRequest) -> Result<Registered, Status> {
+    let node_id = node_id_hex(&req.node_id)?;
+    check_device(&req.device)?;
+    let (_, cluster_record) = cluster::load(store)?;
+    let settings = cluster_record
+        .settings
+        .clone()
+        .unwrap_or_else(cluster::default_settings);
+    if req.network != settings.network {
+        return Err(Status::invalid_argument(format!(
+            "this cluster runs {} nodes, not {}",
+            settings.network, req.network
+        )));
+    }
+    let (challenge_key, challenge_version) = challenge::verify(
+        store,
+        ChallengeScope::Register,
+        &node_id,
+        &req.challenge,
+        &req.signature,
+    )?;
+    let csr_pem = check_csr(&req.csr, Role::User)?;
+    let seed = seal::open(&cluster_record.seal_secret_key, &req.sealed_seed).map_err(|_| {
+        Status::invalid_argument("the sealed seed cannot be opened with this cluster's key")
+    })?;
+    let seeded_id = node_keys::node_id(&seed).map_err(|e| {
+        Status::invalid_argument(format!("the sealed seed is not a node seed: {e}"))
+    })?;
+    if seeded_id != node_id {
+        return Err(Status::invalid_argument(
+            "the sealed seed does not yield this node id",
+        ));
+    }
+    let node_key = keys::hosted_node(&node_id);
+    if store.state().get(&node_key)?.is_some() {
+        return Err(Status::already_exists(
+            "this node is already registered; use Recover",
+        ));
+    }
+
+    let mut txn = TxnBuilder::new()
+        .require_version(&challenge_key, challenge_version)
+        .delete_tagged(&challenge_key, Vec::<String>::new())
+        .require_absent(&node_key);
+    if settings.require_invite_code {
+        let k = invite_key(&req.invite_code);
+        let (version, mut invite) = store
+            .get::<InviteCodeRecord>(&k)?
+            .filter(|(_, i)| !i.redeemed && !req.invite_code.is_empty())
+            .ok_or_else(|| Status::permission_denied("a valid, unused invite code is required"))?;
+        invite.redeemed = true;
+        txn = txn.require_version(&k, version).put(&k, &invite);
+    }
+    let cn = owner_cn(&node_id, &req.device);
+    let cert = sign_leaf(store, csr_pem, Role::User, &cn, &[])?;
+    let now = now_unix_ms();
+    let node = HostedNode {
+        node_id: node_id.clone(),
+        version: None,
+        network: req.network.clone(),
+        state: HostedNodeState::Registered as i32,
+        created_unix_ms: now,
+        since_unix_ms: now,
+        devices: vec![req.device.clone()],
+        ..Default::default()
+    };
+    // The seed is kept as a Secret; the dispatcher sends it only to the agent that
+    // runs the node.
+    let secret = Secret {
+        id: seed_secret_id(&node_id),
+        version: None,
+        data: seed,
+    };
+    txn = txn
+        .put(&node_key, &node)
+        .put(keys::secret(&secret.id), &secret)
+        .put(keys::certificate(&cn), &cert);
+    for _ in 0..INVITE_CODES_PER_NODE {
+        let mut code = [0u8; 10];
+        rand::thread_rng().fill_bytes(&mut code);
+        let invite = InviteCodeRecord {
+            code: hex::encode(code),
+            owner_node_id: node_id.clone(),
+            redeemed: false,
+        };
+        txn = txn.put(invite_key(&invite.code), &invite);
+    }
+    match store.propose(txn.build()).await? {
+        Applied::Committed(_) => {
+            tracing::info!(node = %node_id, device = %req.device, "node registered");
+            Ok(Registered {
+                device_cert: cert.cert_pem,
+                root_ca: cluster_record.ca_cert_pem,
+            })
+        }
+        Applied::CheckFailed(_) if store.state().get(&node_key)?.is_some() => Err(
+            Status::already_exists("this node is already registered; use Recover"),
+        ),
+        Applied::CheckFailed(_) => Err(Status::unauthenticated(
+            "challenge refused: it was used concurrently",
+        )),
+    }
+}
+
+pub async fn recover(store: &Store, req: RecoveryRequest) -> Result<Registered, Status> {
+    let node_id = node_id_hex(&req.node_id)?;
+    check_device(&req.device)?;
+    let (challenge_key, challenge_version) = challenge::verify(
+        store,
+        ChallengeScope::Recover,
+        &node_id,
+        &req.challenge,
+        &req.signature,
+    )?;
+    let csr_pem = check_csr(&req.csr, Role::User)?;
+    let node_key = keys::hosted_node(&node_id);
+    let (node_version, mut node) = store
+        .get::<HostedNode>(&node_key)?
+        .ok_or_else(|| Status::not_found("this node is not registered"))?;
+    let (_, cluster_record) = cluster::load(store)?;
+    let cn = owner_cn(&node_id, &req.device);
+    let cert = sign_leaf(store, csr_pem, Role::User, &cn, &[])?;
+    if !node.devices.contains(&req.device) {
+        node.devices.push(req.device.clone());
+    }
+    // Earlier device certificates stay valid: only this device's record is replaced.
+    let txn = TxnBuilder::new()
+        .require_version(&challenge_key, challenge_version)
+        .delete_tagged(&challenge_key, Vec::<String>::new())
+        .require_version(&node_key, node_version)
+        .put(&node_key, &node)
+        .put(keys::certificate(&cn), &cert)
+        .build();
+    match store.propose(txn).await? {
+        Applied::Committed(_) => {
+            tracing::info!(node = %node_id, device = %req.device, "owner device recovered");
+            Ok(Registered {
+                device_cert: cert.cert_pem,
+                root_ca: cluster_record.ca_cert_pem,
+            })
+        }
+        Applied::CheckFailed(_) => Err(Status::aborted(
+            "the node or challenge changed concurrently; get a new challenge and retry",
+        )),
+    }
+}
+
+/// Invite codes owned by a node.
+pub fn invite_codes(store: &Store, node_id: &str) -> Result<Vec<InviteCodeRecord>, Status> {
+    Ok(store
+        .list::<InviteCodeRecord>("invites/")?
+        .into_iter()
+        .map(|(_, i)| i)
+        .filter(|i| i.owner_node_id == node_id)
+        .collect())
+}

@@ -1,0 +1,179 @@
+//! The Scheduler service's handlers. Owner RPCs that name a node check the caller's
+//! certificate against it first (`authz::require_owner`).
+
+use std::pin::Pin;
+
+use futures::Stream;
+use lnswarm_common::{
+    api::{scheduler_server::Scheduler, *},
+    authz::{caller, require_owner},
+};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{challenge, registration};
+use crate::{cluster, store::Store};
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+pub struct SchedulerService {
+    store: Store,
+}
+
+impl SchedulerService {
+    pub fn new(store: Store) -> Self {
+        SchedulerService { store }
+    }
+}
+
+fn pending(what: &str) -> Status {
+    Status::unimplemented(format!("{what} is not available in this version"))
+}
+
+/// The caller's own node id (owner certificates name it).
+fn own_node<T>(req: &Request<T>) -> Result<String, Status> {
+    caller(req)
+        .and_then(|who| who.node_id.clone())
+        .ok_or_else(|| Status::permission_denied("an owner certificate is required"))
+}
+
+fn owner<T>(req: &Request<T>, node_id: &[u8]) -> Result<String, Status> {
+    let hex = registration::node_id_hex(node_id)?;
+    require_owner(req, &hex)?;
+    Ok(hex)
+}
+
+#[tonic::async_trait]
+impl Scheduler for SchedulerService {
+    type SignerRequestsStreamStream = BoxStream<SignerRequest>;
+
+    async fn get_challenge(
+        &self,
+        req: Request<ChallengeRequest>,
+    ) -> Result<Response<ChallengeResponse>, Status> {
+        let req = req.into_inner();
+        let scope = ChallengeScope::try_from(req.scope)
+            .map_err(|_| Status::invalid_argument("unknown challenge scope"))?;
+        let node_id = registration::node_id_hex(&req.node_id)?;
+        let record = challenge::issue(&self.store, scope, &node_id).await?;
+        let (_, cluster_record) = cluster::load(&self.store)?;
+        Ok(Response::new(ChallengeResponse {
+            challenge: record.challenge,
+            expires_unix_ms: record.expires_unix_ms,
+            seal_public_key: cluster_record.seal_public_key,
+        }))
+    }
+
+    async fn register(
+        &self,
+        req: Request<RegistrationRequest>,
+    ) -> Result<Response<RegistrationResponse>, Status> {
+        let done = registration::register(&self.store, req.into_inner()).await?;
+        Ok(Response::new(RegistrationResponse {
+            device_cert: done.device_cert.into_bytes(),
+            root_ca: done.root_ca.into_bytes(),
+        }))
+    }
+
+    async fn recover(
+        &self,
+        req: Request<RecoveryRequest>,
+    ) -> Result<Response<RecoveryResponse>, Status> {
+        let done = registration::recover(&self.store, req.into_inner()).await?;
+        Ok(Response::new(RecoveryResponse {
+            device_cert: done.device_cert.into_bytes(),
+            root_ca: done.root_ca.into_bytes(),
+        }))
+    }
+
+    async fn schedule(
+        &self,
+        req: Request<ScheduleRequest>,
+    ) -> Result<Response<NodeInfoResponse>, Status> {
+        owner(&req, &req.get_ref().node_id)?;
+        Err(pending("scheduling"))
+    }
+
+    async fn get_node_info(
+        &self,
+        req: Request<NodeInfoRequest>,
+    ) -> Result<Response<NodeInfoResponse>, Status> {
+        owner(&req, &req.get_ref().node_id)?;
+        Err(pending("scheduling"))
+    }
+
+    async fn maybe_upgrade(
+        &self,
+        req: Request<UpgradeRequest>,
+    ) -> Result<Response<UpgradeResponse>, Status> {
+        own_node(&req)?;
+        // Every hosted node runs the version its agent ships; nothing to upgrade.
+        Ok(Response::new(UpgradeResponse {
+            old_version: String::new(),
+        }))
+    }
+
+    async fn list_invite_codes(
+        &self,
+        req: Request<ListInviteCodesRequest>,
+    ) -> Result<Response<ListInviteCodesResponse>, Status> {
+        let node_id = own_node(&req)?;
+        let codes = registration::invite_codes(&self.store, &node_id)?;
+        Ok(Response::new(ListInviteCodesResponse {
+            invite_code_list: codes
+                .into_iter()
+                .map(|c| InviteCode {
+                    code: c.code,
+                    is_redeemed: c.redeemed,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn export_node(
+        &self,
+        req: Request<ExportNodeRequest>,
+    ) -> Result<Response<ExportNodeResponse>, Status> {
+        own_node(&req)?;
+        Err(pending("export"))
+    }
+
+    async fn add_outgoing_webhook(
+        &self,
+        req: Request<AddOutgoingWebhookRequest>,
+    ) -> Result<Response<AddOutgoingWebhookResponse>, Status> {
+        owner(&req, &req.get_ref().node_id)?;
+        Err(pending("webhooks"))
+    }
+
+    async fn list_outgoing_webhooks(
+        &self,
+        req: Request<ListOutgoingWebhooksRequest>,
+    ) -> Result<Response<ListOutgoingWebhooksResponse>, Status> {
+        owner(&req, &req.get_ref().node_id)?;
+        Err(pending("webhooks"))
+    }
+
+    async fn delete_webhooks(
+        &self,
+        req: Request<DeleteOutgoingWebhooksRequest>,
+    ) -> Result<Response<Empty>, Status> {
+        owner(&req, &req.get_ref().node_id)?;
+        Err(pending("webhooks"))
+    }
+
+    async fn rotate_outgoing_webhook_secret(
+        &self,
+        req: Request<RotateOutgoingWebhookSecretRequest>,
+    ) -> Result<Response<WebhookSecretResponse>, Status> {
+        owner(&req, &req.get_ref().node_id)?;
+        Err(pending("webhooks"))
+    }
+
+    async fn signer_requests_stream(
+        &self,
+        req: Request<Streaming<SignerResponse>>,
+    ) -> Result<Response<Self::SignerRequestsStreamStream>, Status> {
+        own_node(&req)?;
+        Err(pending("the signer stream"))
+    }
+}
