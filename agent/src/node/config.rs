@@ -206,3 +206,76 @@ impl NodeConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    const NODE_ID: &str = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798";
+
+    #[test]
+    fn config_file_fills_in_and_flags_win() {
+        let dir = std::env::temp_dir().join(format!("lnswarm-node-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("node.json");
+        std::fs::write(
+            &path,
+            serde_json::json!({
+                "network": "regtest",
+                "bitcoind-rpc-host": "127.0.0.1",
+                "bitcoind-rpc-port": 18443,
+                "bitcoind-rpc-user": "u",
+                "bitcoind-rpc-password": "secret-password",
+                "listen": "127.0.0.1:9735",
+                "api-listen": "127.0.0.1:10009",
+                "storage-dir": "/tmp/x",
+                "tls-cert": "c", "tls-key": "k", "ca-cert": "ca",
+                "node-id": NODE_ID,
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let args = NodeArgs::parse_from([
+            "lnswarm-node",
+            "--config",
+            path.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:9999",
+        ]);
+        let c = NodeConfig::from_args(args).unwrap();
+        assert_eq!(c.network, Network::Regtest);
+        assert_eq!(c.listen, "127.0.0.1:9999");
+        assert_eq!(c.api_listen.port(), 10009);
+        assert!(
+            !format!("{c:?}").contains("secret-password"),
+            "password in Debug"
+        );
+
+        // Two chain sources is one too many; a bad network is named.
+        let args = NodeArgs::parse_from([
+            "lnswarm-node",
+            "--config",
+            path.to_str().unwrap(),
+            "--esplora-url",
+            "http://x",
+        ]);
+        assert!(matches!(
+            NodeConfig::from_args(args),
+            Err(ConfigError::ChainSource)
+        ));
+        let args = NodeArgs::parse_from([
+            "lnswarm-node",
+            "--config",
+            path.to_str().unwrap(),
+            "--network",
+            "moon",
+        ]);
+        assert!(matches!(
+            NodeConfig::from_args(args),
+            Err(ConfigError::Invalid("network", _))
+        ));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -32,9 +32,11 @@ pub enum StartError {
 /// Builds the node (reading or creating its state under the storage dir) and starts
 /// it: chain sync, peer listener, background processing.
 pub fn build_and_start(config: &NodeConfig, seed: &Seed) -> Result<Arc<Node>, StartError> {
-    let mut ldk = Config::default();
-    ldk.storage_dir_path = config.storage_dir.to_string_lossy().into_owned();
-    ldk.network = config.network;
+    let mut ldk = Config {
+        storage_dir_path: config.storage_dir.to_string_lossy().into_owned(),
+        network: config.network,
+        ..Default::default()
+    };
     let listen = SocketAddress::from_str(&config.listen)
         .map_err(|_| StartError::ListenAddress(config.listen.clone()))?;
     ldk.listening_addresses = Some(vec![listen]);

@@ -47,7 +47,7 @@ pub struct Regtest {
     pub wallet: Wallet,
 }
 
-fn param<'a>(params: &'a [Value], i: usize) -> Option<&'a Value> {
+fn param(params: &[Value], i: usize) -> Option<&Value> {
     params.get(i).filter(|v| !v.is_null())
 }
 

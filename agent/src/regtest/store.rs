@@ -20,9 +20,12 @@ fn decode_err(what: &str, e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("{what}: {e}"))
 }
 
+/// A record's body and the `extra` bytes that follow it.
+type Record<'a> = (&'a [u8], &'a [u8]);
+
 /// Splits `bytes` into length-prefixed records; returns them and the length of the
 /// whole records.
-fn records(bytes: &[u8], extra: usize) -> (Vec<(&[u8], &[u8])>, usize) {
+fn records(bytes: &[u8], extra: usize) -> (Vec<Record<'_>>, usize) {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos + 4 <= bytes.len() {

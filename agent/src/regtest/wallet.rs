@@ -111,7 +111,7 @@ impl Wallet {
     ) -> Result<Txid, ChainError> {
         let mut coins = self.spendable(chain);
         // Largest first keeps the transaction small.
-        coins.sort_by(|a, b| b.1.value.cmp(&a.1.value));
+        coins.sort_by_key(|c| std::cmp::Reverse(c.1.value));
         let mut picked = Vec::new();
         let mut total = Amount::ZERO;
         let fee_for =
