@@ -122,3 +122,15 @@ pub async fn sweep_expired_challenges(store: &Store) -> Result<usize, Status> {
     store.propose(txn.build()).await?;
     Ok(expired.len())
 }
+
+/// Sweeps expired challenges every minute while this manager leads.
+pub fn spawn_challenge_sweeper(store: Store) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(CHALLENGE_TTL_MS as u64)).await;
+            if let Err(e) = sweep_expired_challenges(&store).await {
+                tracing::warn!(error = %e, "sweeping expired challenges failed");
+            }
+        }
+    });
+}

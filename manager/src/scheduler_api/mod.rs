@@ -2,8 +2,10 @@
 //! and get it running (Greenlight's Scheduler semantics).
 
 mod challenge;
+mod placement_wait;
 mod registration;
 mod service;
 
-pub use challenge::sweep_expired_challenges;
+pub use challenge::{spawn_challenge_sweeper, sweep_expired_challenges};
+pub use registration::seed_secret_id;
 pub use service::SchedulerService;

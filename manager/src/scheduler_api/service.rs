@@ -10,7 +10,7 @@ use lnswarm_common::{
 };
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{challenge, registration};
+use super::{challenge, placement_wait, registration};
 use crate::{cluster, store::Store};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -89,16 +89,23 @@ impl Scheduler for SchedulerService {
         &self,
         req: Request<ScheduleRequest>,
     ) -> Result<Response<NodeInfoResponse>, Status> {
-        owner(&req, &req.get_ref().node_id)?;
-        Err(pending("scheduling"))
+        let node_id = owner(&req, &req.get_ref().node_id)?;
+        self.store.read_barrier().await?;
+        Ok(Response::new(placement_wait::schedule(&self.store, &node_id).await?))
     }
 
     async fn get_node_info(
         &self,
         req: Request<NodeInfoRequest>,
     ) -> Result<Response<NodeInfoResponse>, Status> {
-        owner(&req, &req.get_ref().node_id)?;
-        Err(pending("scheduling"))
+        let node_id = owner(&req, &req.get_ref().node_id)?;
+        self.store.read_barrier().await?;
+        let info = if req.get_ref().wait {
+            placement_wait::wait(&self.store, &node_id, None).await?
+        } else {
+            placement_wait::current(&self.store, &node_id)?
+        };
+        Ok(Response::new(info))
     }
 
     async fn maybe_upgrade(

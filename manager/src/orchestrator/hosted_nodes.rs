@@ -1,0 +1,262 @@
+//! Desired vs actual for hosted Lightning nodes.
+//!
+//! - A node the owner wants running gets a task on the agent that holds its state
+//!   (sticky), or, the first time, on the agent placement picks.
+//! - A new task is created only when the node has no live task, in a transaction
+//!   that requires the node record unchanged, so two orchestrators (an old and a new
+//!   leader) can never both start one: a node never has two live tasks.
+//! - A task that failed is replaced on the same agent after a backoff.
+//! - On a draining agent the node's task is stopped and nothing starts elsewhere.
+//! - A node whose agent is down is reported unavailable and is not moved.
+
+use std::collections::HashMap;
+
+use lnswarm_common::{
+    api::{
+        task_spec::Runtime, Agent, AgentState, Availability, HostedNode, HostedNodeSpec,
+        HostedNodeState, NodeTlsSecret, Secret, Task, TaskSpec, TaskState, TaskStatus,
+    },
+    ids::{new_id, now_unix_ms},
+    pki::{new_key_and_csr, Role},
+};
+use prost::Message;
+use tonic::Status;
+use tracing::info;
+
+use crate::{
+    ca::sign_leaf,
+    cluster,
+    placement::{self, agent_state, is_live},
+    scheduler_api::seed_secret_id,
+    store::{keys, Applied, Store, TxnBuilder},
+};
+
+/// Watch tag of one hosted node's record.
+pub fn node_tag(node_id: &str) -> String {
+    format!("node/{node_id}")
+}
+
+pub fn tls_secret_id(node_id: &str) -> String {
+    format!("tls-{node_id}")
+}
+
+fn restart_backoff_ms(restarts: u32) -> i64 {
+    (500i64 << restarts.min(6)).min(30_000)
+}
+
+/// One pass over every hosted node.
+pub async fn reconcile(store: &Store) -> Result<(), Status> {
+    let agents: Vec<Agent> = store.list::<Agent>(keys::AGENTS)?.into_iter().map(|(_, a)| a).collect();
+    let tasks: Vec<Task> = store.list::<Task>(keys::TASKS)?.into_iter().map(|(_, t)| t).collect();
+    let mut by_node: HashMap<&str, Vec<&Task>> = HashMap::new();
+    for t in &tasks {
+        if !t.node_id.is_empty() {
+            by_node.entry(t.node_id.as_str()).or_default().push(t);
+        }
+    }
+    for (version, node) in store.list::<HostedNode>(keys::HOSTED_NODES)? {
+        let node_tasks = by_node.remove(node.node_id.as_str()).unwrap_or_default();
+        reconcile_node(store, version, node, &node_tasks, &agents, &tasks).await?;
+    }
+    Ok(())
+}
+
+fn task_state(t: &Task) -> i32 {
+    t.status.as_ref().map(|s| s.state).unwrap_or_default()
+}
+
+async fn reconcile_node(
+    store: &Store,
+    version: u64,
+    node: HostedNode,
+    node_tasks: &[&Task],
+    agents: &[Agent],
+    all_tasks: &[Task],
+) -> Result<(), Status> {
+    if node.state == HostedNodeState::Exported as i32 {
+        return Ok(());
+    }
+    let key = keys::hosted_node(&node.node_id);
+    let mut next = node.clone();
+    let mut txn = TxnBuilder::new().require_version(&key, version);
+    let mut changed_tasks = false;
+    let now = now_unix_ms();
+    let agent = agents.iter().find(|a| a.id == node.agent_id);
+    let live: Vec<&Task> = node_tasks.iter().copied().filter(|t| is_live(t)).collect();
+    let draining = agent.is_some_and(|a| a.availability == Availability::Drain as i32);
+
+    // Stop what should not run: everything when the owner does not want it running
+    // or its agent drains.
+    if !node.desired_running || draining {
+        for t in live.iter().filter(|t| t.desired_state == TaskState::Running as i32) {
+            let mut t = (*t).clone();
+            t.desired_state = TaskState::Shutdown as i32;
+            txn = txn.put_tagged(keys::task(&t.id), &t, [keys::agent_tag(&t.agent_id)]);
+            changed_tasks = true;
+        }
+        next.grpc_uri.clear();
+        next.state = HostedNodeState::Stopped as i32;
+        next.message = match (draining, live.is_empty()) {
+            (true, _) => format!("stopped: agent {} is draining", node.agent_id),
+            (false, true) => "stopped".into(),
+            (false, false) => "stopping".into(),
+        };
+        if node.state == HostedNodeState::Registered as i32 && live.is_empty() && !draining {
+            next.state = HostedNodeState::Registered as i32;
+            next.message.clear();
+        }
+    } else if let Some(t) = live.iter().find(|t| task_state(t) == TaskState::Running as i32) {
+        let agent_up = agent.is_some_and(|a| agent_state(a) == AgentState::Ready);
+        if agent_up {
+            next.state = HostedNodeState::Running as i32;
+            next.grpc_uri = t.status.as_ref().map(|s| s.endpoint.clone()).unwrap_or_default();
+            next.message.clear();
+            next.restarts = 0;
+            next.next_start_unix_ms = 0;
+        } else {
+            next.state = HostedNodeState::Unavailable as i32;
+            next.grpc_uri.clear();
+            next.message = format!("its agent {} is not READY; the node is not moved", node.agent_id);
+        }
+        next.task_id = t.id.clone();
+    } else if !live.is_empty() {
+        // Starting, or stuck on an agent that stopped answering.
+        let agent_up = agent.is_some_and(|a| agent_state(a) == AgentState::Ready);
+        next.grpc_uri.clear();
+        if agent_up {
+            next.state = HostedNodeState::Scheduled as i32;
+            next.message = format!("starting on agent {}", node.agent_id);
+        } else {
+            next.state = HostedNodeState::Unavailable as i32;
+            next.message = format!("its agent {} is not READY; the node is not moved", node.agent_id);
+        }
+    } else {
+        // No live task: start one, on the sticky agent if the node has one.
+        let target = if node.agent_id.is_empty() {
+            placement::choose(agents, all_tasks)
+        } else {
+            let live_on = all_tasks.iter().filter(|t| t.agent_id == node.agent_id && is_live(t)).count();
+            match agent {
+                None => Err(format!("its agent {} has left the cluster; the node is not moved", node.agent_id)),
+                Some(a) => match placement::unfit(a, live_on) {
+                    Some(why) => Err(format!("{why}; the node's state is on that agent, so it is not moved")),
+                    None => Ok(a.id.clone()),
+                },
+            }
+        };
+        let previous_failed = node_tasks
+            .iter()
+            .max_by_key(|t| t.created_unix_ms)
+            .is_some_and(|t| task_state(t) >= TaskState::Failed as i32 || task_state(t) == TaskState::Complete as i32);
+        next.grpc_uri.clear();
+        match target {
+            Err(why) => {
+                next.state = HostedNodeState::Unavailable as i32;
+                next.message = why;
+            }
+            Ok(_) if previous_failed && node.next_start_unix_ms == 0 => {
+                next.restarts = node.restarts + 1;
+                next.next_start_unix_ms = now + restart_backoff_ms(node.restarts);
+                next.state = HostedNodeState::Scheduled as i32;
+                next.message = format!("restarting after a failure (attempt {})", next.restarts);
+            }
+            Ok(_) if now < node.next_start_unix_ms => {
+                // Backing off; a later pass starts it.
+            }
+            Ok(agent_id) => {
+                let (task, secret_ops) = new_task(store, &node, &agent_id, agents)?;
+                for (k, v) in secret_ops {
+                    txn = txn.put_tagged(k, &v, [keys::agent_tag(&agent_id)]);
+                }
+                txn = txn
+                    .require_absent(keys::task(&task.id))
+                    .put_tagged(keys::task(&task.id), &task, [keys::agent_tag(&agent_id)]);
+                changed_tasks = true;
+                info!(node = %node.node_id, agent = %agent_id, task = %task.id, "starting hosted node");
+                next.agent_id = agent_id.clone();
+                next.task_id = task.id;
+                next.next_start_unix_ms = 0;
+                next.state = HostedNodeState::Scheduled as i32;
+                next.message = format!("starting on agent {agent_id}");
+            }
+        }
+    }
+
+    // Forget finished tasks that are no longer the node's latest.
+    let newest = node_tasks.iter().map(|t| t.created_unix_ms).max();
+    for t in node_tasks.iter().filter(|t| !is_live(t)) {
+        if Some(t.created_unix_ms) != newest || t.desired_state == TaskState::Shutdown as i32 {
+            txn = txn.delete_tagged(keys::task(&t.id), [keys::agent_tag(&t.agent_id)]);
+            changed_tasks = true;
+        }
+    }
+
+    if next.state != node.state {
+        next.since_unix_ms = now;
+    }
+    if next == node && !changed_tasks {
+        return Ok(());
+    }
+    txn = txn.put_tagged(&key, &next, [node_tag(&node.node_id)]);
+    match store.propose(txn.build()).await? {
+        Applied::Committed(_) | Applied::CheckFailed(_) => Ok(()), // a conflict retries next pass
+    }
+}
+
+/// A task for `node` on `agent_id`, and the secret writes it needs (its TLS
+/// certificate; the seed secret already exists from registration).
+fn new_task(
+    store: &Store,
+    node: &HostedNode,
+    agent_id: &str,
+    agents: &[Agent],
+) -> Result<(Task, Vec<(String, Secret)>), Status> {
+    let (_, record) = cluster::load(store)?;
+    let settings = record.settings.unwrap_or_else(cluster::default_settings);
+    let host = agents
+        .iter()
+        .find(|a| a.id == agent_id)
+        .and_then(|a| a.description.as_ref())
+        .map(|d| d.advertised_address.clone())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let key = new_key_and_csr(&node.node_id, Some(Role::Node))
+        .map_err(|e| Status::internal(e.to_string()))?;
+    let cert = sign_leaf(store, &key.csr_pem, Role::Node, &node.node_id, &[host])?;
+    let tls = Secret {
+        id: tls_secret_id(&node.node_id),
+        version: None,
+        data: NodeTlsSecret {
+            cert_pem: cert.cert_pem,
+            key_pem: key.key_pem,
+        }
+        .encode_to_vec(),
+    };
+    let seed_id = seed_secret_id(&node.node_id);
+    let now = now_unix_ms();
+    let task = Task {
+        id: new_id(),
+        version: None,
+        spec: Some(TaskSpec {
+            runtime: Some(Runtime::HostedNode(HostedNodeSpec {
+                node_id: node.node_id.clone(),
+                network: node.network.clone(),
+                seed_secret_id: seed_id.clone(),
+                chain_source: settings.chain_source,
+                tls_secret_id: tls.id.clone(),
+            })),
+            secret_ids: vec![seed_id, tls.id.clone()],
+        }),
+        agent_id: agent_id.to_string(),
+        node_id: node.node_id.clone(),
+        desired_state: TaskState::Running as i32,
+        status: Some(TaskStatus {
+            state: TaskState::Assigned as i32,
+            message: "assigned".into(),
+            timestamp_unix_ms: now,
+            ..Default::default()
+        }),
+        created_unix_ms: now,
+    };
+    Ok((task, vec![(keys::secret(&tls.id), tls)]))
+}

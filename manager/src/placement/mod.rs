@@ -1,0 +1,116 @@
+//! Placement: which agent takes a new task. Only agents that are READY and ACTIVE
+//! with a free task slot qualify; among them the one running the fewest live tasks
+//! wins, so work spreads across agents.
+
+use lnswarm_common::api::{Agent, AgentState, Availability, Task, TaskState};
+
+/// Whether a task still holds (or may hold) a process on its agent.
+pub fn is_live(task: &Task) -> bool {
+    task.status
+        .as_ref()
+        .map(|s| s.state < TaskState::Complete as i32)
+        .unwrap_or(true)
+}
+
+pub fn agent_state(agent: &Agent) -> AgentState {
+    agent
+        .status
+        .as_ref()
+        .and_then(|s| AgentState::try_from(s.state).ok())
+        .unwrap_or(AgentState::Unknown)
+}
+
+/// Why an agent cannot take a task now, if it cannot.
+pub fn unfit(agent: &Agent, live_tasks: usize) -> Option<String> {
+    match agent_state(agent) {
+        AgentState::Ready => {}
+        other => return Some(format!("agent {} is {}", agent.id, state_word(other))),
+    }
+    match Availability::try_from(agent.availability).unwrap_or(Availability::Active) {
+        Availability::Active => {}
+        Availability::Pause => return Some(format!("agent {} is paused", agent.id)),
+        Availability::Drain => return Some(format!("agent {} is draining", agent.id)),
+    }
+    let slots = agent
+        .description
+        .as_ref()
+        .map(|d| d.task_slots as usize)
+        .filter(|s| *s > 0)
+        .unwrap_or(usize::MAX);
+    if live_tasks >= slots {
+        return Some(format!("agent {} has no free task slot", agent.id));
+    }
+    None
+}
+
+fn state_word(state: AgentState) -> &'static str {
+    match state {
+        AgentState::Ready => "READY",
+        AgentState::Down => "DOWN",
+        AgentState::Disconnected => "DISCONNECTED",
+        AgentState::Unknown => "in an unknown state",
+    }
+}
+
+/// The agent a new task should go to, or why none can take it.
+pub fn choose(agents: &[Agent], tasks: &[Task]) -> Result<String, String> {
+    let live_on = |id: &str| tasks.iter().filter(|t| t.agent_id == id && is_live(t)).count();
+    let mut reasons = Vec::new();
+    let best = agents
+        .iter()
+        .filter(|a| match unfit(a, live_on(&a.id)) {
+            None => true,
+            Some(why) => {
+                reasons.push(why);
+                false
+            }
+        })
+        .min_by_key(|a| (live_on(&a.id), a.id.clone()));
+    match best {
+        Some(a) => Ok(a.id.clone()),
+        None if agents.is_empty() => Err("no agent has joined the cluster".into()),
+        None => Err(format!("no agent can take it: {}", reasons.join("; "))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lnswarm_common::api::{AgentDescription, AgentStatus, TaskStatus};
+
+    use super::*;
+
+    fn agent(id: &str, state: AgentState, availability: Availability, slots: u32) -> Agent {
+        Agent {
+            id: id.into(),
+            status: Some(AgentStatus { state: state as i32, ..Default::default() }),
+            availability: availability as i32,
+            description: Some(AgentDescription { task_slots: slots, ..Default::default() }),
+            ..Default::default()
+        }
+    }
+
+    fn task(agent: &str, state: TaskState) -> Task {
+        Task {
+            agent_id: agent.into(),
+            status: Some(TaskStatus { state: state as i32, ..Default::default() }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn spreads_and_skips_agents_that_cannot_take_work() {
+        let agents = vec![
+            agent("a", AgentState::Ready, Availability::Active, 10),
+            agent("b", AgentState::Ready, Availability::Active, 10),
+            agent("c", AgentState::Down, Availability::Active, 10),
+            agent("d", AgentState::Ready, Availability::Drain, 10),
+        ];
+        let tasks = vec![task("a", TaskState::Running), task("b", TaskState::Failed)];
+        assert_eq!(choose(&agents, &tasks).unwrap(), "b", "finished tasks do not count");
+        let full = vec![agent("a", AgentState::Ready, Availability::Active, 1)];
+        let err = choose(&full, &[task("a", TaskState::Running)]).unwrap_err();
+        assert!(err.contains("no free task slot"), "{err}");
+        let err = choose(&agents[2..], &[]).unwrap_err();
+        assert!(err.contains("DOWN") && err.contains("draining"), "{err}");
+    }
+}

@@ -1,0 +1,104 @@
+//! Schedule and GetNodeInfo: ask for a node to run and wait for the orchestrator's
+//! verdict (running, or unavailable and why) on the node's watch tag.
+
+use std::time::Duration;
+
+use lnswarm_common::api::{HostedNode, HostedNodeState, NodeInfoResponse};
+use tokio::time::Instant;
+use tonic::Status;
+
+use crate::{
+    orchestrator::node_tag,
+    store::{keys, Applied, Store, TxnBuilder},
+};
+
+/// How long Schedule and a waiting GetNodeInfo wait for a node to serve.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(90);
+
+fn info(node: &HostedNode) -> Result<NodeInfoResponse, Status> {
+    Ok(NodeInfoResponse {
+        node_id: hex::decode(&node.node_id).map_err(|_| Status::internal("bad node id in store"))?,
+        grpc_uri: node.grpc_uri.clone(),
+        agent_id: node.agent_id.clone(),
+        task_id: node.task_id.clone(),
+    })
+}
+
+fn is_running(node: &HostedNode) -> bool {
+    node.state == HostedNodeState::Running as i32 && !node.grpc_uri.is_empty()
+}
+
+fn load(store: &Store, node_id: &str) -> Result<(u64, HostedNode), Status> {
+    store
+        .get::<HostedNode>(&keys::hosted_node(node_id))?
+        .ok_or_else(|| Status::not_found("this node is not registered"))
+}
+
+/// Marks the node wanted and waits until it serves. UNAVAILABLE with the reason if
+/// the orchestrator finds nowhere to run it.
+pub async fn schedule(store: &Store, node_id: &str) -> Result<NodeInfoResponse, Status> {
+    let key = keys::hosted_node(node_id);
+    let asked_at = loop {
+        let (version, mut node) = load(store, node_id)?;
+        if node.state == HostedNodeState::Exported as i32 {
+            return Err(Status::failed_precondition("this node was exported and cannot run here"));
+        }
+        if node.desired_running && is_running(&node) {
+            return info(&node);
+        }
+        node.desired_running = true;
+        // A fresh state makes the orchestrator write its verdict even if it matches
+        // the previous one.
+        node.state = HostedNodeState::Scheduled as i32;
+        node.message = "scheduling".into();
+        let txn = TxnBuilder::new()
+            .require_version(&key, version)
+            .put_tagged(&key, &node, [node_tag(node_id)])
+            .build();
+        if let Applied::Committed(index) = store.propose(txn).await? {
+            break index;
+        }
+    };
+    wait(store, node_id, Some(asked_at)).await
+}
+
+/// Waits until the node serves. With `fail_after = Some(index)`, a verdict of
+/// unavailable written after that index ends the wait with UNAVAILABLE.
+pub async fn wait(store: &Store, node_id: &str, fail_after: Option<u64>) -> Result<NodeInfoResponse, Status> {
+    let deadline = Instant::now() + WAIT_LIMIT;
+    let mut changes = store.state().watch().subscribe(&node_tag(node_id));
+    loop {
+        let (version, node) = load(store, node_id)?;
+        if is_running(&node) {
+            return info(&node);
+        }
+        let verdict = fail_after.is_some_and(|i| version > i)
+            && matches!(
+                HostedNodeState::try_from(node.state),
+                Ok(HostedNodeState::Unavailable | HostedNodeState::Stopped)
+            );
+        if verdict {
+            return Err(Status::unavailable(format!("node cannot run now: {}", node.message)));
+        }
+        tokio::select! {
+            r = changes.changed() => if r.is_err() {
+                return Err(Status::unavailable("manager is shutting down"));
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(Status::deadline_exceeded(format!(
+                    "node did not start within {}s: {}", WAIT_LIMIT.as_secs(), node.message
+                )));
+            }
+        }
+    }
+}
+
+/// GetNodeInfo without waiting: where it runs, or UNAVAILABLE and why not.
+pub fn current(store: &Store, node_id: &str) -> Result<NodeInfoResponse, Status> {
+    let (_, node) = load(store, node_id)?;
+    if is_running(&node) {
+        return info(&node);
+    }
+    let why = if node.message.is_empty() { "it is not scheduled".to_string() } else { node.message.clone() };
+    Err(Status::unavailable(format!("node is not running: {why}")))
+}
