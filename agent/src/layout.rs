@@ -3,6 +3,8 @@
 //! ```text
 //! D/agent.json     this agent's id, cluster, managers it knows, advertised address
 //! D/credentials/   its certificate, key and the root CA (mode 0600)
+//! D/state/         sled: assigned tasks, their last statuses, running children's pids
+//! D/tasks/         each task's output (<task id>.log)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -32,6 +34,12 @@ impl DataDir {
     }
     pub fn credentials(&self) -> PathBuf {
         self.0.join("credentials")
+    }
+    pub fn state(&self) -> PathBuf {
+        self.0.join("state")
+    }
+    pub fn task_logs(&self) -> PathBuf {
+        self.0.join("tasks")
     }
 
     pub fn read_config(&self) -> anyhow::Result<AgentConfig> {

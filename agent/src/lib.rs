@@ -2,6 +2,10 @@
 //! supervision, and the hosted Lightning node runtime (`lnswarm-node`) with its
 //! regtest chain stand-in (`lnswarm-regtest`).
 
+pub mod executor;
 pub mod layout;
 pub mod node;
 pub mod regtest;
+pub mod run;
+pub mod session;
+pub mod worker;

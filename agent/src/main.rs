@@ -35,6 +35,27 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1")]
         advertise_addr: String,
     },
+    /// Run the agent: hold a session with the managers and run the tasks assigned.
+    Run {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// How many tasks this host runs at once (reported to the managers).
+        #[arg(long, default_value_t = 8)]
+        task_slots: u32,
+        /// Ports handed to hosted nodes, FIRST-LAST.
+        #[arg(long, default_value = "20000-20999")]
+        port_range: String,
+        /// Time between SIGTERM and SIGKILL when stopping a task, milliseconds.
+        #[arg(long, default_value_t = 10_000)]
+        stop_grace_ms: u64,
+        /// First delay before restarting a crashed task, milliseconds (doubles up to
+        /// 30 s).
+        #[arg(long, default_value_t = 500)]
+        restart_backoff_ms: u64,
+        /// Longest delay between reconnection attempts, milliseconds.
+        #[arg(long, default_value_t = 5_000)]
+        reconnect_max_ms: u64,
+    },
 }
 
 #[tokio::main]
@@ -66,6 +87,24 @@ async fn main() -> anyhow::Result<()> {
                 joined.cluster_id, joined.id
             );
             Ok(())
+        }
+        Command::Run {
+            data_dir,
+            task_slots,
+            port_range,
+            stop_grace_ms,
+            restart_backoff_ms,
+            reconnect_max_ms,
+        } => {
+            lnswarm_agent::run::run(lnswarm_agent::run::RunOptions {
+                data_dir,
+                task_slots,
+                port_range,
+                stop_grace: std::time::Duration::from_millis(stop_grace_ms),
+                restart_backoff: std::time::Duration::from_millis(restart_backoff_ms),
+                reconnect_max: std::time::Duration::from_millis(reconnect_max_ms),
+            })
+            .await
         }
     }
 }

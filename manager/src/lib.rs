@@ -4,6 +4,7 @@
 pub mod ca;
 pub mod cluster;
 pub mod control_api;
+pub mod dispatcher;
 pub mod init;
 pub mod layout;
 pub mod pending;

@@ -1,5 +1,5 @@
 //! Services whose behaviour lands with later work (the replicated quorum, the
-//! dispatcher, the Scheduler). They are served already so every RPC passes through
+//! Scheduler). They are served already so every RPC passes through
 //! the authorization layer, and they answer UNIMPLEMENTED after the same ownership
 //! checks the real handlers make. Each is deleted from here when it is implemented.
 
@@ -7,7 +7,7 @@ use std::pin::Pin;
 
 use futures::Stream;
 use lnswarm_common::{
-    api::{dispatcher_server::Dispatcher, raft_server::Raft, scheduler_server::Scheduler, *},
+    api::{raft_server::Raft, scheduler_server::Scheduler, *},
     authz::require_owner,
 };
 use tonic::{Request, Response, Status, Streaming};
@@ -17,39 +17,6 @@ fn pending(what: &str) -> Status {
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
-
-pub struct PendingDispatcher;
-
-#[tonic::async_trait]
-impl Dispatcher for PendingDispatcher {
-    type SessionStream = BoxStream<SessionMessage>;
-    type AssignmentsStream = BoxStream<AssignmentsMessage>;
-
-    async fn session(
-        &self,
-        _: Request<SessionRequest>,
-    ) -> Result<Response<Self::SessionStream>, Status> {
-        Err(pending("the dispatcher"))
-    }
-    async fn heartbeat(
-        &self,
-        _: Request<HeartbeatRequest>,
-    ) -> Result<Response<HeartbeatResponse>, Status> {
-        Err(pending("the dispatcher"))
-    }
-    async fn update_task_status(
-        &self,
-        _: Request<UpdateTaskStatusRequest>,
-    ) -> Result<Response<UpdateTaskStatusResponse>, Status> {
-        Err(pending("the dispatcher"))
-    }
-    async fn assignments(
-        &self,
-        _: Request<AssignmentsRequest>,
-    ) -> Result<Response<Self::AssignmentsStream>, Status> {
-        Err(pending("the dispatcher"))
-    }
-}
 
 pub struct PendingRaft;
 

@@ -19,7 +19,8 @@ use tonic::transport::Server;
 use crate::{
     ca::{CaService, StoreRevocations},
     control_api::ControlService,
-    pending::{PendingDispatcher, PendingRaft, PendingScheduler},
+    dispatcher::{Dispatcher, DispatcherConfig},
+    pending::{PendingRaft, PendingScheduler},
     store::Store,
 };
 
@@ -65,7 +66,10 @@ pub async fn serve(
             ControlServer::new(ControlService::new(store.clone(), this_manager))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .add_service(DispatcherServer::new(PendingDispatcher))
+        .add_service(DispatcherServer::new(Dispatcher::start(
+            store.clone(),
+            DispatcherConfig::default(),
+        )))
         .add_service(RaftServer::new(PendingRaft))
         .add_service(SchedulerServer::new(PendingScheduler))
         .serve_with_incoming_shutdown(tls::incoming(listener, tls_config), shutdown)

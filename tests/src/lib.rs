@@ -2,6 +2,7 @@
 //! start real processes that are killed when the test ends, and wait for conditions.
 //! Tests drive lnswarm only through its binaries and public gRPC APIs.
 
+pub mod agents;
 pub mod certs;
 pub mod lightning;
 pub mod manager;

@@ -217,9 +217,10 @@ impl Control for ControlService {
 
     async fn remove_agent(
         &self,
-        _req: Request<RemoveAgentRequest>,
+        req: Request<RemoveAgentRequest>,
     ) -> Result<Response<RemoveAgentResponse>, Status> {
-        Err(not_yet("removing agents"))
+        super::tasks::remove_agent(&self.store, req.into_inner()).await?;
+        Ok(Response::new(RemoveAgentResponse {}))
     }
 
     async fn list_tasks(
@@ -244,18 +245,17 @@ impl Control for ControlService {
         Ok(Response::new(task))
     }
 
-    async fn create_task(
-        &self,
-        _req: Request<CreateTaskRequest>,
-    ) -> Result<Response<Task>, Status> {
-        Err(not_yet("creating tasks"))
+    async fn create_task(&self, req: Request<CreateTaskRequest>) -> Result<Response<Task>, Status> {
+        let task = super::tasks::create_task(&self.store, req.into_inner()).await?;
+        Ok(Response::new(task))
     }
 
     async fn remove_task(
         &self,
-        _req: Request<RemoveTaskRequest>,
+        req: Request<RemoveTaskRequest>,
     ) -> Result<Response<RemoveTaskResponse>, Status> {
-        Err(not_yet("removing tasks"))
+        super::tasks::remove_task(&self.store, req.into_inner()).await?;
+        Ok(Response::new(RemoveTaskResponse {}))
     }
 
     async fn list_hosted_nodes(

@@ -1,9 +1,11 @@
 //! `lnswarmctl`: the command line for operators and node owners. It speaks only the
 //! public gRPC APIs, with the credential it is given.
 
+mod agent;
 mod cluster;
 mod connection;
 mod output;
+mod task;
 
 use clap::{Parser, Subcommand};
 use lnswarm_common::telemetry;
@@ -28,6 +30,12 @@ enum Command {
     /// Cluster identity, settings and join tokens.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Agents: list, inspect, availability.
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
+    /// Tasks: list, inspect, create and remove command tasks.
+    #[command(subcommand)]
+    Task(task::TaskCommand),
 }
 
 #[tokio::main]
@@ -36,6 +44,8 @@ async fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Cluster(cmd) => cluster::run(&cli.connection, cmd).await,
+        Command::Agent(cmd) => agent::run(&cli.connection, cmd).await,
+        Command::Task(cmd) => task::run(&cli.connection, cmd).await,
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

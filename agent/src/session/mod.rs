@@ -1,0 +1,230 @@
+//! The agent's dispatcher client: one Session at a time with some manager. While the
+//! session lives it heartbeats at the period the manager returns, reports task status
+//! (every task's on each new session, then changes), and follows the Assignments
+//! chain. When anything fails the session is dropped and reopened with jittered
+//! exponential backoff across the weighted manager list; a follower's hint sends the
+//! agent straight to the leader.
+
+mod backoff;
+mod chain;
+mod managers;
+
+use std::{sync::Arc, time::Duration};
+
+use lnswarm_common::{
+    api::{
+        dispatcher_client::DispatcherClient, AgentDescription, HeartbeatRequest, SessionRequest,
+        TaskStatusUpdate, UpdateTaskStatusRequest,
+    },
+    credentials::Credentials,
+    pki::Role,
+    tls::{self, ClientTls},
+};
+use tonic::{transport::Channel, Code, Status};
+use tracing::{debug, info, info_span, warn, Instrument};
+
+pub use backoff::Backoff;
+pub use chain::{Chain, ChainStep};
+pub use managers::Managers;
+
+use crate::worker::Worker;
+
+/// Largest message the agent accepts (a COMPLETE set may be large).
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("connecting: {0}")]
+    Connect(#[from] tls::TlsError),
+    #[error("{what}: {status}")]
+    Rpc { what: &'static str, status: Status },
+    #[error("the session stream ended")]
+    Ended,
+    #[error("the manager sent no session message in time")]
+    Timeout,
+}
+
+fn rpc(what: &'static str) -> impl FnOnce(Status) -> SessionError {
+    move |status| SessionError::Rpc { what, status }
+}
+
+pub struct SessionConfig {
+    pub description: AgentDescription,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+/// Runs sessions until the process ends. `on_managers` sees each new manager list.
+pub async fn run(
+    credentials: Credentials,
+    mut managers: Managers,
+    config: SessionConfig,
+    worker: Arc<Worker>,
+    on_managers: impl Fn(&[String]) + Send + Sync,
+) -> anyhow::Result<()> {
+    let tls = credentials.client_tls()?;
+    let mut backoff = Backoff::new(config.backoff_base, config.backoff_max);
+    // Survives reconnects (even to another manager) within this process; a new
+    // process starts from a COMPLETE set, since secrets live only in memory.
+    let mut chain = Chain::default();
+    let mut last_failed: Option<String> = None;
+    loop {
+        let Some(addr) = managers.pick(last_failed.as_deref()) else {
+            anyhow::bail!("no manager address known");
+        };
+        let started = tokio::time::Instant::now();
+        let result = one_session(
+            &addr,
+            &tls,
+            &config,
+            &worker,
+            &mut chain,
+            &mut managers,
+            &on_managers,
+        )
+        .await;
+        match &result {
+            Err(SessionError::Rpc { status, .. }) if status.code() == Code::Unavailable => {
+                if let Some(leader) = status
+                    .metadata()
+                    .get("lnswarm-leader-addr")
+                    .and_then(|v| v.to_str().ok())
+                {
+                    info!(manager = %addr, leader, "not the leader; moving to the leader");
+                    managers.hint(leader.to_string());
+                    last_failed = None;
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        if let Err(e) = &result {
+            warn!(manager = %addr, error = %e, "session ended");
+        }
+        last_failed = match result {
+            Err(SessionError::Connect(_)) => Some(addr),
+            _ => None,
+        };
+        if started.elapsed() > Duration::from_secs(10) {
+            backoff.reset();
+        }
+        let delay = backoff.next_delay();
+        debug!(
+            delay_ms = delay.as_millis() as u64,
+            "reconnecting after backoff"
+        );
+        tokio::time::sleep(delay).await;
+    }
+}
+
+async fn one_session(
+    addr: &str,
+    tls: &ClientTls,
+    config: &SessionConfig,
+    worker: &Arc<Worker>,
+    chain: &mut Chain,
+    managers: &mut Managers,
+    on_managers: &(impl Fn(&[String]) + Send + Sync),
+) -> Result<(), SessionError> {
+    let channel = tls::connect(addr, tls, Role::Manager).await?;
+    let mut client =
+        DispatcherClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let mut session = client
+        .session(SessionRequest {
+            description: Some(config.description.clone()),
+            session_id: String::new(),
+        })
+        .await
+        .map_err(rpc("opening the session"))?
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(10), session.message())
+        .await
+        .map_err(|_| SessionError::Timeout)?
+        .map_err(rpc("reading the session"))?
+        .ok_or(SessionError::Ended)?;
+    let session_id = first.session_id.clone();
+    managers.update(first.managers.clone());
+    on_managers(&managers.addrs());
+    let span = info_span!("session", manager = %addr, session = %session_id);
+    span.in_scope(|| info!("session open"));
+
+    async {
+        let stream = async {
+            loop {
+                match session.message().await.map_err(rpc("session stream"))? {
+                    Some(m) => {
+                        managers.update(m.managers);
+                        on_managers(&managers.addrs());
+                    }
+                    None => return Err::<(), _>(SessionError::Ended),
+                }
+            }
+        };
+        tokio::select! {
+            r = stream => r,
+            r = heartbeat(channel.clone(), &session_id) => r,
+            r = report(channel.clone(), &session_id, worker) => r,
+            r = chain::follow(channel, &session_id, chain, worker) => r,
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Heartbeats at the period the manager returns, starting at once.
+async fn heartbeat(channel: Channel, session_id: &str) -> Result<(), SessionError> {
+    let mut client = DispatcherClient::new(channel);
+    loop {
+        let mut req = tonic::Request::new(HeartbeatRequest {
+            session_id: session_id.to_string(),
+        });
+        req.set_timeout(Duration::from_secs(5));
+        let period = client
+            .heartbeat(req)
+            .await
+            .map_err(rpc("heartbeat"))?
+            .into_inner()
+            .period_ms;
+        tokio::time::sleep(Duration::from_millis(period.max(50))).await;
+    }
+}
+
+/// Reports every task's status once, then each change as it happens.
+async fn report(
+    channel: Channel,
+    session_id: &str,
+    worker: &Arc<Worker>,
+) -> Result<(), SessionError> {
+    let mut client = DispatcherClient::new(channel);
+    let board = worker.board().clone();
+    let mut batch = board.all();
+    loop {
+        if !batch.is_empty() {
+            let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
+            let req = UpdateTaskStatusRequest {
+                session_id: session_id.to_string(),
+                updates: batch
+                    .into_iter()
+                    .map(|(task_id, status)| TaskStatusUpdate {
+                        task_id,
+                        status: Some(status),
+                    })
+                    .collect(),
+            };
+            if let Err(status) = client.update_task_status(req).await {
+                board.mark_dirty(ids);
+                return Err(SessionError::Rpc {
+                    what: "reporting task status",
+                    status,
+                });
+            }
+        }
+        let changed = board.changed();
+        tokio::pin!(changed);
+        batch = board.take_dirty();
+        if batch.is_empty() {
+            changed.await;
+            batch = board.take_dirty();
+        }
+    }
+}

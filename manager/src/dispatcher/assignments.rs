@@ -1,0 +1,362 @@
+//! Builds one agent's Assignments messages from the store: a COMPLETE set, then
+//! INCREMENTAL changes read from the store's change log by the agent's watch tag.
+//!
+//! `results_in` is a store index written in decimal: the message brings the agent's
+//! set up to the store's state at that index (for the agent's items). Because every
+//! manager applies the same log, an agent can present its last `results_in` to any
+//! manager, including a new leader, and continue from there; when the change log no
+//! longer reaches back that far, it gets a COMPLETE set instead.
+//!
+//! Items are tasks placed on the agent and the secrets those tasks name. A secret is
+//! referenced by the tasks that use it; it is sent when its first task arrives and
+//! REMOVEd when its last one goes. (After a resume, tasks removed during the gap are
+//! unknown to the dispatcher; agents also drop secrets no task of theirs names.)
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use lnswarm_common::api::{
+    assignment::Item, Assignment, AssignmentAction, AssignmentChange, AssignmentsMessage,
+    AssignmentsType, Secret, Task,
+};
+use prost::Message;
+
+use super::config::DispatcherConfig;
+use crate::store::{keys, StateMachine, Store, StoreError};
+
+/// The parsed form of a `results_in` / `applies_to` value.
+pub fn parse_version(s: &str) -> Option<u64> {
+    s.parse().ok()
+}
+
+/// One agent's assignment state, as the stream last sent it.
+pub struct AgentAssignments {
+    agent_id: String,
+    tag: String,
+    /// The secret ids each task held by the agent names.
+    task_secrets: HashMap<String, Vec<String>>,
+    /// Tasks naming each secret the agent holds.
+    secret_refs: HashMap<String, HashSet<String>>,
+}
+
+/// A change with the store index it brings the agent to.
+struct Pending {
+    index: u64,
+    change: AssignmentChange,
+}
+
+fn change(item: Item, action: AssignmentAction) -> AssignmentChange {
+    AssignmentChange {
+        assignment: Some(Assignment { item: Some(item) }),
+        action: action as i32,
+    }
+}
+
+fn task_id_of(key: &str) -> Option<&str> {
+    key.strip_prefix(keys::TASKS)
+}
+
+fn secret_id_of(key: &str) -> Option<&str> {
+    key.strip_prefix("secrets/")
+}
+
+impl AgentAssignments {
+    pub fn new(agent_id: &str) -> Self {
+        AgentAssignments {
+            agent_id: agent_id.to_string(),
+            tag: keys::agent_tag(agent_id),
+            task_secrets: HashMap::new(),
+            secret_refs: HashMap::new(),
+        }
+    }
+
+    /// The agent's tasks as of now (a scan; tasks carry their agent).
+    fn current_tasks(&self, store: &Store) -> Result<Vec<Task>, StoreError> {
+        Ok(store
+            .list::<Task>(keys::TASKS)?
+            .into_iter()
+            .map(|(_, t)| t)
+            .filter(|t| t.agent_id == self.agent_id)
+            .collect())
+    }
+
+    /// The whole set, and the index it reflects.
+    pub fn complete(&mut self, store: &Store) -> Result<(AssignmentsMessage, u64), StoreError> {
+        let sm = store.state();
+        // Retry until no change for this agent landed while the set was read, so the
+        // set is exactly the state at `index`.
+        let mut attempts = 0;
+        let (tasks, index) = loop {
+            let before = sm.applied_index();
+            let tasks = self.current_tasks(store)?;
+            let after = sm.applied_index();
+            attempts += 1;
+            let moved = sm
+                .changes_since(before, &self.tag)?
+                .is_none_or(|sets| sets.iter().any(|s| s.index <= after));
+            if !moved || attempts >= 5 {
+                break (tasks, after);
+            }
+        };
+        self.task_secrets.clear();
+        self.secret_refs.clear();
+        let mut changes = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            self.hold_task(&task);
+            changes.push(change(Item::Task(task), AssignmentAction::Update));
+        }
+        for secret_id in self.secret_refs.keys() {
+            if let Some((_, secret)) = store.get::<Secret>(&keys::secret(secret_id))? {
+                changes.push(change(Item::Secret(secret), AssignmentAction::Update));
+            }
+        }
+        Ok((
+            AssignmentsMessage {
+                r#type: AssignmentsType::Complete as i32,
+                applies_to: String::new(),
+                results_in: index.to_string(),
+                changes,
+            },
+            index,
+        ))
+    }
+
+    /// Seeds the reference counts from the store before resuming at an index the agent
+    /// presented (the dispatcher has no record of what it sent earlier).
+    pub fn resume(&mut self, store: &Store) -> Result<(), StoreError> {
+        self.task_secrets.clear();
+        self.secret_refs.clear();
+        for task in self.current_tasks(store)? {
+            self.hold_task(&task);
+        }
+        Ok(())
+    }
+
+    /// Records that the agent holds `task`; returns the secrets it newly needs.
+    fn hold_task(&mut self, task: &Task) -> Vec<String> {
+        let ids: Vec<String> = task
+            .spec
+            .as_ref()
+            .map(|s| s.secret_ids.clone())
+            .unwrap_or_default();
+        let released = self.release_task(&task.id);
+        let mut added = Vec::new();
+        for id in &ids {
+            let refs = self.secret_refs.entry(id.clone()).or_default();
+            if refs.is_empty() && !released.contains(id) {
+                added.push(id.clone());
+            }
+            refs.insert(task.id.clone());
+        }
+        self.task_secrets.insert(task.id.clone(), ids);
+        added
+    }
+
+    /// Forgets `task_id`; returns the secrets no task needs any more, in order
+    /// to REMOVE them (callers that re-hold the task filter those out).
+    fn release_task(&mut self, task_id: &str) -> Vec<String> {
+        let mut released = Vec::new();
+        for id in self.task_secrets.remove(task_id).unwrap_or_default() {
+            if let Some(refs) = self.secret_refs.get_mut(&id) {
+                refs.remove(task_id);
+                if refs.is_empty() {
+                    self.secret_refs.remove(&id);
+                    released.push(id);
+                }
+            }
+        }
+        released
+    }
+
+    /// The messages that bring the agent from `cursor` to the current state, cut into
+    /// messages within the caps, chained from `applies_to`. `Ok(None)` when the change
+    /// log no longer reaches back to `cursor` (send a COMPLETE). Also returns the new
+    /// cursor, which advances even when there is nothing to send.
+    pub fn incremental(
+        &mut self,
+        store: &Store,
+        cursor: u64,
+        applies_to: &str,
+        config: &DispatcherConfig,
+    ) -> Result<Option<(Vec<AssignmentsMessage>, u64)>, StoreError> {
+        let sm = store.state();
+        let Some((mut upto, mut keyed)) = self.changed_keys(sm, cursor)? else {
+            return Ok(None);
+        };
+        // Read the changed objects, then make sure nothing for this agent changed
+        // after `upto` meanwhile (else take those changes in too), so each value is
+        // the one at `upto` and no change is sent twice.
+        let mut values: HashMap<String, Option<Value>> = HashMap::new();
+        for _ in 0..5 {
+            for key in keyed.keys() {
+                if !values.contains_key(key) {
+                    values.insert(key.clone(), read_value(store, key)?);
+                }
+            }
+            match self.changed_keys(sm, upto)? {
+                None => return Ok(None),
+                Some((_, extra)) if extra.is_empty() => break,
+                Some((last, extra)) => {
+                    for (k, i) in extra {
+                        values.remove(&k);
+                        keyed.insert(k, i);
+                    }
+                    upto = last;
+                }
+            }
+        }
+        for key in keyed.keys() {
+            if !values.contains_key(key) {
+                values.insert(key.clone(), read_value(store, key)?);
+            }
+        }
+        // Keys in the order of their last change.
+        let mut ordered: Vec<(u64, String)> = keyed.into_iter().map(|(k, i)| (i, k)).collect();
+        ordered.sort();
+        let mut pending = Vec::new();
+        for (index, key) in ordered {
+            let value = values.remove(&key).flatten();
+            if let Some(task_id) = task_id_of(&key) {
+                match value {
+                    Some(Value::Task(task)) if task.agent_id == self.agent_id => {
+                        let before: Vec<String> =
+                            self.task_secrets.get(task_id).cloned().unwrap_or_default();
+                        let added = self.hold_task(&task);
+                        for id in added {
+                            if let Some((_, secret)) = store.get::<Secret>(&keys::secret(&id))? {
+                                pending.push(Pending {
+                                    index,
+                                    change: change(Item::Secret(secret), AssignmentAction::Update),
+                                });
+                            }
+                        }
+                        pending.push(Pending {
+                            index,
+                            change: change(Item::Task(task), AssignmentAction::Update),
+                        });
+                        for id in before {
+                            if !self.secret_refs.contains_key(&id) {
+                                pending.push(Pending {
+                                    index,
+                                    change: secret_removal(&id),
+                                });
+                            }
+                        }
+                    }
+                    _ => {
+                        for id in self.release_task(task_id) {
+                            pending.push(Pending {
+                                index,
+                                change: secret_removal(&id),
+                            });
+                        }
+                        pending.push(Pending {
+                            index,
+                            change: change(
+                                Item::Task(Task {
+                                    id: task_id.to_string(),
+                                    ..Default::default()
+                                }),
+                                AssignmentAction::Remove,
+                            ),
+                        });
+                    }
+                }
+            } else if let Some(secret_id) = secret_id_of(&key) {
+                if !self.secret_refs.contains_key(secret_id) {
+                    continue;
+                }
+                let c = match value {
+                    Some(Value::Secret(secret)) => {
+                        change(Item::Secret(secret), AssignmentAction::Update)
+                    }
+                    _ => secret_removal(secret_id),
+                };
+                pending.push(Pending { index, change: c });
+            }
+        }
+        Ok(Some((cut(pending, applies_to, upto, config), upto)))
+    }
+
+    /// Every task or secret key changed for this agent after `cursor`, with the index
+    /// of its last change, and the last index that touched the agent's tag.
+    #[allow(clippy::type_complexity)]
+    fn changed_keys(
+        &self,
+        sm: &StateMachine,
+        cursor: u64,
+    ) -> Result<Option<(u64, BTreeMap<String, u64>)>, StoreError> {
+        let Some(sets) = sm.changes_since(cursor, &self.tag)? else {
+            return Ok(None);
+        };
+        let mut last = cursor;
+        let mut keyed = BTreeMap::new();
+        for set in sets {
+            for c in set.changes {
+                if task_id_of(&c.key).is_some() || secret_id_of(&c.key).is_some() {
+                    keyed.insert(c.key, set.index);
+                }
+            }
+            last = last.max(set.index);
+        }
+        Ok(Some((last, keyed)))
+    }
+}
+
+enum Value {
+    Task(Task),
+    Secret(Secret),
+}
+
+fn read_value(store: &Store, key: &str) -> Result<Option<Value>, StoreError> {
+    Ok(if task_id_of(key).is_some() {
+        store.get::<Task>(key)?.map(|(_, t)| Value::Task(t))
+    } else {
+        store.get::<Secret>(key)?.map(|(_, s)| Value::Secret(s))
+    })
+}
+
+fn secret_removal(id: &str) -> AssignmentChange {
+    change(
+        Item::Secret(Secret {
+            id: id.to_string(),
+            ..Default::default()
+        }),
+        AssignmentAction::Remove,
+    )
+}
+
+/// Cuts changes (sorted by index) into messages within the caps, at index boundaries,
+/// chained from `applies_to`; the last message results in `upto`.
+fn cut(
+    pending: Vec<Pending>,
+    applies_to: &str,
+    upto: u64,
+    config: &DispatcherConfig,
+) -> Vec<AssignmentsMessage> {
+    let mut messages: Vec<AssignmentsMessage> = Vec::new();
+    let mut current: Vec<AssignmentChange> = Vec::new();
+    let mut bytes = 0;
+    let mut prev = applies_to.to_string();
+    let mut iter = pending.into_iter().peekable();
+    while let Some(p) = iter.next() {
+        bytes += p.change.encoded_len();
+        current.push(p.change);
+        let next_index = iter.peek().map(|n| n.index);
+        let last = next_index.is_none();
+        let at_boundary = next_index.is_none_or(|n| n > p.index);
+        let full =
+            current.len() >= config.assignments_max_items || bytes >= config.assignments_max_bytes;
+        if last || (full && at_boundary) {
+            let results_in = if last { upto } else { p.index };
+            messages.push(AssignmentsMessage {
+                r#type: AssignmentsType::Incremental as i32,
+                applies_to: prev.clone(),
+                results_in: results_in.to_string(),
+                changes: std::mem::take(&mut current),
+            });
+            prev = results_in.to_string();
+            bytes = 0;
+        }
+    }
+    messages
+}

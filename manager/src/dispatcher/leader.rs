@@ -1,0 +1,160 @@
+//! Leadership and time: the dispatcher serves only while this manager leads. On
+//! becoming leader every agent that was not DOWN is marked UNKNOWN and given a longer
+//! grace to open a session with the new leader before it is written DOWN; on losing
+//! leadership every session ends, so agents move to the new leader. A timer scans for
+//! sessions whose heartbeat TTL ran out and queues their DOWN writes.
+
+use std::{
+    sync::{atomic::Ordering, Arc},
+    time::{Duration, Instant},
+};
+
+use lnswarm_common::api::{Agent, AgentState, AgentStatus};
+use lnswarm_common::ids::now_unix_ms;
+use tracing::{info, warn};
+
+use super::{service::Shared, sessions::EndReason, writer::Write, HeartbeatTiming};
+use crate::{
+    cluster,
+    store::{keys, StoreError, TxnBuilder},
+};
+
+/// Runs for the life of the manager.
+pub(super) async fn run(shared: Arc<Shared>) {
+    tokio::spawn(expiry_timer(shared.clone()));
+    let mut leadership = shared.store.leadership();
+    loop {
+        while !leadership.borrow_and_update().is_leader {
+            if leadership.changed().await.is_err() {
+                return;
+            }
+        }
+        refresh_timing(&shared);
+        for attempt in 0.. {
+            match on_elected(&shared).await {
+                Ok(()) => break,
+                Err(e) => {
+                    warn!(error = %e, attempt, "dispatcher could not start; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    if !shared.store.is_leader() {
+                        break;
+                    }
+                }
+            }
+        }
+        shared.active.store(true, Ordering::SeqCst);
+        info!("dispatcher started (this manager leads)");
+        loop {
+            if leadership.changed().await.is_err() {
+                // Leadership never changes again (a lone manager).
+                futures::future::pending::<()>().await;
+            }
+            if !leadership.borrow_and_update().is_leader {
+                break;
+            }
+        }
+        shared.active.store(false, Ordering::SeqCst);
+        shared.sessions.clear(EndReason::LostLeadership);
+        info!("dispatcher stopped (leadership lost)");
+    }
+}
+
+/// Marks every agent that is not DOWN or DISCONNECTED as UNKNOWN (one proposal) and
+/// gives it the leader-change grace.
+async fn on_elected(shared: &Shared) -> Result<(), StoreError> {
+    let timing = *shared.timing.read().expect("timing lock");
+    let grace = timing.ttl() * shared.config.leader_change_grace_ttls.max(1);
+    for _ in 0..5 {
+        let agents = shared.store.list::<Agent>(keys::AGENTS)?;
+        let mut txn = TxnBuilder::new();
+        let mut waiting = Vec::new();
+        for (version, mut agent) in agents {
+            let state = agent.status.as_ref().map(|s| s.state).unwrap_or_default();
+            if state == AgentState::Down as i32 || state == AgentState::Disconnected as i32 {
+                continue;
+            }
+            waiting.push(agent.id.clone());
+            if state == AgentState::Unknown as i32 {
+                continue;
+            }
+            let key = keys::agent(&agent.id);
+            agent.status = Some(AgentStatus {
+                state: AgentState::Unknown as i32,
+                message: "leader changed; waiting for the agent's session".into(),
+                addr: agent.status.map(|s| s.addr).unwrap_or_default(),
+                since_unix_ms: now_unix_ms(),
+            });
+            txn = txn.require_version(&key, version).put_tagged(
+                &key,
+                &agent,
+                [keys::agent_tag(&agent.id)],
+            );
+        }
+        let txn = txn.build();
+        let committed = txn.ops.is_empty()
+            || matches!(
+                shared.store.propose(txn).await?,
+                crate::store::Applied::Committed(_)
+            );
+        if committed {
+            info!(
+                agents = waiting.len(),
+                grace_ms = grace.as_millis() as u64,
+                "waiting for agents after leader change"
+            );
+            shared
+                .sessions
+                .await_agents(waiting, Instant::now() + grace);
+            return Ok(());
+        }
+    }
+    Err(StoreError::Unavailable(
+        "agents kept changing while starting".into(),
+    ))
+}
+
+/// Reads the heartbeat timing from the cluster settings.
+fn refresh_timing(shared: &Shared) {
+    if let Ok((_, record)) = cluster::load(&shared.store) {
+        let timing = HeartbeatTiming::from_settings(record.settings.as_ref(), &shared.config);
+        let mut current = shared.timing.write().expect("timing lock");
+        if *current != timing {
+            info!(
+                period_ms = timing.period.as_millis() as u64,
+                grace = timing.grace_multiplier,
+                "heartbeat timing"
+            );
+            *current = timing;
+        }
+    }
+}
+
+async fn expiry_timer(shared: Arc<Shared>) {
+    loop {
+        let timing = *shared.timing.read().expect("timing lock");
+        let tick =
+            (timing.period / 10).clamp(Duration::from_millis(20), Duration::from_millis(250));
+        tokio::time::sleep(tick).await;
+        refresh_timing(&shared);
+        if !shared.active.load(Ordering::SeqCst) {
+            continue;
+        }
+        let expired = shared.sessions.expire(Instant::now());
+        for (agent_id, session_id) in expired.sessions {
+            info!(agent = %agent_id, session = %session_id, "heartbeat TTL expired");
+            shared.writer.send(Write::AgentState {
+                agent_id,
+                state: AgentState::Down,
+                message: "heartbeat TTL expired".into(),
+            });
+        }
+        for agent_id in expired.awaiting {
+            info!(agent = %agent_id, "no session after leader change");
+            shared.writer.send(Write::AgentState {
+                agent_id,
+                state: AgentState::Down,
+                message: "no session after the leader changed".into(),
+            });
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! The Dispatcher: the leader-only service agents hold a Session with, heartbeat to,
+//! report task status to, and receive Assignments from (SwarmKit's dispatcher
+//! protocol; see proto/dispatcher.proto).
+//!
+//! - [`sessions`]: sessions and heartbeat timers, in the leader's memory only.
+//! - [`writer`]: task status reports and agent state changes, coalesced into one
+//!   proposal per window.
+//! - [`assignments`]: COMPLETE and INCREMENTAL messages from the store's change log.
+//! - [`leader`]: starts and stops the dispatcher as leadership comes and goes, and
+//!   runs the heartbeat expiry timer.
+//! - [`service`]: the gRPC handlers.
+
+pub mod assignments;
+pub mod config;
+mod leader;
+mod service;
+pub mod sessions;
+mod writer;
+
+pub use config::{DispatcherConfig, HeartbeatTiming};
+pub use service::Dispatcher;

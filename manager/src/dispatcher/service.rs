@@ -1,0 +1,490 @@
+//! The Dispatcher's gRPC handlers. The caller's agent id is always its certificate's
+//! CN; a session id only proves which of that agent's sessions a call belongs to, so a
+//! worker can never act on another agent's session, assignments or tasks.
+
+use std::{
+    pin::Pin,
+    sync::{atomic::AtomicBool, Arc, RwLock},
+};
+
+use futures::Stream;
+use lnswarm_common::{
+    api::{
+        dispatcher_server, Agent, AgentDescription, AgentState, AgentStatus, AssignmentsMessage,
+        AssignmentsRequest, ClusterRecord, HeartbeatRequest, HeartbeatResponse, Manager,
+        SessionMessage, SessionRequest, Task, TaskState, UpdateTaskStatusRequest,
+        UpdateTaskStatusResponse, WeightedPeer,
+    },
+    authz::caller,
+    ids::now_unix_ms,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use super::{
+    assignments::{parse_version, AgentAssignments},
+    config::{DispatcherConfig, HeartbeatTiming},
+    sessions::{peer_addr, EndSignal, Sessions},
+    writer::Writer,
+};
+use crate::store::{keys, Applied, Store, StoreError, TxnBuilder};
+
+/// Largest number of status updates one call may carry.
+const MAX_UPDATES_PER_CALL: usize = 10_000;
+
+pub(super) struct Shared {
+    pub store: Store,
+    pub config: DispatcherConfig,
+    pub sessions: Arc<Sessions>,
+    pub writer: Writer,
+    pub timing: RwLock<HeartbeatTiming>,
+    /// Serving: this manager leads and the post-election work is done.
+    pub active: AtomicBool,
+}
+
+/// The Dispatcher service; cheap to clone.
+#[derive(Clone)]
+pub struct Dispatcher {
+    shared: Arc<Shared>,
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+impl Dispatcher {
+    /// Starts the dispatcher's background work (leadership, timers, the writer).
+    pub fn start(store: Store, config: DispatcherConfig) -> Self {
+        let sessions = Arc::new(Sessions::default());
+        let writer = Writer::start(store.clone(), sessions.clone(), config.clone());
+        let timing = HeartbeatTiming::from_settings(None, &config);
+        let shared = Arc::new(Shared {
+            store,
+            config,
+            sessions,
+            writer,
+            timing: RwLock::new(timing),
+            active: AtomicBool::new(false),
+        });
+        tokio::spawn(super::leader::run(shared.clone()));
+        Dispatcher { shared }
+    }
+
+    /// How many agents hold a session with this manager.
+    pub fn live_sessions(&self) -> usize {
+        self.shared.sessions.len()
+    }
+
+    fn timing(&self) -> HeartbeatTiming {
+        *self.shared.timing.read().expect("timing lock")
+    }
+
+    /// UNAVAILABLE, naming the leader when known, unless this manager serves.
+    fn ensure_active(&self) -> Result<(), Status> {
+        if self.shared.active.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        let leadership = self.shared.store.leadership().borrow().clone();
+        let mut status = match (&leadership.leader_addr, leadership.is_leader) {
+            (_, true) => Status::unavailable("the dispatcher is starting; retry shortly"),
+            (Some(addr), false) => Status::unavailable(format!(
+                "this manager is not the leader; the leader is at {addr}"
+            )),
+            (None, false) => {
+                Status::unavailable("this manager is not the leader; no leader is known")
+            }
+        };
+        if let (Some(addr), false) = (&leadership.leader_addr, leadership.is_leader) {
+            if let Ok(v) = addr.parse() {
+                status.metadata_mut().insert("lnswarm-leader-addr", v);
+            }
+        }
+        Err(status)
+    }
+}
+
+/// The calling agent's id, from its certificate.
+fn agent_id<T>(req: &Request<T>) -> Result<String, Status> {
+    caller(req)
+        .map(|who| who.id.clone())
+        .ok_or_else(|| Status::unauthenticated("a worker certificate is required"))
+}
+
+fn validate_description(d: &AgentDescription) -> Result<(), Status> {
+    if d.hostname.is_empty() || d.hostname.len() > 253 {
+        return Err(Status::invalid_argument(
+            "hostname must be 1 to 253 characters",
+        ));
+    }
+    if d.version.len() > 64 || d.advertised_address.len() > 253 {
+        return Err(Status::invalid_argument(
+            "version or advertised address too long",
+        ));
+    }
+    if d.port_range_start > d.port_range_end || d.port_range_end > 65_535 {
+        return Err(Status::invalid_argument(
+            "port range must be start <= end <= 65535",
+        ));
+    }
+    Ok(())
+}
+
+/// Writes the agent READY with its description (creating it on first contact).
+async fn mark_ready(
+    store: &Store,
+    agent_id: &str,
+    description: AgentDescription,
+    addr: String,
+) -> Result<Agent, StoreError> {
+    let key = keys::agent(agent_id);
+    loop {
+        let existing = store.get::<Agent>(&key)?;
+        let (check, mut agent) = match existing {
+            Some((v, a)) => (Some(v), a),
+            None => (
+                None,
+                Agent {
+                    id: agent_id.to_string(),
+                    created_unix_ms: now_unix_ms(),
+                    ..Default::default()
+                },
+            ),
+        };
+        agent.description = Some(description.clone());
+        agent.status = Some(AgentStatus {
+            state: AgentState::Ready as i32,
+            message: "session opened".into(),
+            addr: addr.clone(),
+            since_unix_ms: now_unix_ms(),
+        });
+        let txn = match check {
+            Some(v) => TxnBuilder::new().require_version(&key, v),
+            None => TxnBuilder::new().require_absent(&key),
+        }
+        .put_tagged(&key, &agent, [keys::agent_tag(agent_id)])
+        .build();
+        if let Applied::Committed(index) = store.propose(txn).await? {
+            agent.version = Some(lnswarm_common::api::Version { index });
+            return Ok(agent);
+        }
+    }
+}
+
+/// The managers an agent may connect to; the leader weighs most.
+fn managers(store: &Store) -> Result<Vec<WeightedPeer>, StoreError> {
+    let leader = store.leadership().borrow().leader_id.clone();
+    Ok(store
+        .list::<Manager>(keys::MANAGERS)?
+        .into_iter()
+        .map(|(_, m)| WeightedPeer {
+            weight: if leader.as_deref() == Some(m.id.as_str()) {
+                100
+            } else {
+                10
+            },
+            manager_id: m.id,
+            addr: m.addr,
+        })
+        .collect())
+}
+
+fn root_ca(store: &Store) -> Result<Vec<u8>, StoreError> {
+    Ok(store
+        .get::<ClusterRecord>(keys::CLUSTER)?
+        .map(|(_, r)| r.ca_cert_pem.into_bytes())
+        .unwrap_or_default())
+}
+
+/// Ends the stream with the session's end reason.
+async fn ended(end: &mut EndSignal) -> Status {
+    loop {
+        if let Some(reason) = end.borrow_and_update().clone() {
+            return reason.status();
+        }
+        if end.changed().await.is_err() {
+            return Status::not_found("session ended");
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl dispatcher_server::Dispatcher for Dispatcher {
+    type SessionStream = BoxStream<SessionMessage>;
+    type AssignmentsStream = BoxStream<AssignmentsMessage>;
+
+    async fn session(
+        &self,
+        req: Request<SessionRequest>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        self.ensure_active()?;
+        let agent_id = agent_id(&req)?;
+        let addr = peer_addr(&req)
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        let description = req
+            .into_inner()
+            .description
+            .ok_or_else(|| Status::invalid_argument("description is required"))?;
+        validate_description(&description)?;
+        let shared = &self.shared;
+        let registered = shared.sessions.register(
+            &agent_id,
+            self.timing().ttl(),
+            shared.config.max_registrations,
+            shared.config.registration_window,
+        )?;
+        let session_id = registered.session_id.clone();
+        let span = info_span!("session", agent = %agent_id, session = %session_id);
+        let agent = match mark_ready(&shared.store, &agent_id, description, addr)
+            .instrument(span.clone())
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => {
+                shared.sessions.end(
+                    &agent_id,
+                    Some(&session_id),
+                    super::sessions::EndReason::Expired,
+                );
+                return Err(e.into());
+            }
+        };
+        span.in_scope(|| info!("session opened; agent READY"));
+        let first = SessionMessage {
+            session_id: session_id.clone(),
+            agent: Some(agent.clone()),
+            managers: managers(&shared.store)?,
+            root_ca: root_ca(&shared.store)?,
+        };
+        let (tx, rx) = mpsc::channel(4);
+        let store = shared.store.clone();
+        let refresh = shared.config.managers_refresh;
+        let mut end = registered.end;
+        let mut wake = store.state().watch().subscribe(&keys::agent_tag(&agent_id));
+        wake.borrow_and_update();
+        tokio::spawn(
+            async move {
+                let mut last = first.clone();
+                if tx.send(Ok(first)).await.is_err() {
+                    return;
+                }
+                let mut ticker = tokio::time::interval(refresh);
+                ticker.tick().await;
+                loop {
+                    tokio::select! {
+                        status = ended(&mut end) => {
+                            debug!(code = ?status.code(), "session ended");
+                            let _ = tx.send(Err(status)).await;
+                            return;
+                        }
+                        _ = tx.closed() => return,
+                        r = wake.changed() => if r.is_err() { return },
+                        _ = ticker.tick() => {}
+                    }
+                    let next = SessionMessage {
+                        session_id: last.session_id.clone(),
+                        agent: match store.get::<Agent>(&keys::agent(&agent_id)) {
+                            Ok(Some((_, a))) => Some(a),
+                            _ => last.agent.clone(),
+                        },
+                        managers: managers(&store).unwrap_or_else(|_| last.managers.clone()),
+                        root_ca: last.root_ca.clone(),
+                    };
+                    let changed = next.managers != last.managers
+                        || next
+                            .agent
+                            .as_ref()
+                            .map(|a| (&a.description, a.availability))
+                            != last
+                                .agent
+                                .as_ref()
+                                .map(|a| (&a.description, a.availability));
+                    if changed {
+                        last = next.clone();
+                        if tx.send(Ok(next)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            .instrument(span),
+        );
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        self.ensure_active()?;
+        let agent_id = agent_id(&req)?;
+        let timing = self.timing();
+        self.shared
+            .sessions
+            .heartbeat(&agent_id, &req.get_ref().session_id, timing.ttl())?;
+        let period = timing.jittered_period(self.shared.config.period_jitter);
+        Ok(Response::new(HeartbeatResponse {
+            period_ms: period.as_millis() as u64,
+        }))
+    }
+
+    async fn update_task_status(
+        &self,
+        req: Request<UpdateTaskStatusRequest>,
+    ) -> Result<Response<UpdateTaskStatusResponse>, Status> {
+        self.ensure_active()?;
+        let agent_id = agent_id(&req)?;
+        let req = req.into_inner();
+        self.shared.sessions.check(&agent_id, &req.session_id)?;
+        if req.updates.len() > MAX_UPDATES_PER_CALL {
+            return Err(Status::invalid_argument(format!(
+                "at most {MAX_UPDATES_PER_CALL} updates per call"
+            )));
+        }
+        let mut accepted = Vec::with_capacity(req.updates.len());
+        for u in req.updates {
+            let status = u
+                .status
+                .ok_or_else(|| Status::invalid_argument("every update needs a status"))?;
+            if TaskState::try_from(status.state).is_err() {
+                return Err(Status::invalid_argument(format!(
+                    "unknown task state {}",
+                    status.state
+                )));
+            }
+            if u.task_id.is_empty() {
+                return Err(Status::invalid_argument("every update needs a task id"));
+            }
+            match self.shared.store.get::<Task>(&keys::task(&u.task_id))? {
+                // Unknown tasks are accepted and ignored.
+                None => continue,
+                Some((_, task)) if task.agent_id != agent_id => {
+                    warn!(agent = %agent_id, task = %u.task_id, "status report for another agent's task refused");
+                    return Err(Status::permission_denied(format!(
+                        "task {} is not assigned to this agent",
+                        u.task_id
+                    )));
+                }
+                Some(_) => accepted.push((u.task_id, status)),
+            }
+        }
+        self.shared.writer.task_statuses(accepted).await?;
+        Ok(Response::new(UpdateTaskStatusResponse {}))
+    }
+
+    async fn assignments(
+        &self,
+        req: Request<AssignmentsRequest>,
+    ) -> Result<Response<Self::AssignmentsStream>, Status> {
+        self.ensure_active()?;
+        let agent_id = agent_id(&req)?;
+        let req = req.into_inner();
+        let mut end = self.shared.sessions.check(&agent_id, &req.session_id)?;
+        let since = match req.last_results_in.as_str() {
+            "" => None,
+            s => Some(parse_version(s).ok_or_else(|| {
+                Status::invalid_argument("last_results_in must be a results_in value")
+            })?),
+        };
+        let shared = self.shared.clone();
+        let store = shared.store.clone();
+        let mut wake = store.state().watch().subscribe(&keys::agent_tag(&agent_id));
+        wake.borrow_and_update();
+        let span = info_span!("assignments", agent = %agent_id, session = %req.session_id);
+        let (tx, rx) = mpsc::channel::<Result<AssignmentsMessage, Status>>(4);
+        tokio::spawn(
+            async move {
+                let mut set = AgentAssignments::new(&agent_id);
+                let config = &shared.config;
+                // (store index read up to, results_in of the last message sent)
+                let mut at: Option<(u64, String)> = None;
+                if let Some(since) = since {
+                    let resumed = set
+                        .resume(&store)
+                        .and_then(|_| set.incremental(&store, since, &since.to_string(), config));
+                    match resumed {
+                        Ok(Some((mut messages, upto))) => {
+                            if messages.is_empty() {
+                                messages.push(AssignmentsMessage {
+                                    r#type: lnswarm_common::api::AssignmentsType::Incremental
+                                        as i32,
+                                    applies_to: since.to_string(),
+                                    results_in: upto.to_string(),
+                                    changes: vec![],
+                                });
+                            }
+                            let last = messages
+                                .last()
+                                .map(|m| m.results_in.clone())
+                                .unwrap_or_default();
+                            debug!(since, upto, "resuming with an incremental update");
+                            for m in messages {
+                                if tx.send(Ok(m)).await.is_err() {
+                                    return;
+                                }
+                            }
+                            at = Some((upto, last));
+                        }
+                        Ok(None) => {
+                            debug!(since, "cannot resume from there; sending the complete set")
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e.into())).await;
+                            return;
+                        }
+                    }
+                }
+                loop {
+                    let (cursor, last_sent) = match at.take() {
+                        Some(a) => a,
+                        None => match set.complete(&store) {
+                            Ok((message, index)) => {
+                                debug!(index, items = message.changes.len(), "complete set sent");
+                                let results_in = message.results_in.clone();
+                                if tx.send(Ok(message)).await.is_err() {
+                                    return;
+                                }
+                                (index, results_in)
+                            }
+                            Err(e) => {
+                                let _ = tx.send(Err(e.into())).await;
+                                return;
+                            }
+                        },
+                    };
+                    tokio::select! {
+                        status = ended(&mut end) => {
+                            let _ = tx.send(Err(status)).await;
+                            return;
+                        }
+                        _ = tx.closed() => return,
+                        r = wake.changed() => if r.is_err() { return },
+                    }
+                    // Let a burst of changes land, then send them together.
+                    tokio::time::sleep(config.assignments_quiet).await;
+                    wake.borrow_and_update();
+                    match set.incremental(&store, cursor, &last_sent, config) {
+                        Ok(Some((messages, upto))) => {
+                            let mut last = last_sent;
+                            for m in messages {
+                                last = m.results_in.clone();
+                                if tx.send(Ok(m)).await.is_err() {
+                                    return;
+                                }
+                            }
+                            at = Some((upto, last));
+                        }
+                        // The change log no longer reaches back: start over.
+                        Ok(None) => at = None,
+                        Err(e) => {
+                            let _ = tx.send(Err(e.into())).await;
+                            return;
+                        }
+                    }
+                }
+            }
+            .instrument(span),
+        );
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

@@ -1,0 +1,274 @@
+//! Agents for tests: real `lnswarm-agent` processes joined with a worker token, and a
+//! bare dispatcher client (a worker certificate over real mTLS) for tests that drive
+//! the protocol by hand. Plus the operator's view through `lnswarmctl ... --format json`.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use lnswarm_common::{
+    api::{
+        control_client::ControlClient, dispatcher_client::DispatcherClient, AgentDescription,
+        ClusterSettings, HeartbeatRequest, SessionMessage, SessionRequest,
+        UpdateClusterSettingsRequest,
+    },
+    credentials::Credentials,
+    join::join,
+    pki::Role,
+    tls,
+};
+use serde_json::Value;
+use tonic::transport::Channel;
+
+use crate::{bin_path, manager::TestManager, process::run, process::Proc};
+
+/// Sets the heartbeat period (ms) and grace multiplier agents are told to use.
+pub async fn set_heartbeat(m: &TestManager, period_ms: u64, grace: u32) {
+    let op = m.operator();
+    let mut control = ControlClient::new(m.channel_as(Some(&op)).await);
+    control
+        .update_cluster_settings(UpdateClusterSettingsRequest {
+            settings: Some(ClusterSettings {
+                heartbeat_period_ms: period_ms,
+                heartbeat_grace_multiplier: grace,
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("update cluster settings");
+    // The dispatcher picks settings up on its next timer tick (at most 250 ms).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+/// The worker join token.
+pub fn worker_token(m: &TestManager) -> String {
+    let mut cmd = m.ctl();
+    cmd.args(["cluster", "join-token", "worker"]);
+    let (status, out, err) = run(cmd);
+    assert!(status.success(), "join-token failed: {err}");
+    out.trim().to_string()
+}
+
+/// Runs `lnswarmctl ARGS... --format json` and parses its output.
+pub fn ctl_json(m: &TestManager, args: &[&str]) -> Value {
+    let mut cmd = m.ctl();
+    cmd.args(args).args(["--format", "json"]);
+    let (status, out, err) = run(cmd);
+    assert!(status.success(), "lnswarmctl {args:?} failed: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("lnswarmctl {args:?}: {e}: {out}"))
+}
+
+/// `lnswarmctl agent ls --format json`, as (id, state) pairs.
+pub fn agent_states(m: &TestManager) -> Vec<(String, String)> {
+    ctl_json(m, &["agent", "ls"])
+        .as_array()
+        .expect("agent ls prints an array")
+        .iter()
+        .map(|a| {
+            (
+                a["id"].as_str().unwrap_or_default().to_string(),
+                a["state"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The state `lnswarmctl agent ls` shows for `id`.
+pub fn agent_state(m: &TestManager, id: &str) -> Option<String> {
+    agent_states(m)
+        .into_iter()
+        .find(|(a, _)| a == id)
+        .map(|(_, s)| s)
+}
+
+/// `lnswarmctl task inspect ID --format json`, or None when the task is gone.
+pub fn task(m: &TestManager, id: &str) -> Option<Value> {
+    let mut cmd = m.ctl();
+    cmd.args(["task", "inspect", id, "--format", "json"]);
+    let (status, out, _) = run(cmd);
+    status
+        .success()
+        .then(|| serde_json::from_str(&out).expect("task inspect prints JSON"))
+}
+
+/// `lnswarmctl task create [--agent A] [--secret-file F] -- CMD...`; the new id.
+pub fn create_task(
+    m: &TestManager,
+    agent: Option<&str>,
+    secret_file: Option<&Path>,
+    cmd: &[&str],
+) -> String {
+    let mut c = m.ctl();
+    c.args(["task", "create"]);
+    if let Some(a) = agent {
+        c.args(["--agent", a]);
+    }
+    if let Some(f) = secret_file {
+        c.arg("--secret-file").arg(f);
+    }
+    c.arg("--").args(cmd);
+    let (status, out, err) = run(c);
+    assert!(status.success(), "task create failed: {err}");
+    out.trim().to_string()
+}
+
+/// A real agent process.
+pub struct TestAgent {
+    pub id: String,
+    pub data_dir: PathBuf,
+    log_dir: PathBuf,
+    name: String,
+    pub proc: Option<Proc>,
+}
+
+impl TestAgent {
+    /// `lnswarm-agent join` into `dir/<name>`.
+    pub fn join(m: &TestManager, dir: &Path, name: &str) -> TestAgent {
+        let data_dir = dir.join(name);
+        let mut cmd = Command::new(bin_path("lnswarm-agent"));
+        cmd.args(["join", "--data-dir"]).arg(&data_dir).args([
+            "--token",
+            &worker_token(m),
+            "--manager",
+            &m.addr,
+        ]);
+        let (status, out, err) = run(cmd);
+        assert!(status.success(), "agent join failed: {out}{err}");
+        let config: Value = serde_json::from_str(
+            &std::fs::read_to_string(data_dir.join("agent.json")).expect("agent.json"),
+        )
+        .expect("agent.json parses");
+        TestAgent {
+            id: config["id"].as_str().expect("agent id").to_string(),
+            data_dir,
+            log_dir: dir.to_path_buf(),
+            name: name.to_string(),
+            proc: None,
+        }
+    }
+
+    /// `lnswarm-agent run` with short stop grace and restart backoff.
+    pub fn start(&mut self) {
+        let mut cmd = Command::new(bin_path("lnswarm-agent"));
+        cmd.args(["run", "--data-dir"]).arg(&self.data_dir).args([
+            "--stop-grace-ms",
+            "2000",
+            "--restart-backoff-ms",
+            "200",
+            "--reconnect-max-ms",
+            "1000",
+        ]);
+        self.proc = Some(Proc::spawn(&self.name, cmd, &self.log_dir));
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(p) = self.proc.as_mut() {
+            p.kill9();
+        }
+        self.proc = None;
+    }
+
+    pub fn terminate(&mut self) {
+        if let Some(p) = self.proc.as_mut() {
+            p.terminate();
+        }
+        self.proc = None;
+    }
+
+    pub fn credentials(&self) -> Credentials {
+        Credentials::load(&self.data_dir.join("credentials")).expect("agent credentials")
+    }
+}
+
+/// A worker certificate for a hand-driven dispatcher client (joins, runs no agent).
+pub async fn worker_credentials(m: &TestManager) -> (String, Credentials) {
+    let joined = join(&m.addr, &worker_token(m), Role::Worker, "127.0.0.1")
+        .await
+        .expect("join as worker");
+    (joined.id, joined.credentials)
+}
+
+/// A channel to the manager presenting `creds`.
+pub async fn channel(addr: &str, creds: &Credentials) -> Channel {
+    tls::connect(
+        addr,
+        &creds.client_tls().expect("client tls"),
+        Role::Manager,
+    )
+    .await
+    .expect("connect to manager")
+}
+
+pub fn description(name: &str) -> AgentDescription {
+    AgentDescription {
+        hostname: name.into(),
+        version: "test".into(),
+        task_slots: 4,
+        port_range_start: 30000,
+        port_range_end: 30099,
+        advertised_address: "127.0.0.1".into(),
+    }
+}
+
+/// A hand-driven session: opened, with heartbeats sent in the background at the
+/// period the dispatcher returns, until dropped.
+pub struct HandSession {
+    pub first: SessionMessage,
+    pub client: DispatcherClient<Channel>,
+    heartbeats: tokio::task::JoinHandle<()>,
+    pub stream: tonic::Streaming<SessionMessage>,
+}
+
+impl HandSession {
+    pub async fn open(addr: &str, creds: &Credentials, name: &str) -> HandSession {
+        let mut client = DispatcherClient::new(channel(addr, creds).await)
+            .max_decoding_message_size(64 * 1024 * 1024);
+        let mut stream = client
+            .session(SessionRequest {
+                description: Some(description(name)),
+                session_id: String::new(),
+            })
+            .await
+            .expect("open session")
+            .into_inner();
+        let first = stream
+            .message()
+            .await
+            .expect("session message")
+            .expect("a first session message");
+        let mut hb = client.clone();
+        let sid = first.session_id.clone();
+        let heartbeats = tokio::spawn(async move {
+            loop {
+                let period = match hb
+                    .heartbeat(HeartbeatRequest {
+                        session_id: sid.clone(),
+                    })
+                    .await
+                {
+                    Ok(r) => r.into_inner().period_ms,
+                    Err(_) => return,
+                };
+                tokio::time::sleep(Duration::from_millis(period)).await;
+            }
+        });
+        HandSession {
+            first,
+            client,
+            heartbeats,
+            stream,
+        }
+    }
+
+    pub fn session_id(&self) -> String {
+        self.first.session_id.clone()
+    }
+}
+
+impl Drop for HandSession {
+    fn drop(&mut self) {
+        self.heartbeats.abort();
+    }
+}
