@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use lnswarm_common::api::{
     assignment::Item, Assignment, AssignmentAction, AssignmentChange, AssignmentsMessage,
-    AssignmentsType, Secret, Task,
+    AssignmentsType, Secret, Task, Version,
 };
 use prost::Message;
 
@@ -74,8 +74,8 @@ impl AgentAssignments {
         Ok(store
             .list::<Task>(keys::TASKS)?
             .into_iter()
-            .map(|(_, t)| t)
-            .filter(|t| t.agent_id == self.agent_id)
+            .filter(|(_, t)| t.agent_id == self.agent_id)
+            .map(|(v, t)| with_version(v, t))
             .collect())
     }
 
@@ -302,6 +302,12 @@ impl AgentAssignments {
     }
 }
 
+/// A task as sent: stamped with the store index that last wrote it.
+fn with_version(version: u64, mut task: Task) -> Task {
+    task.version = Some(Version { index: version });
+    task
+}
+
 enum Value {
     Task(Task),
     Secret(Secret),
@@ -309,7 +315,9 @@ enum Value {
 
 fn read_value(store: &Store, key: &str) -> Result<Option<Value>, StoreError> {
     Ok(if task_id_of(key).is_some() {
-        store.get::<Task>(key)?.map(|(_, t)| Value::Task(t))
+        store
+            .get::<Task>(key)?
+            .map(|(v, t)| Value::Task(with_version(v, t)))
     } else {
         store.get::<Secret>(key)?.map(|(_, s)| Value::Secret(s))
     })
