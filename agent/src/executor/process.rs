@@ -14,12 +14,17 @@ use tokio::{io::AsyncWriteExt, process::Child};
 use super::plan::{ExecutorError, LaunchPlan};
 
 /// The kernel's start time of `pid` (clock ticks since boot), to tell a pid apart
-/// from a later process that reuses it.
+/// from a later process that reuses it. `None` once it has exited.
 pub fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = rest.split_whitespace();
+    // A zombie is gone as far as we care.
+    if fields.next()? == "Z" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 /// Starts the plan's process and feeds its stdin.

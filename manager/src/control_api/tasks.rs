@@ -67,6 +67,7 @@ pub async fn create_task(store: &Store, req: CreateTaskRequest) -> Result<Task, 
     };
     let tag = keys::agent_tag(&agent_id);
     let mut txn = TxnBuilder::new();
+    let mut created = Vec::new();
     for secret in &req.secrets {
         if secret.data.len() > MAX_SECRET_BYTES {
             return Err(Status::invalid_argument(format!(
@@ -82,6 +83,7 @@ pub async fn create_task(store: &Store, req: CreateTaskRequest) -> Result<Task, 
             version: None,
             data: secret.data.clone(),
         };
+        created.push(secret.id.clone());
         if !spec.secret_ids.contains(&secret.id) {
             spec.secret_ids.push(secret.id.clone());
         }
@@ -92,9 +94,7 @@ pub async fn create_task(store: &Store, req: CreateTaskRequest) -> Result<Task, 
         );
     }
     for id in &spec.secret_ids {
-        if !req.secrets.iter().any(|s| &s.id == id)
-            && store.get::<Secret>(&keys::secret(id))?.is_none()
-        {
+        if !created.contains(id) && store.get::<Secret>(&keys::secret(id))?.is_none() {
             return Err(Status::not_found(format!("no secret {id:?}")));
         }
     }
