@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod control_api;
 pub mod dispatcher;
 pub mod init;
+pub mod join;
 pub mod layout;
 pub mod pending;
 pub mod server;

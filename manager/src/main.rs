@@ -8,9 +8,14 @@ use clap::{Parser, Subcommand};
 use lnswarm_common::{api::Manager, credentials::Credentials, telemetry};
 use lnswarm_manager::{
     init::{init, InitOptions},
+    join::{join, JoinOptions},
     layout::{open_db, DataDir},
     server,
-    store::{keys, Store},
+    store::{
+        keys,
+        raft::{RaftConfig, RaftOptions},
+        Store,
+    },
 };
 use tokio::net::TcpListener;
 use tracing::info;
@@ -45,6 +50,27 @@ enum Command {
         /// Private key (PEM) of --ca-cert.
         #[arg(long, requires = "ca_cert")]
         ca_key: Option<PathBuf>,
+        #[command(flatten)]
+        raft: RaftArgs,
+    },
+    /// Join an existing cluster as a manager (a voter of the quorum) and serve.
+    Join {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Address to listen on, e.g. 127.0.0.1:4243.
+        #[arg(long)]
+        listen: String,
+        /// Address others dial, if not the listen address.
+        #[arg(long)]
+        advertise_addr: Option<String>,
+        /// The cluster's manager join token.
+        #[arg(long, env = "LNSWARM_MANAGER_TOKEN")]
+        token: String,
+        /// Address of any manager of the cluster.
+        #[arg(long)]
+        manager: String,
+        #[command(flatten)]
+        raft: RaftArgs,
     },
     /// Run a manager from its data directory.
     Run {
@@ -53,7 +79,46 @@ enum Command {
         /// Override the listen address recorded at init.
         #[arg(long)]
         listen: Option<String>,
+        /// Recovery after losing quorum: make this manager the only member of a new
+        /// one-member cluster that keeps every committed change.
+        #[arg(long)]
+        force_new_cluster: bool,
+        #[command(flatten)]
+        raft: RaftArgs,
     },
+}
+
+/// Tuning of the replicated store.
+#[derive(clap::Args, Clone, Debug)]
+struct RaftArgs {
+    /// Length of one raft tick, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    raft_tick_ms: u64,
+    /// Ticks without hearing from a leader before a follower campaigns.
+    #[arg(long, default_value_t = 10)]
+    election_ticks: usize,
+    /// Ticks between leader heartbeats.
+    #[arg(long, default_value_t = 2)]
+    heartbeat_ticks: usize,
+    /// Compact the raft log every this many entries.
+    #[arg(long, default_value_t = 10_000)]
+    snapshot_interval: u64,
+    /// Entries kept behind the compaction point for slow followers.
+    #[arg(long, default_value_t = 1_000)]
+    log_tail: u64,
+}
+
+impl RaftArgs {
+    fn config(&self) -> RaftConfig {
+        RaftConfig {
+            tick: std::time::Duration::from_millis(self.raft_tick_ms.max(1)),
+            election_ticks: self.election_ticks,
+            heartbeat_ticks: self.heartbeat_ticks,
+            snapshot_interval: self.snapshot_interval.max(1),
+            log_tail: self.log_tail,
+            ..RaftConfig::default()
+        }
+    }
 }
 
 #[tokio::main]
@@ -66,6 +131,7 @@ async fn main() -> anyhow::Result<()> {
             advertise_addr,
             ca_cert,
             ca_key,
+            raft,
         } => {
             let external_ca = match (ca_cert, ca_key) {
                 (Some(c), Some(k)) => Some((
@@ -100,6 +166,55 @@ async fn main() -> anyhow::Result<()> {
                 listener.local_addr()?
             );
             info!(manager = %done.config.id, cluster = %done.record.cluster_id, "cluster created");
+            // From here on the store is replicated: what init wrote becomes the start
+            // of a one-member raft log.
+            let store = Store::open_raft(
+                done.store.state().db().clone(),
+                RaftOptions {
+                    manager_id: done.config.id.clone(),
+                    addr: done.config.advertise.clone(),
+                    tls: done.credentials.client_tls()?,
+                    config: raft.config(),
+                    join_as: None,
+                    seeds: vec![],
+                    force_new_cluster: false,
+                },
+            )?;
+            drop(done.store);
+            server::serve(
+                listener,
+                &done.credentials,
+                store,
+                done.manager,
+                shutdown_signal(),
+            )
+            .await
+        }
+        Command::Join {
+            data_dir,
+            listen,
+            advertise_addr,
+            token,
+            manager,
+            raft,
+        } => {
+            let listener = TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("listening on {listen}"))?;
+            let done = join(JoinOptions {
+                data_dir,
+                listen,
+                advertise: advertise_addr,
+                token,
+                manager,
+                raft: raft.config(),
+            })
+            .await?;
+            println!(
+                "manager {} joined cluster {} as raft member {:x}",
+                done.config.id, done.config.cluster_id, done.manager.raft_id
+            );
+            info!(manager = %done.config.id, raft_id = %format!("{:x}", done.manager.raft_id), "joined the cluster");
             server::serve(
                 listener,
                 &done.credentials,
@@ -109,21 +224,39 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
-        Command::Run { data_dir, listen } => {
+        Command::Run {
+            data_dir,
+            listen,
+            force_new_cluster,
+            raft,
+        } => {
             let dir = DataDir::new(&data_dir);
             let mut config = dir.read_config()?;
             if let Some(listen) = listen {
                 config.listen = listen;
             }
             let credentials = Credentials::load(&dir.credentials())?;
-            let store = Store::open_local(
+            let store = Store::open_raft(
                 open_db(&dir)?,
-                Some((config.id.clone(), config.advertise.clone())),
+                RaftOptions {
+                    manager_id: config.id.clone(),
+                    addr: config.advertise.clone(),
+                    tls: credentials.client_tls()?,
+                    config: raft.config(),
+                    join_as: None,
+                    seeds: vec![],
+                    force_new_cluster,
+                },
             )?;
+            // A manager that joined but has not caught up yet has no record of itself.
             let manager = store
                 .get::<Manager>(&keys::manager(&config.id))?
                 .map(|(_, m)| m)
-                .context("this manager is not in the store")?;
+                .unwrap_or_else(|| Manager {
+                    id: config.id.clone(),
+                    addr: config.advertise.clone(),
+                    raft_id: store.raft().map(|r| r.raft_id()).unwrap_or(0),
+                });
             let listener = TcpListener::bind(&config.listen)
                 .await
                 .with_context(|| format!("listening on {}", config.listen))?;

@@ -7,7 +7,7 @@ use std::pin::Pin;
 
 use futures::Stream;
 use lnswarm_common::{
-    api::{raft_server::Raft, scheduler_server::Scheduler, *},
+    api::{scheduler_server::Scheduler, *},
     authz::require_owner,
 };
 use tonic::{Request, Response, Status, Streaming};
@@ -17,48 +17,6 @@ fn pending(what: &str) -> Status {
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
-
-pub struct PendingRaft;
-
-#[tonic::async_trait]
-impl Raft for PendingRaft {
-    async fn process_raft_message(
-        &self,
-        _: Request<ProcessRaftMessageRequest>,
-    ) -> Result<Response<ProcessRaftMessageResponse>, Status> {
-        Err(pending("the manager quorum"))
-    }
-    async fn stream_raft_snapshot(
-        &self,
-        _: Request<Streaming<SnapshotChunk>>,
-    ) -> Result<Response<ProcessRaftMessageResponse>, Status> {
-        Err(pending("the manager quorum"))
-    }
-    async fn join(&self, _: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
-        Err(pending("the manager quorum"))
-    }
-    async fn leave(&self, _: Request<LeaveRequest>) -> Result<Response<LeaveResponse>, Status> {
-        Err(pending("the manager quorum"))
-    }
-    async fn resolve_address(
-        &self,
-        _: Request<ResolveAddressRequest>,
-    ) -> Result<Response<ResolveAddressResponse>, Status> {
-        Err(pending("the manager quorum"))
-    }
-    async fn forward_proposal(
-        &self,
-        _: Request<ForwardProposalRequest>,
-    ) -> Result<Response<ForwardProposalResponse>, Status> {
-        Err(pending("the manager quorum"))
-    }
-    async fn read_index(
-        &self,
-        _: Request<ReadIndexRequest>,
-    ) -> Result<Response<ReadIndexResponse>, Status> {
-        Err(pending("the manager quorum"))
-    }
-}
 
 pub struct PendingScheduler;
 

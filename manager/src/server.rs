@@ -20,13 +20,27 @@ use crate::{
     ca::{CaService, StoreRevocations},
     control_api::ControlService,
     dispatcher::{Dispatcher, DispatcherConfig},
-    pending::{PendingRaft, PendingScheduler},
+    pending::PendingScheduler,
     store::Store,
 };
 
 /// Largest request any service accepts; the CA takes far less (see its handler).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 const MAX_CA_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// The manager-to-manager raft service of a replicated store.
+fn raft_service(
+    store: &Store,
+) -> anyhow::Result<RaftServer<crate::store::raft::service::RaftService>> {
+    use crate::store::raft::service::{RaftService, MAX_RAFT_MESSAGE_BYTES};
+    let handle = store
+        .raft()
+        .context("the manager serves a replicated store")?
+        .clone();
+    Ok(RaftServer::new(RaftService::new(handle))
+        .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES))
+}
 
 /// Serves until `shutdown` resolves.
 pub async fn serve(
@@ -70,7 +84,7 @@ pub async fn serve(
             store.clone(),
             DispatcherConfig::default(),
         )))
-        .add_service(RaftServer::new(PendingRaft))
+        .add_service(raft_service(&store)?)
         .add_service(SchedulerServer::new(PendingScheduler))
         .serve_with_incoming_shutdown(tls::incoming(listener, tls_config), shutdown)
         .await

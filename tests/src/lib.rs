@@ -4,6 +4,7 @@
 
 pub mod agents;
 pub mod certs;
+pub mod cluster;
 pub mod lightning;
 pub mod manager;
 pub mod process;

@@ -47,6 +47,7 @@ pub static TABLE: &[(&str, Access)] = &[
     ("/lnswarm.v1.Raft/ResolveAddress", Roles(MANAGERS)),
     ("/lnswarm.v1.Raft/ForwardProposal", Roles(MANAGERS)),
     ("/lnswarm.v1.Raft/ReadIndex", Roles(MANAGERS)),
+    ("/lnswarm.v1.Raft/GetStatus", Roles(MANAGERS)),
     // Control: operators.
     ("/lnswarm.v1.Control/GetClusterInfo", Roles(OPERATORS)),
     (

@@ -149,33 +149,38 @@ impl Control for ControlService {
         &self,
         _req: Request<ListManagersRequest>,
     ) -> Result<Response<ListManagersResponse>, Status> {
-        let applied = self.store.state().applied_index();
-        let managers = self
-            .store
-            .list::<Manager>(keys::MANAGERS)?
-            .into_iter()
-            .map(|(_, m)| {
-                let me = m.id == self.this_manager.id;
-                ManagerInfo {
+        let Some(raft) = self.store.raft() else {
+            // A store without a quorum: this manager is the whole cluster.
+            let applied = self.store.state().applied_index();
+            let m = self.this_manager.clone();
+            return Ok(Response::new(ListManagersResponse {
+                managers: vec![ManagerInfo {
                     id: m.id,
                     raft_id: m.raft_id,
                     addr: m.addr,
-                    leader: me,
-                    reachable: me,
+                    leader: true,
+                    reachable: true,
                     term: 1,
-                    commit_index: if me { applied } else { 0 },
-                    applied_index: if me { applied } else { 0 },
-                }
-            })
-            .collect();
+                    commit_index: applied,
+                    applied_index: applied,
+                }],
+            }));
+        };
+        let managers = crate::store::raft::membership::list(raft).await?;
         Ok(Response::new(ListManagersResponse { managers }))
     }
 
     async fn remove_manager(
         &self,
-        _req: Request<RemoveManagerRequest>,
+        req: Request<RemoveManagerRequest>,
     ) -> Result<Response<RemoveManagerResponse>, Status> {
-        Err(not_yet("removing managers"))
+        let req = req.into_inner();
+        let raft = self
+            .store
+            .raft()
+            .ok_or_else(|| Status::failed_precondition("cannot remove the last manager"))?;
+        crate::store::raft::membership::remove(raft, &req.id, req.force).await?;
+        Ok(Response::new(RemoveManagerResponse {}))
     }
 
     async fn list_agents(

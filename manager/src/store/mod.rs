@@ -5,6 +5,7 @@
 
 pub mod keys;
 mod local;
+pub mod raft;
 mod state_machine;
 pub mod watch;
 
@@ -36,6 +37,7 @@ impl From<StoreError> for Status {
 #[derive(Clone)]
 enum Proposer {
     Local(local::LocalProposer),
+    Raft(raft::RaftHandle),
 }
 
 /// Who leads the quorum, as this manager last saw it. Leader-only services (the
@@ -75,6 +77,26 @@ impl Store {
         })
     }
 
+    /// A store replicated by raft over `db` (bootstrapping a one-member log from a
+    /// state `init` wrote, joining, or restarting from disk).
+    pub fn open_raft(db: sled::Db, opts: raft::RaftOptions) -> Result<Self, raft::RaftStartError> {
+        let sm = StateMachine::open(db)?;
+        let handle = raft::RaftHandle::start(sm.clone(), opts)?;
+        Ok(Store {
+            leadership: handle.leadership(),
+            proposer: Proposer::Raft(handle),
+            sm,
+        })
+    }
+
+    /// The raft node, when the store is replicated.
+    pub fn raft(&self) -> Option<&raft::RaftHandle> {
+        match &self.proposer {
+            Proposer::Raft(h) => Some(h),
+            Proposer::Local(_) => None,
+        }
+    }
+
     /// The current leadership and its changes.
     pub fn leadership(&self) -> tokio::sync::watch::Receiver<Leadership> {
         self.leadership.clone()
@@ -93,6 +115,7 @@ impl Store {
     pub async fn propose(&self, txn: StoreTxn) -> Result<Applied, StoreError> {
         match &self.proposer {
             Proposer::Local(p) => p.propose(txn).await,
+            Proposer::Raft(h) => h.propose(txn).await,
         }
     }
 
@@ -101,6 +124,7 @@ impl Store {
     pub async fn read_barrier(&self) -> Result<(), StoreError> {
         match &self.proposer {
             Proposer::Local(_) => Ok(()),
+            Proposer::Raft(h) => h.read_barrier().await.map(|_| ()),
         }
     }
 

@@ -124,6 +124,18 @@ impl StateMachine {
     /// Applies the command at `index`. Indexes at or below the applied index are
     /// skipped (already applied before a restart).
     pub fn apply(&self, index: u64, txn: &StoreTxn) -> Result<Applied, StoreError> {
+        self.apply_with_meta(index, txn, None)
+    }
+
+    /// Like [`apply`](Self::apply), and also writes `meta` (a key of the meta tree,
+    /// such as the raft conf state) in the same transaction, so it changes exactly
+    /// when the applied index does.
+    pub fn apply_with_meta(
+        &self,
+        index: u64,
+        txn: &StoreTxn,
+        meta_write: Option<(&[u8], Vec<u8>)>,
+    ) -> Result<Applied, StoreError> {
         if index <= self.applied_index() {
             return Ok(Applied::CheckFailed(index));
         }
@@ -141,6 +153,9 @@ impl StateMachine {
                 };
             }
             meta.insert(APPLIED_INDEX, &index.to_be_bytes())?;
+            if let Some((key, value)) = &meta_write {
+                meta.insert(*key, value.as_slice())?;
+            }
             if !ok {
                 return Ok(Applied::CheckFailed(index));
             }
@@ -175,7 +190,7 @@ impl StateMachine {
             Err(TransactionError::Abort(e)) => return Err(e),
             Err(TransactionError::Storage(e)) => return Err(e.into()),
         };
-        if let Applied::Committed(index) = applied {
+        if let (Applied::Committed(index), false) = (applied, txn.ops.is_empty()) {
             let tags = txn.ops.iter().flat_map(|op| op.tags.iter());
             self.watch.notify(index, tags);
         }
@@ -210,6 +225,17 @@ impl StateMachine {
             }
         }
         Ok(Some(out))
+    }
+
+    /// A value of the meta tree (where the applied index lives).
+    pub fn meta_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.meta.get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// Writes a value of the meta tree outside any command (recovery only).
+    pub fn meta_put(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.meta.insert(key, value)?;
+        Ok(())
     }
 
     /// Flushes everything written so far to disk.

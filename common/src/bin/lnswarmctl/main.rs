@@ -4,6 +4,7 @@
 mod agent;
 mod cluster;
 mod connection;
+mod manager;
 mod output;
 mod task;
 
@@ -30,6 +31,9 @@ enum Command {
     /// Cluster identity, settings and join tokens.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Managers of the quorum: list, remove.
+    #[command(subcommand)]
+    Manager(manager::ManagerCommand),
     /// Agents: list, inspect, availability.
     #[command(subcommand)]
     Agent(agent::AgentCommand),
@@ -44,6 +48,7 @@ async fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Cluster(cmd) => cluster::run(&cli.connection, cmd).await,
+        Command::Manager(cmd) => manager::run(&cli.connection, cmd).await,
         Command::Agent(cmd) => agent::run(&cli.connection, cmd).await,
         Command::Task(cmd) => task::run(&cli.connection, cmd).await,
     };

@@ -1,0 +1,96 @@
+//! `lnswarmctl manager`: the manager quorum as the answering manager sees it, and
+//! removing a member.
+
+use anyhow::Result;
+use clap::Subcommand;
+use lnswarm_common::api::{
+    control_client::ControlClient, ListManagersRequest, RemoveManagerRequest,
+};
+use serde_json::json;
+
+use crate::{
+    connection::Connection,
+    output::{print_json, print_table, Format},
+};
+
+#[derive(Subcommand)]
+pub enum ManagerCommand {
+    /// List managers: id, raft id, address, leader, reachability, term, commit and
+    /// applied index (each as that manager reports it).
+    Ls {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Remove a manager from the quorum; its certificate is refused from then on.
+    /// Refuses to break quorum unless --force.
+    Remove {
+        id: String,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+pub async fn run(conn: &Connection, cmd: ManagerCommand) -> Result<()> {
+    let mut client = ControlClient::new(conn.manager_channel().await?);
+    match cmd {
+        ManagerCommand::Ls { format } => {
+            let managers = client
+                .list_managers(ListManagersRequest {})
+                .await?
+                .into_inner()
+                .managers;
+            match format {
+                Format::Json => print_json(&json!(managers
+                    .iter()
+                    .map(|m| json!({
+                        "id": m.id,
+                        "raft_id": format!("{:x}", m.raft_id),
+                        "addr": m.addr,
+                        "leader": m.leader,
+                        "reachable": m.reachable,
+                        "term": m.term,
+                        "commit_index": m.commit_index,
+                        "applied_index": m.applied_index,
+                    }))
+                    .collect::<Vec<_>>())),
+                Format::Table => print_table(
+                    &[
+                        "ID",
+                        "RAFT ID",
+                        "ADDRESS",
+                        "LEADER",
+                        "REACHABLE",
+                        "TERM",
+                        "COMMIT",
+                        "APPLIED",
+                    ],
+                    &managers
+                        .iter()
+                        .map(|m| {
+                            vec![
+                                m.id.clone(),
+                                format!("{:x}", m.raft_id),
+                                m.addr.clone(),
+                                if m.leader { "*".into() } else { String::new() },
+                                if m.reachable { "yes" } else { "no" }.into(),
+                                m.term.to_string(),
+                                m.commit_index.to_string(),
+                                m.applied_index.to_string(),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            }
+        }
+        ManagerCommand::Remove { id, force } => {
+            client
+                .remove_manager(RemoveManagerRequest {
+                    id: id.clone(),
+                    force,
+                })
+                .await?;
+            println!("removed manager {id}");
+        }
+    }
+    Ok(())
+}
