@@ -3,7 +3,8 @@
 use anyhow::Result;
 use clap::{Subcommand, ValueEnum};
 use lnswarm_common::api::{
-    control_client::ControlClient, GetClusterInfoRequest, GetJoinTokenRequest, JoinRole,
+    chain_source::Source, control_client::ControlClient, BitcoindRpc, ChainSource,
+    GetClusterInfoRequest, GetJoinTokenRequest, JoinRole, UpdateClusterSettingsRequest,
 };
 use serde_json::json;
 
@@ -19,6 +20,30 @@ pub enum ClusterCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// Change settings; options not given keep their value.
+    Update {
+        /// Network hosted nodes run on (bitcoin, testnet, signet, regtest).
+        #[arg(long)]
+        network: Option<String>,
+        /// Chain source: bitcoind JSON-RPC as USER:PASSWORD@HOST:PORT.
+        #[arg(long, env = "LNSWARM_BITCOIND_RPC", hide_env_values = true, value_parser = parse_bitcoind)]
+        bitcoind_rpc: Option<BitcoindRpc>,
+        /// Chain source: an Esplora server URL.
+        #[arg(long, conflicts_with = "bitcoind_rpc")]
+        esplora_url: Option<String>,
+        /// Chain source: an Electrum server URL.
+        #[arg(long, conflicts_with_all = ["bitcoind_rpc", "esplora_url"])]
+        electrum_url: Option<String>,
+        /// Heartbeat period agents are told to use.
+        #[arg(long)]
+        heartbeat_period_ms: Option<u64>,
+        /// Missed periods before an agent is DOWN.
+        #[arg(long)]
+        heartbeat_grace: Option<u32>,
+        /// Whether Register requires an invite code.
+        #[arg(long)]
+        require_invite_code: Option<bool>,
+    },
     /// Print a join token (only the token, so scripts can capture it).
     JoinToken {
         #[arg(value_enum)]
@@ -27,6 +52,25 @@ pub enum ClusterCommand {
         #[arg(long)]
         rotate: bool,
     },
+}
+
+/// `USER:PASSWORD@HOST:PORT` of a bitcoind JSON-RPC endpoint.
+fn parse_bitcoind(s: &str) -> Result<BitcoindRpc, String> {
+    let (auth, hostport) = s
+        .rsplit_once('@')
+        .ok_or("expected USER:PASSWORD@HOST:PORT")?;
+    let (user, password) = auth
+        .split_once(':')
+        .ok_or("expected USER:PASSWORD@HOST:PORT")?;
+    let (host, port) = hostport
+        .rsplit_once(':')
+        .ok_or("expected USER:PASSWORD@HOST:PORT")?;
+    Ok(BitcoindRpc {
+        host: host.to_string(),
+        port: port.parse().map_err(|_| "port must be a number")?,
+        user: user.to_string(),
+        password: password.to_string(),
+    })
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -78,6 +122,51 @@ pub async fn run(conn: &Connection, cmd: ClusterCommand) -> Result<()> {
                     ],
                 ),
             }
+        }
+        ClusterCommand::Update {
+            network,
+            bitcoind_rpc,
+            esplora_url,
+            electrum_url,
+            heartbeat_period_ms,
+            heartbeat_grace,
+            require_invite_code,
+        } => {
+            let mut settings = control
+                .get_cluster_info(GetClusterInfoRequest {})
+                .await?
+                .into_inner()
+                .settings
+                .unwrap_or_default();
+            if let Some(n) = network {
+                settings.network = n;
+            }
+            let source = match (bitcoind_rpc, esplora_url, electrum_url) {
+                (Some(rpc), _, _) => Some(Source::BitcoindRpc(rpc)),
+                (_, Some(url), _) => Some(Source::EsploraUrl(url)),
+                (_, _, Some(url)) => Some(Source::ElectrumUrl(url)),
+                _ => None,
+            };
+            if let Some(source) = source {
+                settings.chain_source = Some(ChainSource {
+                    source: Some(source),
+                });
+            }
+            if let Some(p) = heartbeat_period_ms {
+                settings.heartbeat_period_ms = p;
+            }
+            if let Some(g) = heartbeat_grace {
+                settings.heartbeat_grace_multiplier = g;
+            }
+            if let Some(r) = require_invite_code {
+                settings.require_invite_code = r;
+            }
+            control
+                .update_cluster_settings(UpdateClusterSettingsRequest {
+                    settings: Some(settings),
+                })
+                .await?;
+            println!("updated");
         }
         ClusterCommand::JoinToken { role, rotate } => {
             let role = match role {

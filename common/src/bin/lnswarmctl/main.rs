@@ -5,7 +5,10 @@ mod agent;
 mod cluster;
 mod connection;
 mod manager;
+mod node;
+mod node_api;
 mod output;
+mod profile;
 mod task;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +25,8 @@ use connection::Connection;
 struct Cli {
     #[command(flatten)]
     connection: Connection,
+    #[command(flatten)]
+    profile: profile::ProfileArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -40,6 +45,9 @@ enum Command {
     /// Tasks: list, inspect, create and remove command tasks.
     #[command(subcommand)]
     Task(task::TaskCommand),
+    /// Hosted Lightning nodes: register, recover (owners); ls, inspect (operators).
+    #[command(subcommand)]
+    Node(node::NodeCommand),
 }
 
 #[tokio::main]
@@ -51,6 +59,7 @@ async fn main() {
         Command::Manager(cmd) => manager::run(&cli.connection, cmd).await,
         Command::Agent(cmd) => agent::run(&cli.connection, cmd).await,
         Command::Task(cmd) => task::run(&cli.connection, cmd).await,
+        Command::Node(cmd) => node::run(&cli.connection, &cli.profile, cmd).await,
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

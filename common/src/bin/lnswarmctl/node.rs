@@ -39,8 +39,6 @@ pub enum NodeCommand {
         network: String,
         #[arg(long, default_value = "")]
         invite_code: String,
-        #[command(flatten)]
-        profile: ProfileArgs,
     },
     /// Get a new device credential for a registered node from its mnemonic (read
     /// from --mnemonic-file or stdin). Existing credentials stay valid.
@@ -52,9 +50,10 @@ pub enum NodeCommand {
         /// File holding the 24 words; stdin if absent.
         #[arg(long)]
         mnemonic_file: Option<PathBuf>,
-        #[command(flatten)]
-        profile: ProfileArgs,
     },
+    /// Owner commands on the profile's node (schedule, info, getinfo, pay, ...).
+    #[command(flatten)]
+    Owner(crate::node_api::OwnerCommand),
     /// Operators: hosted nodes of the cluster.
     Ls {
         #[arg(long, value_enum, default_value_t)]
@@ -94,14 +93,16 @@ impl Trust {
     }
 }
 
-pub async fn run(conn: &Connection, cmd: NodeCommand) -> Result<()> {
+pub async fn run(conn: &Connection, profile: &ProfileArgs, cmd: NodeCommand) -> Result<()> {
     match cmd {
+        NodeCommand::Owner(cmd) => {
+            return crate::node_api::run(profile, conn.manager.clone(), cmd).await
+        }
         NodeCommand::Register {
             trust,
             device,
             network,
             invite_code,
-            profile,
         } => {
             let manager = conn.manager_addr()?;
             let ca_pem = trust.ca_pem(&manager).await?;
@@ -153,7 +154,6 @@ pub async fn run(conn: &Connection, cmd: NodeCommand) -> Result<()> {
             trust,
             device,
             mnemonic_file,
-            profile,
         } => {
             let manager = conn.manager_addr()?;
             let ca_pem = trust.ca_pem(&manager).await?;

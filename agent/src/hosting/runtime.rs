@@ -1,0 +1,154 @@
+//! [`HostedNodeRuntime`]: a hosted-node task → an `lnswarm-node` launch plan.
+
+use std::{
+    io::Write,
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use lnswarm_common::{
+    api::{chain_source::Source, task_spec::Runtime, NodeTlsSecret, Task},
+    ids::is_node_id_hex,
+    tls,
+};
+use prost::Message;
+use serde_json::json;
+
+use super::{ports, readiness::NodeApiHealth};
+use crate::executor::{ExecutorError, LaunchPlan, Readiness, SecretBytes, Secrets, TaskRuntime};
+
+/// What the runtime needs to know about its agent.
+#[derive(Clone, Debug)]
+pub struct HostingConfig {
+    /// One directory per hosted node lives here.
+    pub nodes_root: PathBuf,
+    /// The cluster root CA (PEM file), which nodes trust for their owners.
+    pub ca_file: PathBuf,
+    /// Host that owners reach this agent's nodes at.
+    pub advertise_host: String,
+    /// Ports nodes may use.
+    pub port_range: (u16, u16),
+    /// The `lnswarm-node` binary.
+    pub node_binary: PathBuf,
+}
+
+pub struct HostedNodeRuntime {
+    config: HostingConfig,
+    ca_pem: String,
+}
+
+impl HostedNodeRuntime {
+    pub fn new(mut config: HostingConfig) -> std::io::Result<Self> {
+        let ca_pem = std::fs::read_to_string(&config.ca_file)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&config.nodes_root)?;
+        // Children run in their node's directory, so every path they get is absolute.
+        config.nodes_root = std::fs::canonicalize(&config.nodes_root)?;
+        config.ca_file = std::fs::canonicalize(&config.ca_file)?;
+        config.node_binary = std::fs::canonicalize(&config.node_binary)?;
+        Ok(HostedNodeRuntime { config, ca_pem })
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(tmp, path)
+}
+
+fn invalid(msg: impl Into<String>) -> ExecutorError {
+    ExecutorError::InvalidSpec(msg.into())
+}
+
+impl TaskRuntime for HostedNodeRuntime {
+    fn plan(&self, task: &Task, secrets: &Secrets) -> Result<LaunchPlan, ExecutorError> {
+        let Some(Runtime::HostedNode(spec)) = task.spec.as_ref().and_then(|s| s.runtime.as_ref())
+        else {
+            return Err(invalid("not a hosted-node task"));
+        };
+        if !is_node_id_hex(&spec.node_id) {
+            return Err(invalid("node_id is not a hex node id"));
+        }
+        let seed = secrets
+            .get(&spec.seed_secret_id)
+            .ok_or_else(|| ExecutorError::MissingSecret(spec.seed_secret_id.clone()))?;
+        let tls_secret = secrets
+            .get(&spec.tls_secret_id)
+            .ok_or_else(|| ExecutorError::MissingSecret(spec.tls_secret_id.clone()))?;
+        let node_tls = NodeTlsSecret::decode(tls_secret.0.as_slice())
+            .map_err(|_| invalid("the TLS secret is malformed"))?;
+
+        let dir = self.config.nodes_root.join(&spec.node_id);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
+        let ports = ports::allocate(&self.config.nodes_root, &dir, self.config.port_range)?;
+        let cert = dir.join("tls.crt");
+        let key = dir.join("tls.key");
+        write_private(&cert, node_tls.cert_pem.as_bytes())?;
+        write_private(&key, node_tls.key_pem.as_bytes())?;
+
+        let network = if spec.network.is_empty() {
+            "regtest"
+        } else {
+            spec.network.as_str()
+        };
+        let mut config = json!({
+            "network": network,
+            "listen": format!("0.0.0.0:{}", ports.lightning),
+            "api-listen": format!("0.0.0.0:{}", ports.api),
+            "storage-dir": dir.join("ldk"),
+            "tls-cert": cert,
+            "tls-key": key,
+            "ca-cert": self.config.ca_file,
+            "node-id": spec.node_id,
+        });
+        match spec.chain_source.as_ref().and_then(|c| c.source.as_ref()) {
+            Some(Source::BitcoindRpc(rpc)) => {
+                config["bitcoind-rpc-host"] = json!(rpc.host);
+                config["bitcoind-rpc-port"] = json!(rpc.port);
+                config["bitcoind-rpc-user"] = json!(rpc.user);
+                config["bitcoind-rpc-password"] = json!(rpc.password);
+            }
+            Some(Source::EsploraUrl(url)) => config["esplora-url"] = json!(url),
+            Some(Source::ElectrumUrl(url)) => config["electrum-url"] = json!(url),
+            None => {
+                return Err(invalid(
+                    "the cluster has no chain source; set one with `lnswarmctl cluster update`",
+                ))
+            }
+        }
+        // The config holds the chain source's password, so it is private like the key.
+        let config_file = dir.join("node.json");
+        write_private(
+            &config_file,
+            &serde_json::to_vec_pretty(&config).expect("JSON serializes"),
+        )?;
+
+        let tls = tls::client_config(&self.ca_pem, None)
+            .map_err(|e| invalid(format!("cluster CA: {e}")))?;
+        Ok(LaunchPlan {
+            program: self.config.node_binary.clone(),
+            args: vec!["--config".into(), config_file.display().to_string()],
+            env: vec![],
+            cwd: Some(dir),
+            stdin: SecretBytes(seed.0.clone()),
+            readiness: Readiness::Check(Arc::new(NodeApiHealth {
+                addr: format!("127.0.0.1:{}", ports.api),
+                tls,
+            })),
+            endpoint: format!("https://{}:{}", self.config.advertise_host, ports.api),
+        })
+    }
+}

@@ -1,0 +1,420 @@
+//! `lnswarmctl node schedule|info` (Scheduler, as the owner) and the commands that
+//! go straight to the owner's node over its Node API (`getinfo`, `pay`, ...).
+
+use std::{io::Write, time::Duration};
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use lnswarm_common::{
+    api::{
+        node_client::NodeClient, node_event::Event, scheduler_client::SchedulerClient,
+        BalancesRequest, Channel as LnChannel, CloseChannelRequest, ConnectPeerRequest,
+        CreateInvoiceRequest, GetInfoRequest, ListChannelsRequest, ListPaymentsRequest,
+        NewAddressRequest, NodeInfoRequest, NodeInfoResponse, OpenChannelRequest, PayRequest,
+        Payment, PaymentDirection, PaymentStatus, ScheduleRequest, SubscribeEventsRequest,
+    },
+    credentials::Credentials,
+    pki::Role,
+    tls,
+};
+use serde_json::json;
+use tonic::transport::Channel;
+
+use crate::{
+    output::{print_json, print_table, Format},
+    profile::ProfileArgs,
+};
+
+#[derive(Subcommand)]
+pub enum OwnerCommand {
+    /// Start the node if it is not running and print its address.
+    Schedule,
+    /// Where the node runs; with --wait, wait until it does.
+    Info {
+        #[arg(long)]
+        wait: bool,
+    },
+    /// The node's id, network, chain tip, peers, channels and balances.
+    Getinfo,
+    /// A new on-chain address of the node's wallet.
+    Newaddr,
+    /// On-chain and Lightning balances.
+    Balances,
+    /// Connect to a peer: NODE_ID@HOST:PORT.
+    Connect { peer: String },
+    /// Open a channel to NODE_ID@HOST:PORT funded with AMOUNT_SATS.
+    OpenChannel {
+        peer: String,
+        amount_sats: u64,
+        #[arg(long, default_value_t = 0)]
+        push_msat: u64,
+    },
+    /// The node's channels.
+    Channels {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Close a channel (cooperatively unless --force).
+    CloseChannel {
+        channel_id: String,
+        counterparty_node_id: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Create a BOLT11 invoice (AMOUNT_MSAT 0 for any amount).
+    Invoice {
+        amount_msat: u64,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Pay a BOLT11 invoice.
+    Pay {
+        bolt11: String,
+        /// For an any-amount invoice.
+        #[arg(long, default_value_t = 0)]
+        amount_msat: u64,
+    },
+    /// The node's payments.
+    Payments {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Follow the node's payment and channel events (one JSON object per line).
+    Events,
+}
+
+fn split_peer(peer: &str) -> Result<(String, String)> {
+    let (id, addr) = peer
+        .split_once('@')
+        .context("a peer is NODE_ID@HOST:PORT")?;
+    Ok((id.to_string(), addr.to_string()))
+}
+
+async fn scheduler(manager: &str, creds: &Credentials) -> Result<SchedulerClient<Channel>> {
+    let channel = tls::connect(manager, &creds.client_tls()?, Role::Manager)
+        .await
+        .with_context(|| format!("connecting to manager {manager}"))?;
+    Ok(SchedulerClient::new(channel))
+}
+
+/// Schedule with a progress line while waiting.
+async fn schedule(manager: &str, creds: &Credentials, node_id: &str) -> Result<NodeInfoResponse> {
+    let mut s = scheduler(manager, creds).await?;
+    let call = s.schedule(ScheduleRequest {
+        node_id: hex::decode(node_id)?,
+    });
+    tokio::pin!(call);
+    let started = std::time::Instant::now();
+    loop {
+        tokio::select! {
+            r = &mut call => {
+                if started.elapsed() > Duration::from_secs(1) { eprintln!(); }
+                return Ok(r?.into_inner());
+            }
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                eprint!("\rwaiting for the node to start... {}s", started.elapsed().as_secs());
+                let _ = std::io::stderr().flush();
+            }
+        }
+    }
+}
+
+async fn node_info(
+    manager: &str,
+    creds: &Credentials,
+    node_id: &str,
+    wait: bool,
+) -> Result<NodeInfoResponse> {
+    let mut s = scheduler(manager, creds).await?;
+    Ok(s.get_node_info(NodeInfoRequest {
+        node_id: hex::decode(node_id)?,
+        wait,
+    })
+    .await?
+    .into_inner())
+}
+
+/// A Node API client for the owner's node, wherever it runs now.
+async fn node_client(
+    manager: &str,
+    creds: &Credentials,
+    node_id: &str,
+) -> Result<NodeClient<Channel>> {
+    let info = node_info(manager, creds, node_id, false)
+        .await
+        .context("the node is not running; start it with `lnswarmctl node schedule`")?;
+    let addr = info
+        .grpc_uri
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .to_string();
+    let channel = tls::connect(&addr, &creds.client_tls()?, Role::Node)
+        .await
+        .with_context(|| format!("connecting to the node at {addr}"))?;
+    Ok(NodeClient::new(channel))
+}
+
+fn payment_json(p: &Payment) -> serde_json::Value {
+    json!({
+        "payment_id": p.payment_id,
+        "payment_hash": p.payment_hash,
+        "amount_msat": p.amount_msat,
+        "fee_msat": p.fee_msat,
+        "direction": match PaymentDirection::try_from(p.direction) { Ok(PaymentDirection::Inbound) => "inbound", _ => "outbound" },
+        "status": match PaymentStatus::try_from(p.status) {
+            Ok(PaymentStatus::Succeeded) => "succeeded",
+            Ok(PaymentStatus::Failed) => "failed",
+            _ => "pending",
+        },
+        "latest_update_unix": p.latest_update_unix,
+    })
+}
+
+fn channel_json(c: &LnChannel) -> serde_json::Value {
+    json!({
+        "channel_id": c.channel_id,
+        "counterparty_node_id": c.counterparty_node_id,
+        "funding_txo": c.funding_txo,
+        "capacity_sats": c.capacity_sats,
+        "outbound_capacity_msat": c.outbound_capacity_msat,
+        "inbound_capacity_msat": c.inbound_capacity_msat,
+        "confirmations": c.confirmations,
+        "is_channel_ready": c.is_channel_ready,
+        "is_usable": c.is_usable,
+    })
+}
+
+pub async fn run(
+    profile: &ProfileArgs,
+    manager_override: Option<String>,
+    cmd: OwnerCommand,
+) -> Result<()> {
+    let (info, creds) = profile.load()?;
+    let manager = manager_override.unwrap_or(info.manager.clone());
+    let node_id = info.node_id.as_str();
+    match cmd {
+        OwnerCommand::Schedule => {
+            let i = schedule(&manager, &creds, node_id).await?;
+            println!("{}", i.grpc_uri);
+        }
+        OwnerCommand::Info { wait } => {
+            let i = node_info(&manager, &creds, node_id, wait).await?;
+            print_json(&json!({
+                "node_id": hex::encode(&i.node_id),
+                "grpc_uri": i.grpc_uri,
+                "agent_id": i.agent_id,
+                "task_id": i.task_id,
+            }));
+        }
+        OwnerCommand::Getinfo => {
+            let r = node_client(&manager, &creds, node_id)
+                .await?
+                .get_info(GetInfoRequest {})
+                .await?
+                .into_inner();
+            let b = r.balances.unwrap_or_default();
+            print_json(&json!({
+                "node_id": r.node_id,
+                "network": r.network,
+                "block_height": r.block_height,
+                "block_hash": r.block_hash,
+                "num_peers": r.num_peers,
+                "num_channels": r.num_channels,
+                "num_usable_channels": r.num_usable_channels,
+                "listening_addresses": r.listening_addresses,
+                "onchain_total_sats": b.onchain_total_sats,
+                "onchain_spendable_sats": b.onchain_spendable_sats,
+                "lightning_sats": b.lightning_sats,
+            }));
+        }
+        OwnerCommand::Newaddr => {
+            let r = node_client(&manager, &creds, node_id)
+                .await?
+                .new_address(NewAddressRequest {})
+                .await?
+                .into_inner();
+            println!("{}", r.address);
+        }
+        OwnerCommand::Balances => {
+            let b = node_client(&manager, &creds, node_id)
+                .await?
+                .balances(BalancesRequest {})
+                .await?
+                .into_inner();
+            print_json(&json!({
+                "onchain_total_sats": b.onchain_total_sats,
+                "onchain_spendable_sats": b.onchain_spendable_sats,
+                "lightning_sats": b.lightning_sats,
+            }));
+        }
+        OwnerCommand::Connect { peer } => {
+            let (id, address) = split_peer(&peer)?;
+            node_client(&manager, &creds, node_id)
+                .await?
+                .connect_peer(ConnectPeerRequest {
+                    node_id: id,
+                    address,
+                })
+                .await?;
+            println!("connected");
+        }
+        OwnerCommand::OpenChannel {
+            peer,
+            amount_sats,
+            push_msat,
+        } => {
+            let (id, address) = split_peer(&peer)?;
+            let r = node_client(&manager, &creds, node_id)
+                .await?
+                .open_channel(OpenChannelRequest {
+                    node_id: id,
+                    address,
+                    amount_sats,
+                    push_msat,
+                    announce: false,
+                })
+                .await?
+                .into_inner();
+            println!("{}", r.channel_id);
+        }
+        OwnerCommand::Channels { format } => {
+            let r = node_client(&manager, &creds, node_id)
+                .await?
+                .list_channels(ListChannelsRequest {})
+                .await?
+                .into_inner();
+            match format {
+                Format::Json => print_json(&json!(r
+                    .channels
+                    .iter()
+                    .map(channel_json)
+                    .collect::<Vec<_>>())),
+                Format::Table => print_table(
+                    &[
+                        "CHANNEL",
+                        "PEER",
+                        "CAPACITY SATS",
+                        "OUT MSAT",
+                        "IN MSAT",
+                        "READY",
+                        "USABLE",
+                    ],
+                    &r.channels
+                        .iter()
+                        .map(|c| {
+                            vec![
+                                c.channel_id.clone(),
+                                c.counterparty_node_id.clone(),
+                                c.capacity_sats.to_string(),
+                                c.outbound_capacity_msat.to_string(),
+                                c.inbound_capacity_msat.to_string(),
+                                c.is_channel_ready.to_string(),
+                                c.is_usable.to_string(),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            }
+        }
+        OwnerCommand::CloseChannel {
+            channel_id,
+            counterparty_node_id,
+            force,
+        } => {
+            node_client(&manager, &creds, node_id)
+                .await?
+                .close_channel(CloseChannelRequest {
+                    channel_id,
+                    counterparty_node_id,
+                    force,
+                })
+                .await?;
+            println!("closing");
+        }
+        OwnerCommand::Invoice {
+            amount_msat,
+            description,
+        } => {
+            let r = node_client(&manager, &creds, node_id)
+                .await?
+                .create_invoice(CreateInvoiceRequest {
+                    amount_msat,
+                    description,
+                    expiry_secs: 3600,
+                })
+                .await?
+                .into_inner();
+            println!("{}", r.bolt11);
+        }
+        OwnerCommand::Pay {
+            bolt11,
+            amount_msat,
+        } => {
+            let r = node_client(&manager, &creds, node_id)
+                .await?
+                .pay(PayRequest {
+                    bolt11,
+                    amount_msat,
+                })
+                .await?
+                .into_inner();
+            print_json(&r.payment.as_ref().map(payment_json).unwrap_or_default());
+        }
+        OwnerCommand::Payments { format } => {
+            let r = node_client(&manager, &creds, node_id)
+                .await?
+                .list_payments(ListPaymentsRequest {})
+                .await?
+                .into_inner();
+            match format {
+                Format::Json => print_json(&json!(r
+                    .payments
+                    .iter()
+                    .map(payment_json)
+                    .collect::<Vec<_>>())),
+                Format::Table => print_table(
+                    &["HASH", "DIRECTION", "STATUS", "AMOUNT MSAT", "FEE MSAT"],
+                    &r.payments
+                        .iter()
+                        .map(|p| {
+                            let j = payment_json(p);
+                            vec![
+                                p.payment_hash.clone(),
+                                j["direction"].as_str().unwrap_or_default().to_string(),
+                                j["status"].as_str().unwrap_or_default().to_string(),
+                                p.amount_msat.to_string(),
+                                p.fee_msat.to_string(),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            }
+        }
+        OwnerCommand::Events => {
+            let mut stream = node_client(&manager, &creds, node_id)
+                .await?
+                .subscribe_events(SubscribeEventsRequest {})
+                .await?
+                .into_inner();
+            while let Some(event) = stream.message().await? {
+                let line = match event.event {
+                    Some(Event::PaymentReceived(p)) => {
+                        json!({"event": "payment_received", "payment": p.payment.as_ref().map(payment_json), "reason": p.reason})
+                    }
+                    Some(Event::PaymentSent(p)) => {
+                        json!({"event": "payment_sent", "payment": p.payment.as_ref().map(payment_json), "reason": p.reason})
+                    }
+                    Some(Event::PaymentFailed(p)) => {
+                        json!({"event": "payment_failed", "payment": p.payment.as_ref().map(payment_json), "reason": p.reason})
+                    }
+                    Some(Event::Channel(c)) => {
+                        json!({"event": "channel", "kind": c.kind, "channel_id": c.channel_id, "counterparty_node_id": c.counterparty_node_id, "reason": c.reason})
+                    }
+                    None => continue,
+                };
+                println!("{line}");
+            }
+        }
+    }
+    Ok(())
+}
