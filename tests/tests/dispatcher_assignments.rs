@@ -291,8 +291,8 @@ async fn assignments_follow_1000_changes_and_resume() {
             last_results_in: "not-a-version".into(),
         })
         .await
-        .err()
-        .expect("refused");
+        .map(|_| ())
+        .expect_err("refused");
     assert_eq!(bad.code(), Code::InvalidArgument);
     let mut stream = open(&session2, Some("999999999999")).await;
     let m3 = stream.message().await.unwrap().unwrap();

@@ -64,8 +64,8 @@ async fn a_worker_cannot_act_for_another_agent() {
             last_results_in: String::new(),
         })
         .await
-        .err()
-        .expect("refused");
+        .map(|_| ())
+        .expect_err("refused");
     assert_eq!(e.code(), Code::NotFound, "{e:?}");
     let report = |session_id: String| UpdateTaskStatusRequest {
         session_id,
@@ -156,8 +156,8 @@ async fn a_worker_cannot_act_for_another_agent() {
             session_id: String::new(),
         })
         .await
-        .err()
-        .expect("refused");
+        .map(|_| ())
+        .expect_err("refused");
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
 }
 
@@ -193,8 +193,8 @@ async fn replaced_sessions_are_invalid_and_reregistration_is_rate_limited() {
             session_id: String::new(),
         })
         .await
-        .err()
-        .expect("rate limited");
+        .map(|_| ())
+        .expect_err("rate limited");
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");
     // Bad input gets a clear code.
     let e = second
@@ -205,7 +205,7 @@ async fn replaced_sessions_are_invalid_and_reregistration_is_rate_limited() {
             session_id: String::new(),
         })
         .await
-        .err()
-        .expect("refused");
+        .map(|_| ())
+        .expect_err("refused");
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
 }

@@ -218,6 +218,7 @@ impl AgentAssignments {
             if let Some(task_id) = task_id_of(&key) {
                 match value {
                     Some(Value::Task(task)) if task.agent_id == self.agent_id => {
+                        let task = *task;
                         let before: Vec<String> =
                             self.task_secrets.get(task_id).cloned().unwrap_or_default();
                         let added = self.hold_task(&task);
@@ -309,7 +310,7 @@ fn with_version(version: u64, mut task: Task) -> Task {
 }
 
 enum Value {
-    Task(Task),
+    Task(Box<Task>),
     Secret(Secret),
 }
 
@@ -317,7 +318,7 @@ fn read_value(store: &Store, key: &str) -> Result<Option<Value>, StoreError> {
     Ok(if task_id_of(key).is_some() {
         store
             .get::<Task>(key)?
-            .map(|(v, t)| Value::Task(with_version(v, t)))
+            .map(|(v, t)| Value::Task(Box::new(with_version(v, t))))
     } else {
         store.get::<Secret>(key)?.map(|(_, s)| Value::Secret(s))
     })

@@ -267,7 +267,10 @@ mod tests {
         let w = Duration::from_secs(8);
         let a = s.register("a", Duration::from_secs(5), 3, w).unwrap();
         let b = s.register("a", Duration::from_secs(5), 3, w).unwrap();
-        assert_eq!(s.check("a", &a.session_id), Err(SessionError::Unknown));
+        assert_eq!(
+            s.check("a", &a.session_id).err(),
+            Some(SessionError::Unknown)
+        );
         assert!(s.check("a", &b.session_id).is_ok());
         assert_eq!(*a.end.borrow(), Some(EndReason::Replaced));
         assert!(s.check("b", &b.session_id).is_err());
