@@ -265,29 +265,15 @@ impl ManagerCluster {
         i: usize,
         worker_token: &str,
     ) -> Result<(String, Credentials), tonic::Status> {
-        let channel = self
-            .channel(i, None)
-            .await
-            .ok_or_else(|| tonic::Status::unavailable("cannot connect"))?;
-        let key = new_key_and_csr("worker", Some(Role::Worker)).expect("key and CSR");
-        let mut req = tonic::Request::new(IssueNodeCertificateRequest {
-            csr: key.csr_pem.into_bytes(),
-            token: worker_token.to_string(),
-            addr: String::new(),
-        });
-        req.set_timeout(Duration::from_secs(30));
-        let issued = CaClient::new(channel)
-            .issue_node_certificate(req)
-            .await?
-            .into_inner();
-        Ok((
-            issued.node_id,
-            Credentials {
-                cert_pem: String::from_utf8_lossy(&issued.certificate).into_owned(),
-                key_pem: key.key_pem,
-                ca_pem: self.ca_pem(),
-            },
-        ))
+        self.target(i).issue(worker_token).await
+    }
+
+    /// What a writer running in its own task needs to write through manager `i`.
+    pub fn target(&self, i: usize) -> WriteTarget {
+        WriteTarget {
+            addr: self.managers[i].addr.clone(),
+            ca_pem: self.ca_pem(),
+        }
     }
 
     /// The worker token, read through manager `i`.
@@ -344,5 +330,103 @@ impl ManagerCluster {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+}
+
+/// One manager to write through, detached from the cluster fixture.
+#[derive(Clone)]
+pub struct WriteTarget {
+    pub addr: String,
+    pub ca_pem: String,
+}
+
+impl WriteTarget {
+    /// Issues a worker certificate (one store write); returns it once acknowledged.
+    pub async fn issue(&self, worker_token: &str) -> Result<(String, Credentials), tonic::Status> {
+        let client_tls = tls::client_config(&self.ca_pem, None)
+            .map_err(|e| tonic::Status::internal(e.to_string()))?;
+        let channel = tls::connect(&self.addr, &client_tls, Role::Manager)
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let key = new_key_and_csr("worker", Some(Role::Worker)).expect("key and CSR");
+        let mut req = tonic::Request::new(IssueNodeCertificateRequest {
+            csr: key.csr_pem.into_bytes(),
+            token: worker_token.to_string(),
+            addr: String::new(),
+        });
+        req.set_timeout(Duration::from_secs(30));
+        let issued = CaClient::new(channel)
+            .issue_node_certificate(req)
+            .await?
+            .into_inner();
+        Ok((
+            issued.node_id,
+            Credentials {
+                cert_pem: String::from_utf8_lossy(&issued.certificate).into_owned(),
+                key_pem: key.key_pem,
+                ca_pem: self.ca_pem.clone(),
+            },
+        ))
+    }
+}
+
+/// Writes through `targets` in turn from its own task until stopped, keeping every
+/// acknowledged write and counting refusals.
+pub struct SteadyWriter {
+    pub acked: std::sync::Arc<std::sync::Mutex<Vec<(String, Credentials)>>>,
+    pub refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SteadyWriter {
+    pub fn start(targets: Vec<WriteTarget>, token: String) -> SteadyWriter {
+        use std::sync::{atomic::Ordering, Arc, Mutex};
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let task = tokio::spawn({
+            let (acked, refused, stop) = (acked.clone(), refused.clone(), stop.clone());
+            async move {
+                let mut n = 0usize;
+                while !stop.load(Ordering::SeqCst) {
+                    let target = &targets[n % targets.len()];
+                    n += 1;
+                    match target.issue(&token).await {
+                        Ok(w) => acked.lock().unwrap().push(w),
+                        Err(_) => {
+                            refused.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            }
+        });
+        SteadyWriter {
+            acked,
+            refused,
+            stop,
+            task,
+        }
+    }
+
+    pub fn acked_count(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    /// Waits (bounded) until `n` writes in all were acknowledged.
+    pub async fn wait_acked(&self, n: usize, what: &str) {
+        wait::until(what, Duration::from_secs(90), || async {
+            (self.acked_count() >= n).then_some(())
+        })
+        .await;
+    }
+
+    /// Stops writing; returns every acknowledged write.
+    pub async fn stop(self) -> Vec<(String, Credentials)> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.task.await;
+        let acked = self.acked.lock().unwrap().clone();
+        acked
     }
 }
