@@ -4,6 +4,7 @@
 mod agent;
 mod cluster;
 mod connection;
+mod dev;
 mod manager;
 mod node;
 mod node_api;
@@ -48,6 +49,9 @@ enum Command {
     /// Hosted Lightning nodes: register, recover (owners); ls, inspect (operators).
     #[command(subcommand)]
     Node(node::NodeCommand),
+    /// Start a whole local cluster on loopback (regtest chain, managers, agents);
+    /// --demo runs the main path end to end.
+    Dev(dev::DevArgs),
 }
 
 #[tokio::main]
@@ -60,6 +64,7 @@ async fn main() {
         Command::Agent(cmd) => agent::run(&cli.connection, cmd).await,
         Command::Task(cmd) => task::run(&cli.connection, cmd).await,
         Command::Node(cmd) => node::run(&cli.connection, &cli.profile, cmd).await,
+        Command::Dev(args) => dev::run(args).await,
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -106,45 +106,9 @@ pub async fn run(conn: &Connection, profile: &ProfileArgs, cmd: NodeCommand) -> 
         } => {
             let manager = conn.manager_addr()?;
             let ca_pem = trust.ca_pem(&manager).await?;
-            let (mnemonic, seed) = node_keys::new_mnemonic();
-            let node_id = node_keys::node_id(&seed)?;
-            let mut scheduler = anonymous_scheduler(&manager, &ca_pem).await?;
-            let challenge = scheduler
-                .get_challenge(ChallengeRequest {
-                    scope: ChallengeScope::Register as i32,
-                    node_id: hex::decode(&node_id)?,
-                })
-                .await?
-                .into_inner();
-            let key = new_key_and_csr(&device, Some(Role::User))?;
-            let response = scheduler
-                .register(RegistrationRequest {
-                    node_id: hex::decode(&node_id)?,
-                    network: network.clone(),
-                    signature: node_keys::sign_message(&seed, &challenge.challenge)?,
-                    challenge: challenge.challenge,
-                    csr: key.csr_pem.into_bytes(),
-                    device: device.clone(),
-                    sealed_seed: seal::seal(&challenge.seal_public_key, &seed)?,
-                    invite_code,
-                })
-                .await?
-                .into_inner();
             let dir = profile.dir()?;
-            save(
-                &dir,
-                &ProfileInfo {
-                    node_id: node_id.clone(),
-                    device,
-                    manager,
-                    network,
-                },
-                &Credentials {
-                    cert_pem: String::from_utf8(response.device_cert)?,
-                    key_pem: key.key_pem,
-                    ca_pem,
-                },
-            )?;
+            let (node_id, mnemonic) =
+                register(&manager, &ca_pem, &device, &network, &invite_code, &dir).await?;
             println!("node id: {node_id}");
             println!("profile: {}", dir.display());
             println!("mnemonic (write it down; it is shown only this once and is the only way to recover the node):");
@@ -256,6 +220,57 @@ pub async fn run(conn: &Connection, profile: &ProfileArgs, cmd: NodeCommand) -> 
         }
     }
     Ok(())
+}
+
+/// Makes a seed here, registers its node, and saves the device credential in `dir`.
+/// Returns the node id and the mnemonic (for the caller to show once).
+pub async fn register(
+    manager: &str,
+    ca_pem: &str,
+    device: &str,
+    network: &str,
+    invite_code: &str,
+    dir: &std::path::Path,
+) -> Result<(String, String)> {
+    let (mnemonic, seed) = node_keys::new_mnemonic();
+    let node_id = node_keys::node_id(&seed)?;
+    let mut scheduler = anonymous_scheduler(manager, ca_pem).await?;
+    let challenge = scheduler
+        .get_challenge(ChallengeRequest {
+            scope: ChallengeScope::Register as i32,
+            node_id: hex::decode(&node_id)?,
+        })
+        .await?
+        .into_inner();
+    let key = new_key_and_csr(device, Some(Role::User))?;
+    let response = scheduler
+        .register(RegistrationRequest {
+            node_id: hex::decode(&node_id)?,
+            network: network.to_string(),
+            signature: node_keys::sign_message(&seed, &challenge.challenge)?,
+            challenge: challenge.challenge,
+            csr: key.csr_pem.into_bytes(),
+            device: device.to_string(),
+            sealed_seed: seal::seal(&challenge.seal_public_key, &seed)?,
+            invite_code: invite_code.to_string(),
+        })
+        .await?
+        .into_inner();
+    save(
+        dir,
+        &ProfileInfo {
+            node_id: node_id.clone(),
+            device: device.to_string(),
+            manager: manager.to_string(),
+            network: network.to_string(),
+        },
+        &Credentials {
+            cert_pem: String::from_utf8(response.device_cert)?,
+            key_pem: key.key_pem,
+            ca_pem: ca_pem.to_string(),
+        },
+    )?;
+    Ok((node_id, mnemonic))
 }
 
 async fn anonymous_scheduler(

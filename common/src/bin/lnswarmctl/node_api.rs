@@ -98,7 +98,11 @@ async fn scheduler(manager: &str, creds: &Credentials) -> Result<SchedulerClient
 }
 
 /// Schedule with a progress line while waiting.
-async fn schedule(manager: &str, creds: &Credentials, node_id: &str) -> Result<NodeInfoResponse> {
+pub(crate) async fn schedule(
+    manager: &str,
+    creds: &Credentials,
+    node_id: &str,
+) -> Result<NodeInfoResponse> {
     let mut s = scheduler(manager, creds).await?;
     let call = s.schedule(ScheduleRequest {
         node_id: hex::decode(node_id)?,
@@ -135,7 +139,7 @@ async fn node_info(
 }
 
 /// A Node API client for the owner's node, wherever it runs now.
-async fn node_client(
+pub(crate) async fn node_client(
     manager: &str,
     creds: &Credentials,
     node_id: &str,
