@@ -8,7 +8,7 @@ use lnswarm_common::api::StoreTxn;
 use prost::Message as _;
 use protobuf::Message as _;
 use raft::prelude::{ConfChange, ConfChangeSingle, ConfChangeV2, ConfState, Entry, EntryType};
-use tracing::{info, warn};
+use tracing::info;
 
 use super::storage::{SledStorage, CONF_STATE};
 use crate::store::{Applied, StateMachine, StoreError};
@@ -65,33 +65,28 @@ pub fn apply_txn(
     sm.apply_with_meta(index, txn, meta)
 }
 
-/// `--force-new-cluster`: applies every committed entry not yet applied (their
-/// membership changes no longer matter), drops uncommitted ones, and makes this
+/// `--force-new-cluster`: applies every entry in this manager's log (as a leader
+/// elected with this log would have committed them; an acknowledged write may be
+/// here without this follower having learned it was committed) and makes this
 /// manager the only voter. Every committed change is kept.
 pub fn force_new_cluster(
     sm: &StateMachine,
     storage: &mut SledStorage,
     raft_id: u64,
 ) -> Result<(), StoreError> {
-    let commit = storage.hard_state().commit;
+    let last = storage.last();
     let applied = sm.applied_index();
-    for entry in storage.entries_in(applied + 1, commit + 1)? {
+    for entry in storage.entries_in(applied + 1, last + 1)? {
         let txn = match decode(&entry)? {
             Decoded::Command(t) | Decoded::ConfChange(_, t) => t,
         };
         apply_txn(sm, entry.index, &txn, None)?;
     }
-    if storage.last() > commit {
-        warn!(
-            dropped = storage.last() - commit,
-            "dropping uncommitted log entries"
-        );
-    }
-    storage.truncate_after(commit)?;
+    storage.set_commit(last)?;
     let mut cs = ConfState::default();
     cs.voters = vec![raft_id];
     storage.set_conf_state(&cs)?;
     sm.db().flush()?;
-    info!(raft_id, commit, "forced a new one-member cluster");
+    info!(raft_id, last, "forced a new one-member cluster");
     Ok(())
 }

@@ -205,18 +205,6 @@ impl SledStorage {
         Ok(())
     }
 
-    /// Drops entries after `index` (uncommitted ones, for --force-new-cluster).
-    pub fn truncate_after(&mut self, index: u64) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for item in self.log.range((index + 1).to_be_bytes()..) {
-            let (k, _) = item?;
-            batch.remove(k);
-        }
-        self.log.apply_batch(batch)?;
-        self.last = self.last.min(index).max(self.snap_index);
-        Ok(())
-    }
-
     fn read_entry(&self, index: u64) -> Result<Option<Entry>, StoreError> {
         match self.log.get(index.to_be_bytes())? {
             Some(v) => Ok(Some(Entry::parse_from_bytes(&v[8..]).map_err(corrupt)?)),
