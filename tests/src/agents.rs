@@ -121,6 +121,8 @@ pub struct TestAgent {
     log_dir: PathBuf,
     name: String,
     pub proc: Option<Proc>,
+    /// `--port-range` for hosted nodes; agents sharing a host need distinct ranges.
+    pub port_range: Option<String>,
 }
 
 impl TestAgent {
@@ -146,6 +148,7 @@ impl TestAgent {
             log_dir: dir.to_path_buf(),
             name: name.to_string(),
             proc: None,
+            port_range: None,
         }
     }
 
@@ -160,6 +163,9 @@ impl TestAgent {
             "--reconnect-max-ms",
             "1000",
         ]);
+        if let Some(range) = &self.port_range {
+            cmd.args(["--port-range", range]);
+        }
         self.proc = Some(Proc::spawn(&self.name, cmd, &self.log_dir));
     }
 

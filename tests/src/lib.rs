@@ -17,11 +17,14 @@ use std::{net::TcpListener, path::PathBuf};
 /// command builds every binary first (`cargo build --workspace --bins`).
 pub fn bin_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("test executable lives in target/<profile>/deps");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>; a binary of this
+    // crate (lnswarm-bench) lives in target/<profile> itself.
+    let parent = exe.parent().expect("executable has a directory");
+    let dir = if parent.ends_with("deps") {
+        parent.parent().expect("target/<profile>")
+    } else {
+        parent
+    };
     let path = dir.join(name);
     assert!(
         path.exists(),

@@ -1,0 +1,217 @@
+//! The peer: the Kubernetes node-lease model, in which every node's heartbeat is a
+//! write to etcd (a Lease object renewed through the API server). Here each simulated
+//! node Puts its lease record (about the size of a coordination.k8s.io Lease) once
+//! per period, straight to a 3-member etcd cluster on loopback (Debian's
+//! `etcd-server`), over a pool of HTTP/2 connections spread across the members; the
+//! API server's own cost is left out, which favours etcd.
+
+use std::{
+    process::Command,
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use lnswarm_tests::{free_port, process::Proc};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::{
+    stats::{cpu_seconds, rss_mib, RunResult},
+    Options,
+};
+
+/// etcdserverpb.PutRequest (the fields used).
+#[derive(Clone, PartialEq, prost::Message)]
+struct PutRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
+
+/// etcdserverpb.PutResponse (its fields are not read).
+#[derive(Clone, PartialEq, prost::Message)]
+struct PutResponse {}
+
+async fn put(channel: Channel, key: Vec<u8>, value: Vec<u8>) -> Result<(), tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/etcdserverpb.KV/Put");
+    let codec = tonic_prost::ProstCodec::<PutRequest, PutResponse>::default();
+    grpc.unary(tonic::Request::new(PutRequest { key, value }), path, codec)
+        .await
+        .map(|_| ())
+}
+
+struct Member {
+    proc: Proc,
+    client_url: String,
+}
+
+fn start_cluster(dir: &std::path::Path) -> Result<Vec<Member>> {
+    if Command::new("etcd").arg("--version").output().is_err() {
+        bail!("etcd not found: apt-get install etcd-server");
+    }
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let initial: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, peer))| format!("e{i}=http://127.0.0.1:{peer}"))
+        .collect();
+    let mut members = Vec::new();
+    for (i, (client, peer)) in ports.iter().enumerate() {
+        let client_url = format!("http://127.0.0.1:{client}");
+        let mut cmd = Command::new("etcd");
+        cmd.args(["--name", &format!("e{i}")])
+            .arg("--data-dir")
+            .arg(dir.join(format!("e{i}")))
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+            .args([
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{peer}"),
+            ])
+            .args(["--initial-cluster", &initial.join(",")])
+            .args(["--initial-cluster-state", "new"])
+            .args(["--initial-cluster-token", "lnswarm-bench"])
+            .args(["--log-level", "warn"])
+            // Keep the backend from growing without bound during long runs.
+            .args([
+                "--auto-compaction-mode",
+                "revision",
+                "--auto-compaction-retention",
+                "10000",
+            ])
+            .args(["--quota-backend-bytes", "8589934592"]);
+        members.push(Member {
+            proc: Proc::spawn(&format!("etcd-{i}"), cmd, dir),
+            client_url,
+        });
+    }
+    Ok(members)
+}
+
+pub async fn run(n: usize, opts: &Options) -> Result<RunResult> {
+    let dir = tempfile::tempdir()?;
+    let members = start_cluster(dir.path())?;
+    // A pool of HTTP/2 connections spread across the members.
+    let pool_size = 64usize;
+    let mut pool = Vec::new();
+    for i in 0..pool_size {
+        let url = members[i % members.len()].client_url.clone();
+        let endpoint = Endpoint::from_shared(url)?.connect_timeout(Duration::from_secs(5));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let channel = loop {
+            match endpoint.connect().await {
+                Ok(c) => break c,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
+                Err(e) => return Err(e).context("connecting to etcd"),
+            }
+        };
+        pool.push(channel);
+    }
+    // Wait for a leader: a first Put succeeds.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while put(pool[0].clone(), b"/bench/ready".to_vec(), b"1".to_vec())
+        .await
+        .is_err()
+    {
+        if Instant::now() > deadline {
+            bail!("etcd cluster did not become ready");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let pids: Vec<u32> = members.iter().map(|m| m.proc.pid()).collect();
+    let measuring = Arc::new(AtomicBool::new(false));
+    let beats = Arc::new(AtomicUsize::new(0));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::<u32>::new()));
+    eprintln!("[etcd] N={n}: starting {n} lease renewers");
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let channel = pool[i % pool_size].clone();
+        let (measuring, beats, errors, latencies) = (
+            measuring.clone(),
+            beats.clone(),
+            errors.clone(),
+            latencies.clone(),
+        );
+        let period = opts.period;
+        // Spread the first renewals over one period, as long-running nodes are.
+        let offset = period.mul_f64(i as f64 / n as f64);
+        handles.push(tokio::spawn(async move {
+            tokio::time::sleep(offset).await;
+            let key = format!("/registry/leases/kube-node-lease/node-{i:06}").into_bytes();
+            loop {
+                let value = lease_record(i);
+                let started = Instant::now();
+                let r = put(channel.clone(), key.clone(), value).await;
+                let took = started.elapsed();
+                if measuring.load(Ordering::Relaxed) {
+                    match r {
+                        Ok(()) => {
+                            beats.fetch_add(1, Ordering::Relaxed);
+                            latencies
+                                .lock()
+                                .unwrap()
+                                .push(took.as_micros().min(u32::MAX as u128) as u32);
+                        }
+                        Err(_) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                let jitter = 1.0 + (rand_unit(i, started) - 0.5) * 0.2;
+                tokio::time::sleep(period.mul_f64(jitter).saturating_sub(took)).await;
+            }
+        }));
+    }
+    tokio::time::sleep(opts.period + Duration::from_secs(1)).await;
+    let cpu0: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
+    measuring.store(true, Ordering::SeqCst);
+    let t0 = Instant::now();
+    tokio::time::sleep(opts.measure).await;
+    measuring.store(false, Ordering::SeqCst);
+    let window = t0.elapsed();
+    let cpu = pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>() - cpu0;
+    let rss = pids.iter().map(|p| rss_mib(*p)).sum();
+    for h in handles {
+        h.abort();
+    }
+    drop(members);
+    let latencies = std::mem::take(&mut *latencies.lock().unwrap());
+    Ok(RunResult {
+        beats: beats.load(Ordering::Relaxed),
+        window,
+        latencies_us: latencies,
+        server_cpu_s: cpu,
+        server_rss_mib: rss,
+        errors: errors.load(Ordering::Relaxed),
+        note: String::new(),
+    })
+}
+
+/// A renewed Lease object as the API server stores it, roughly: holder identity,
+/// duration and renew time (~250 bytes).
+fn lease_record(i: usize) -> Vec<u8> {
+    format!(
+        "{{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":\"Lease\",\"metadata\":{{\"name\":\"node-{i:06}\",\"namespace\":\"kube-node-lease\"}},\"spec\":{{\"holderIdentity\":\"node-{i:06}\",\"leaseDurationSeconds\":40,\"renewTime\":\"{}\"}}}}",
+        lnswarm_common::ids::now_unix_ms()
+    )
+    .into_bytes()
+}
+
+/// A cheap pseudo-random number in [0, 1) for jitter.
+fn rand_unit(i: usize, t: Instant) -> f64 {
+    let x = (i as u64 ^ t.elapsed().as_nanos() as u64 ^ lnswarm_common::ids::now_unix_ms() as u64)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}

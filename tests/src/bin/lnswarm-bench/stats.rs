@@ -1,0 +1,119 @@
+//! Measuring both sides alike: latencies into a sorted list for percentiles, and a
+//! server's CPU seconds and RSS read from /proc.
+
+use std::time::Duration;
+
+/// What one run measured.
+pub struct RunResult {
+    pub beats: usize,
+    pub window: Duration,
+    pub latencies_us: Vec<u32>,
+    pub server_cpu_s: f64,
+    pub server_rss_mib: f64,
+    pub errors: usize,
+    /// Anything the reader should know (for example agents marked DOWN).
+    pub note: String,
+}
+
+impl RunResult {
+    pub fn per_second(&self) -> f64 {
+        self.beats as f64 / self.window.as_secs_f64()
+    }
+
+    pub fn per_cpu_second(&self) -> f64 {
+        self.beats as f64 / self.server_cpu_s.max(1e-9)
+    }
+
+    fn pct(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let mut v = self.latencies_us.clone();
+        v.sort_unstable();
+        let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+        v[i] as f64 / 1000.0
+    }
+
+    pub fn line(&self, what: &str, n: usize) -> String {
+        format!(
+            "{what:30} N={n:>6}: {:>8.1} beats/s  p50 {:>7.2} ms  p99 {:>7.2} ms  CPU {:>6.2} s  {:>8.0} beats/CPU-s  RSS {:>7.1} MiB  errors {} {}",
+            self.per_second(),
+            self.pct(0.50),
+            self.pct(0.99),
+            self.server_cpu_s,
+            self.per_cpu_second(),
+            self.server_rss_mib,
+            self.errors,
+            self.note
+        )
+    }
+
+    pub fn markdown(&self, what: &str, n: usize) -> String {
+        format!(
+            "| {n} | {what} | {:.1} | {:.2} | {:.2} | {:.2} | {:.0} | {:.1} | {}{} |",
+            self.per_second(),
+            self.pct(0.50),
+            self.pct(0.99),
+            self.server_cpu_s,
+            self.per_cpu_second(),
+            self.server_rss_mib,
+            self.errors,
+            if self.note.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", self.note)
+            }
+        )
+    }
+}
+
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// User + system CPU seconds a process has used.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); utime and stime are fields 14 and 15.
+    let ticks: f64 = f.get(11).and_then(|s| s.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    ticks / clock_ticks()
+}
+
+/// Resident set size in MiB.
+pub fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// This process's open-file limit (children inherit it), from /proc/self/limits.
+pub fn fd_limit() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("Max open files"))?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()
+}
