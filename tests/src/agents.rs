@@ -128,14 +128,16 @@ pub struct TestAgent {
 impl TestAgent {
     /// `lnswarm-agent join` into `dir/<name>`.
     pub fn join(m: &TestManager, dir: &Path, name: &str) -> TestAgent {
+        Self::join_at(&m.addr, &worker_token(m), dir, name)
+    }
+
+    /// `lnswarm-agent join` through the manager at `addr` with `token`.
+    pub fn join_at(addr: &str, token: &str, dir: &Path, name: &str) -> TestAgent {
         let data_dir = dir.join(name);
         let mut cmd = Command::new(bin_path("lnswarm-agent"));
-        cmd.args(["join", "--data-dir"]).arg(&data_dir).args([
-            "--token",
-            &worker_token(m),
-            "--manager",
-            &m.addr,
-        ]);
+        cmd.args(["join", "--data-dir"])
+            .arg(&data_dir)
+            .args(["--token", token, "--manager", addr]);
         let (status, out, err) = run(cmd);
         assert!(status.success(), "agent join failed: {out}{err}");
         let config: Value = serde_json::from_str(

@@ -15,9 +15,11 @@ pub struct DispatcherConfig {
     pub default_grace_multiplier: u32,
     /// Each period handed to an agent is the period ± this fraction.
     pub period_jitter: f64,
-    /// After a leader change, how many TTLs an agent has to open a session before it
-    /// is written DOWN (its status is UNKNOWN meanwhile).
+    /// After a leader change, how many TTLs (but at least `leader_change_grace_min`)
+    /// an agent has to open a session before it is written DOWN (its status is
+    /// UNKNOWN meanwhile): agents must first notice, back off and find the leader.
     pub leader_change_grace_ttls: u32,
+    pub leader_change_grace_min: Duration,
     /// More than `max_registrations` sessions opened within `registration_window`
     /// by one agent are refused with UNAVAILABLE.
     pub max_registrations: usize,
@@ -43,7 +45,8 @@ impl Default for DispatcherConfig {
             default_period: Duration::from_secs(5),
             default_grace_multiplier: 3,
             period_jitter: 0.1,
-            leader_change_grace_ttls: 2,
+            leader_change_grace_ttls: 3,
+            leader_change_grace_min: Duration::from_secs(10),
             max_registrations: 3,
             registration_window: Duration::from_secs(8),
             status_window: Duration::from_millis(100),
