@@ -194,7 +194,7 @@ impl SledStorage {
         if index <= self.snap_index || index > self.sm.applied_index() {
             return Ok(());
         }
-        let term = self.term(index).map_err(|e| corrupt(e))?;
+        let term = self.term(index).map_err(corrupt)?;
         self.set_snapshot_meta(index, term)?;
         let mut batch = sled::Batch::default();
         for item in self.log.range(..=index.to_be_bytes()) {
