@@ -369,3 +369,76 @@ fn cut(
     }
     messages
 }
+
+#[cfg(test)]
+mod tests {
+    use lnswarm_common::api::TaskSpec;
+
+    use super::*;
+
+    fn task(id: &str, secrets: &[&str]) -> Task {
+        Task {
+            id: id.into(),
+            spec: Some(TaskSpec {
+                runtime: None,
+                secret_ids: secrets.iter().map(|s| s.to_string()).collect(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn secrets_are_counted_by_the_tasks_that_name_them() {
+        let mut a = AgentAssignments::new("a");
+        assert_eq!(a.hold_task(&task("t1", &["s1", "s2"])), vec!["s1", "s2"]);
+        assert!(
+            a.hold_task(&task("t2", &["s1"])).is_empty(),
+            "s1 is already held"
+        );
+        // Re-holding a task with the same secrets sends nothing new.
+        assert!(a.hold_task(&task("t1", &["s1", "s2"])).is_empty());
+        assert_eq!(a.release_task("t1"), vec!["s2"], "s1 is still named by t2");
+        assert_eq!(a.release_task("t2"), vec!["s1"]);
+        assert!(a.release_task("t2").is_empty());
+    }
+
+    fn pending(index: u64, id: &str) -> Pending {
+        Pending {
+            index,
+            change: change(
+                Item::Task(Task {
+                    id: id.into(),
+                    ..Default::default()
+                }),
+                AssignmentAction::Update,
+            ),
+        }
+    }
+
+    #[test]
+    fn messages_are_cut_at_index_boundaries_and_chained() {
+        let config = DispatcherConfig {
+            assignments_max_items: 2,
+            ..Default::default()
+        };
+        let p = vec![
+            pending(5, "a"),
+            pending(6, "b"),
+            pending(6, "c"),
+            pending(7, "d"),
+        ];
+        let m = cut(p, "4", 9, &config);
+        // 2 items reach the cap at index 6, but "c" shares index 6: cut after it.
+        assert_eq!(m.len(), 2);
+        assert_eq!(
+            (m[0].applies_to.as_str(), m[0].results_in.as_str()),
+            ("4", "6")
+        );
+        assert_eq!(m[0].changes.len(), 3);
+        assert_eq!(
+            (m[1].applies_to.as_str(), m[1].results_in.as_str()),
+            ("6", "9")
+        );
+        assert!(cut(vec![], "4", 9, &config).is_empty());
+    }
+}
