@@ -17,7 +17,8 @@ pub const WAIT_LIMIT: Duration = Duration::from_secs(90);
 
 fn info(node: &HostedNode) -> Result<NodeInfoResponse, Status> {
     Ok(NodeInfoResponse {
-        node_id: hex::decode(&node.node_id).map_err(|_| Status::internal("bad node id in store"))?,
+        node_id: hex::decode(&node.node_id)
+            .map_err(|_| Status::internal("bad node id in store"))?,
         grpc_uri: node.grpc_uri.clone(),
         agent_id: node.agent_id.clone(),
         task_id: node.task_id.clone(),
@@ -26,6 +27,39 @@ fn info(node: &HostedNode) -> Result<NodeInfoResponse, Status> {
 
 fn is_running(node: &HostedNode) -> bool {
     node.state == HostedNodeState::Running as i32 && !node.grpc_uri.is_empty()
+}
+
+/// Whether the node's Node API answers gRPC health with SERVING. The store's task
+/// state can lag a restart (states only move forward), so Schedule asks the node.
+async fn serves(store: &Store, node: &HostedNode) -> bool {
+    use tonic_health::pb::{
+        health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+    };
+    let Ok((_, record)) = crate::cluster::load(store) else {
+        return false;
+    };
+    let Ok(tls) = lnswarm_common::tls::client_config(&record.ca_cert_pem, None) else {
+        return false;
+    };
+    let addr = node.grpc_uri.trim_start_matches("https://");
+    let probe = async {
+        let channel = lnswarm_common::tls::connect(addr, &tls, lnswarm_common::pki::Role::Node)
+            .await
+            .ok()?;
+        let status = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .ok()?
+            .into_inner()
+            .status;
+        Some(status == ServingStatus::Serving as i32)
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(3), probe).await,
+        Ok(Some(true))
+    )
 }
 
 fn load(store: &Store, node_id: &str) -> Result<(u64, HostedNode), Status> {
@@ -41,9 +75,11 @@ pub async fn schedule(store: &Store, node_id: &str) -> Result<NodeInfoResponse, 
     let asked_at = loop {
         let (version, mut node) = load(store, node_id)?;
         if node.state == HostedNodeState::Exported as i32 {
-            return Err(Status::failed_precondition("this node was exported and cannot run here"));
+            return Err(Status::failed_precondition(
+                "this node was exported and cannot run here",
+            ));
         }
-        if node.desired_running && is_running(&node) {
+        if node.desired_running && is_running(&node) && serves(store, &node).await {
             return info(&node);
         }
         node.desired_running = true;
@@ -64,12 +100,17 @@ pub async fn schedule(store: &Store, node_id: &str) -> Result<NodeInfoResponse, 
 
 /// Waits until the node serves. With `fail_after = Some(index)`, a verdict of
 /// unavailable written after that index ends the wait with UNAVAILABLE.
-pub async fn wait(store: &Store, node_id: &str, fail_after: Option<u64>) -> Result<NodeInfoResponse, Status> {
+pub async fn wait(
+    store: &Store,
+    node_id: &str,
+    fail_after: Option<u64>,
+) -> Result<NodeInfoResponse, Status> {
     let deadline = Instant::now() + WAIT_LIMIT;
     let mut changes = store.state().watch().subscribe(&node_tag(node_id));
     loop {
         let (version, node) = load(store, node_id)?;
-        if is_running(&node) {
+        let running = is_running(&node);
+        if running && serves(store, &node).await {
             return info(&node);
         }
         let verdict = fail_after.is_some_and(|i| version > i)
@@ -78,12 +119,22 @@ pub async fn wait(store: &Store, node_id: &str, fail_after: Option<u64>) -> Resu
                 Ok(HostedNodeState::Unavailable | HostedNodeState::Stopped)
             );
         if verdict {
-            return Err(Status::unavailable(format!("node cannot run now: {}", node.message)));
+            return Err(Status::unavailable(format!(
+                "node cannot run now: {}",
+                node.message
+            )));
         }
+        // Running by the store but not serving yet: ask again shortly.
+        let recheck = if running {
+            Duration::from_millis(250)
+        } else {
+            WAIT_LIMIT
+        };
         tokio::select! {
             r = changes.changed() => if r.is_err() {
                 return Err(Status::unavailable("manager is shutting down"));
             },
+            _ = tokio::time::sleep(recheck) => {}
             _ = tokio::time::sleep_until(deadline) => {
                 return Err(Status::deadline_exceeded(format!(
                     "node did not start within {}s: {}", WAIT_LIMIT.as_secs(), node.message
@@ -99,6 +150,10 @@ pub fn current(store: &Store, node_id: &str) -> Result<NodeInfoResponse, Status>
     if is_running(&node) {
         return info(&node);
     }
-    let why = if node.message.is_empty() { "it is not scheduled".to_string() } else { node.message.clone() };
+    let why = if node.message.is_empty() {
+        "it is not scheduled".to_string()
+    } else {
+        node.message.clone()
+    };
     Err(Status::unavailable(format!("node is not running: {why}")))
 }

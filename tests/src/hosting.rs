@@ -1,0 +1,234 @@
+//! A whole hosting cluster for end-to-end tests: the regtest chain, one manager with
+//! a short heartbeat, agents with distinct port ranges, owners registered through
+//! `lnswarmctl`, and a watch over the process table that records any moment a node
+//! id runs in two processes.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use lnswarm_common::credentials::Credentials;
+use serde_json::Value;
+
+use crate::{
+    agents::{agent_states, set_heartbeat, TestAgent},
+    bin_path,
+    lightning::{Regtest, RPC_PASSWORD, RPC_USER},
+    manager::TestManager,
+    process::run,
+    wait,
+};
+
+pub struct Owner {
+    pub name: String,
+    pub profile: PathBuf,
+    pub node_id: String,
+    pub creds: Credentials,
+}
+
+pub struct HostingCluster {
+    pub dir: PathBuf,
+    pub regtest: Regtest,
+    pub manager: TestManager,
+    pub agents: Vec<TestAgent>,
+}
+
+impl HostingCluster {
+    pub async fn start(dir: &Path, agents: usize) -> HostingCluster {
+        let regtest = Regtest::start(dir).await;
+        let manager = TestManager::init(dir, None).await;
+        set_heartbeat(&manager, 500, 3).await;
+        let mut update = manager.ctl();
+        update.args([
+            "cluster",
+            "update",
+            "--bitcoind-rpc",
+            &format!("{RPC_USER}:{RPC_PASSWORD}@127.0.0.1:{}", regtest.port),
+        ]);
+        let (status, out, err) = run(update);
+        assert!(status.success(), "cluster update: {out}{err}");
+        let base = 40_000 + (std::process::id() % 200) as usize * 100;
+        let mut list = Vec::new();
+        for i in 0..agents {
+            let mut a = TestAgent::join(&manager, dir, &format!("agent-{i}"));
+            let first = base + i * 50;
+            a.port_range = Some(format!("{first}-{}", first + 49));
+            a.start();
+            list.push(a);
+        }
+        let c = HostingCluster {
+            dir: dir.to_path_buf(),
+            regtest,
+            manager,
+            agents: list,
+        };
+        c.wait_agents_ready().await;
+        c
+    }
+
+    pub async fn wait_agents_ready(&self) {
+        let n = self.agents.len();
+        wait::until("agents to be READY", Duration::from_secs(30), || async {
+            let ready = agent_states(&self.manager)
+                .iter()
+                .filter(|(_, s)| s == "READY")
+                .count();
+            (ready >= n).then_some(())
+        })
+        .await;
+    }
+
+    pub fn ca_digest(&self) -> String {
+        let mut cmd = self.manager.ctl();
+        cmd.args(["cluster", "info", "--format", "json"]);
+        let (_, out, _) = run(cmd);
+        let v: Value = serde_json::from_str(&out).expect("cluster info JSON");
+        v["root_ca_digest"].as_str().unwrap().to_string()
+    }
+
+    /// `lnswarmctl node register` into a profile under the test's directory.
+    pub fn register(&self, name: &str) -> Owner {
+        let profile = self.dir.join("profiles").join(name);
+        let mut cmd = Command::new(bin_path("lnswarmctl"));
+        cmd.args(["--manager", &self.manager.addr, "--profile-dir"])
+            .arg(&profile)
+            .args([
+                "node",
+                "register",
+                "--ca-digest",
+                &self.ca_digest(),
+                "--device",
+                name,
+            ]);
+        let (status, out, err) = run(cmd);
+        assert!(status.success(), "register {name}: {out}{err}");
+        let node_id = out
+            .lines()
+            .find_map(|l| l.strip_prefix("node id: "))
+            .unwrap()
+            .to_string();
+        Owner {
+            name: name.into(),
+            creds: Credentials::load(&profile).unwrap(),
+            profile,
+            node_id,
+        }
+    }
+
+    /// `lnswarmctl --profile-dir <owner> node <args>`: (success, stdout, stderr).
+    pub fn owner_ctl(&self, owner: &Owner, args: &[&str]) -> (bool, String, String) {
+        let mut cmd = Command::new(bin_path("lnswarmctl"));
+        cmd.args(["--manager", &self.manager.addr, "--profile-dir"])
+            .arg(&owner.profile)
+            .arg("node")
+            .args(args);
+        let (status, out, err) = run(cmd);
+        (status.success(), out, err)
+    }
+
+    /// Like [`Self::owner_ctl`], parsing JSON output and failing the test on error.
+    pub fn owner_json(&self, owner: &Owner, args: &[&str]) -> Value {
+        let (ok, out, err) = self.owner_ctl(owner, args);
+        assert!(ok, "lnswarmctl node {args:?} as {}: {out}{err}", owner.name);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    }
+
+    /// The operator's view of one hosted node.
+    pub fn inspect(&self, node_id: &str) -> Value {
+        let mut cmd = self.manager.ctl();
+        cmd.args(["node", "inspect", node_id, "--format", "json"]);
+        let (status, out, err) = run(cmd);
+        assert!(status.success(), "{err}");
+        serde_json::from_str(&out).unwrap()
+    }
+
+    pub fn agent_index(&self, agent_id: &str) -> usize {
+        self.agents
+            .iter()
+            .position(|a| a.id == agent_id)
+            .unwrap_or_else(|| panic!("no agent {agent_id}"))
+    }
+}
+
+/// `lnswarm-node` processes started from this cluster's agents, by node id. The node
+/// id is the directory its config lives in: `<agent>/nodes/<node id>/node.json`.
+pub fn node_processes(root: &Path) -> HashMap<String, Vec<u32>> {
+    let root = root.to_string_lossy().to_string();
+    let mut found: HashMap<String, Vec<u32>> = HashMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for e in entries.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = raw
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if !args.first().is_some_and(|a| a.ends_with("lnswarm-node")) {
+            continue;
+        }
+        let Some(config) = args
+            .iter()
+            .find(|a| a.starts_with(&root) && a.ends_with("node.json"))
+        else {
+            continue;
+        };
+        if let Some(node_id) = Path::new(config)
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+        {
+            found.entry(node_id).or_default().push(pid);
+        }
+    }
+    found
+}
+
+/// Scans the process table every 50 ms until stopped, recording every sighting of a
+/// node id in more than one process.
+pub struct DuplicateWatch {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl DuplicateWatch {
+    pub fn start(root: &Path) -> DuplicateWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let root = root.to_path_buf();
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut violations = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                for (node, pids) in node_processes(&root) {
+                    if pids.len() > 1 {
+                        violations.push(format!("node {node} ran in processes {pids:?}"));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            violations
+        });
+        DuplicateWatch {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops watching; returns what it saw.
+    pub fn finish(mut self) -> Vec<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.take().unwrap().join().unwrap()
+    }
+}

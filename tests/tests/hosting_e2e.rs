@@ -1,0 +1,280 @@
+//! Node hosting end to end, with real processes over mTLS: owners register nodes
+//! through the Scheduler, the cluster places them on different agents, they open a
+//! channel and pay through their Node APIs; an owner reaches only its own node; a
+//! node whose agent dies is reported unavailable and is not moved, and comes back
+//! with its channel when the agent returns; a drained agent's nodes stop cleanly and
+//! start nowhere else. Throughout, no node id ever runs in two processes.
+
+use std::time::Duration;
+
+use lnswarm_common::{
+    api::{
+        node_client::NodeClient, scheduler_client::SchedulerClient, GetInfoRequest,
+        NodeInfoRequest, ScheduleRequest,
+    },
+    pki::Role,
+    tls,
+};
+use lnswarm_tests::{
+    hosting::{node_processes, DuplicateWatch, HostingCluster, Owner},
+    process::run,
+    wait,
+};
+use serde_json::{json, Value};
+use tonic::Code;
+
+async fn scheduler_as(
+    c: &HostingCluster,
+    owner: &Owner,
+) -> SchedulerClient<tonic::transport::Channel> {
+    SchedulerClient::new(c.manager.channel_as(Some(&owner.creds)).await)
+}
+
+fn node_id_bytes(owner: &Owner) -> Vec<u8> {
+    hex::decode(&owner.node_id).unwrap()
+}
+
+fn addr_of(uri: &str) -> String {
+    uri.trim_start_matches("https://").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_are_hosted_paid_isolated_kept_in_place_and_drained() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = HostingCluster::start(tmp.path(), 2).await;
+    let watch = DuplicateWatch::start(tmp.path());
+
+    // Register and schedule two nodes: they land on different agents.
+    let alice = c.register("alice");
+    let bob = c.register("bob");
+    let (ok, alice_uri, err) = c.owner_ctl(&alice, &["schedule"]);
+    assert!(ok, "schedule alice: {err}");
+    let (ok, bob_uri, err) = c.owner_ctl(&bob, &["schedule"]);
+    assert!(ok, "schedule bob: {err}");
+    let alice_agent = c.inspect(&alice.node_id)["agent_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bob_agent = c.inspect(&bob.node_id)["agent_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(
+        alice_agent, bob_agent,
+        "placement spreads nodes across agents"
+    );
+    assert_eq!(c.inspect(&alice.node_id)["state"], "running");
+    let info = c.owner_json(&alice, &["getinfo"]);
+    assert_eq!(
+        info["node_id"],
+        alice.node_id.as_str(),
+        "the node runs with the owner's seed"
+    );
+
+    // Fund alice, open a channel to bob, pay an invoice.
+    c.regtest.mine(101).await;
+    let (_, address, _) = c.owner_ctl(&alice, &["newaddr"]);
+    c.regtest.send(address.trim(), 1.0).await;
+    c.regtest.mine(6).await;
+    wait::until("alice's funds", Duration::from_secs(60), || async {
+        let b = c.owner_json(&alice, &["balances"]);
+        (b["onchain_spendable_sats"].as_u64()? >= 100_000_000).then_some(())
+    })
+    .await;
+    let bob_info = c.owner_json(&bob, &["getinfo"]);
+    let bob_port = bob_info["listening_addresses"][0]
+        .as_str()
+        .unwrap()
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .to_string();
+    let (ok, channel_id, err) = c.owner_ctl(
+        &alice,
+        &[
+            "open-channel",
+            &format!("{}@127.0.0.1:{bob_port}", bob.node_id),
+            "500000",
+        ],
+    );
+    assert!(ok, "open-channel: {err}");
+    let channel_id = channel_id.trim().to_string();
+    wait::until(
+        "the funding transaction",
+        Duration::from_secs(60),
+        || async {
+            let pool = c.regtest.rpc("getrawmempool", json!([])).await.ok()?;
+            (!pool.as_array()?.is_empty()).then_some(())
+        },
+    )
+    .await;
+    c.regtest.mine(6).await;
+    wait::until("a usable channel", Duration::from_secs(90), || async {
+        let chans = c.owner_json(&alice, &["channels", "--format", "json"]);
+        chans
+            .as_array()?
+            .iter()
+            .any(|ch| ch["is_usable"] == true)
+            .then_some(())
+    })
+    .await;
+    let (ok, invoice, err) = c.owner_ctl(&bob, &["invoice", "25000000", "--description", "test"]);
+    assert!(ok, "invoice: {err}");
+    let paid = c.owner_json(&alice, &["pay", invoice.trim()]);
+    assert_eq!(paid["status"], "succeeded", "{paid}");
+    let bob_payments = c.owner_json(&bob, &["payments", "--format", "json"]);
+    assert!(
+        bob_payments
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["direction"] == "inbound"
+                && p["status"] == "succeeded"
+                && p["amount_msat"] == 25_000_000),
+        "bob sees the payment: {bob_payments}"
+    );
+
+    // Owner isolation: alice's certificate opens nothing of bob's.
+    let mut as_alice = scheduler_as(&c, &alice).await;
+    let err = as_alice
+        .schedule(ScheduleRequest {
+            node_id: node_id_bytes(&bob),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let err = as_alice
+        .get_node_info(NodeInfoRequest {
+            node_id: node_id_bytes(&bob),
+            wait: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let to_bob = tls::connect(
+        &addr_of(bob_uri.trim()),
+        &alice.creds.client_tls().unwrap(),
+        Role::Node,
+    )
+    .await
+    .unwrap();
+    let err = NodeClient::new(to_bob)
+        .get_info(GetInfoRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+
+    // kill -9 alice's agent: alice is unavailable and is not moved.
+    let a = c.agent_index(&alice_agent);
+    let mut agents = c.agents;
+    agents[a].kill9();
+    let c = HostingCluster { agents, ..c };
+    let unavailable = wait::until(
+        "alice to be reported unavailable",
+        Duration::from_secs(30),
+        || async {
+            let mut s = scheduler_as(&c, &alice).await;
+            match s
+                .get_node_info(NodeInfoRequest {
+                    node_id: node_id_bytes(&alice),
+                    wait: false,
+                })
+                .await
+            {
+                Err(e) if e.code() == Code::Unavailable => Some(e.message().to_string()),
+                _ => None,
+            }
+        },
+    )
+    .await;
+    assert!(
+        unavailable.contains(&alice_agent),
+        "names the agent: {unavailable}"
+    );
+    let err = as_alice
+        .schedule(ScheduleRequest {
+            node_id: node_id_bytes(&alice),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Code::Unavailable,
+        "Schedule while the agent is down: {err:?}"
+    );
+    assert_eq!(
+        c.inspect(&alice.node_id)["agent_id"],
+        alice_agent.as_str(),
+        "not moved"
+    );
+    let on_bobs_agent = c.agents[c.agent_index(&bob_agent)]
+        .data_dir
+        .join("nodes")
+        .join(&alice.node_id);
+    assert!(
+        !on_bobs_agent.exists(),
+        "alice never started on bob's agent"
+    );
+
+    // The agent returns: Schedule brings alice back, channel intact.
+    let mut agents = c.agents;
+    agents[a].start();
+    let c = HostingCluster { agents, ..c };
+    c.wait_agents_ready().await;
+    let (ok, _, err) = c.owner_ctl(&alice, &["schedule"]);
+    assert!(ok, "schedule after the agent returned: {err}");
+    let chans: Value = c.owner_json(&alice, &["channels", "--format", "json"]);
+    assert!(
+        chans
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|ch| ch["channel_id"] == channel_id.as_str()),
+        "the channel survived: {chans}"
+    );
+    assert_eq!(c.inspect(&alice.node_id)["agent_id"], alice_agent.as_str());
+
+    // Drain bob's agent: bob stops cleanly and starts nowhere else.
+    let bob_pid = node_processes(tmp.path())[&bob.node_id][0];
+    let mut drain = c.manager.ctl();
+    drain.args(["agent", "update", &bob_agent, "--availability", "drain"]);
+    let (status, out, err) = run(drain);
+    assert!(status.success(), "drain: {out}{err}");
+    wait::until("bob's node to stop", Duration::from_secs(60), || async {
+        (!node_processes(tmp.path()).contains_key(&bob.node_id)).then_some(())
+    })
+    .await;
+    let stopped = c.inspect(&bob.node_id);
+    assert_eq!(stopped["state"], "stopped", "{stopped}");
+    assert_eq!(stopped["agent_id"], bob_agent.as_str());
+    let bob_log = std::fs::read_dir(c.agents[c.agent_index(&bob_agent)].data_dir.join("tasks"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect::<String>();
+    assert!(
+        bob_log.contains("node stopped"),
+        "bob's node stopped cleanly (pid {bob_pid})"
+    );
+    let err = scheduler_as(&c, &bob)
+        .await
+        .schedule(ScheduleRequest {
+            node_id: node_id_bytes(&bob),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Code::Unavailable,
+        "Schedule on a draining agent: {err:?}"
+    );
+    assert!(err.message().contains("draining"), "{}", err.message());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !node_processes(tmp.path()).contains_key(&bob.node_id),
+        "bob did not start elsewhere"
+    );
+
+    let violations = watch.finish();
+    assert!(violations.is_empty(), "a node ran twice: {violations:?}");
+}
