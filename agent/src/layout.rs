@@ -52,7 +52,8 @@ impl DataDir {
     pub fn write_config(&self, config: &AgentConfig) -> anyhow::Result<()> {
         let path = self.config_file();
         let tmp = self.0.join(".agent.json.tmp");
-        std::fs::create_dir_all(&self.0).with_context(|| format!("creating {}", self.0.display()))?;
+        std::fs::create_dir_all(&self.0)
+            .with_context(|| format!("creating {}", self.0.display()))?;
         std::fs::write(&tmp, serde_json::to_vec_pretty(config)?)
             .with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;

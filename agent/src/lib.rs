@@ -3,6 +3,7 @@
 //! regtest chain stand-in (`lnswarm-regtest`).
 
 pub mod executor;
+pub mod hosting;
 pub mod layout;
 pub mod node;
 pub mod regtest;

@@ -10,6 +10,7 @@ use tracing::info;
 
 use crate::{
     executor::{CommandRuntime, Runtimes, SupervisorConfig},
+    hosting::{HostedNodeRuntime, HostingConfig},
     layout::DataDir,
     session::{self, Managers, SessionConfig},
     worker::{AgentState, Worker},
@@ -37,6 +38,18 @@ fn parse_range(s: &str) -> anyhow::Result<(u32, u32)> {
     Ok((a, b))
 }
 
+/// A binary installed next to this one (`lnswarm-node` ships with the agent).
+fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating lnswarm-agent")?;
+    let path = exe.with_file_name(name);
+    anyhow::ensure!(
+        path.exists(),
+        "{} not found next to lnswarm-agent",
+        path.display()
+    );
+    Ok(path)
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
@@ -55,9 +68,17 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", dir.task_logs().display()))?;
     let state = AgentState::open(&dir.state())
         .with_context(|| format!("opening the agent state at {}", dir.state().display()))?;
+    let hosting = HostedNodeRuntime::new(HostingConfig {
+        nodes_root: opts.data_dir.join("nodes"),
+        ca_file: dir.credentials().join("ca.pem"),
+        advertise_host: config.advertise_addr.clone(),
+        port_range: (port_start as u16, port_end as u16),
+        node_binary: sibling_binary("lnswarm-node")?,
+    })
+    .context("preparing to host Lightning nodes")?;
     let runtimes = Runtimes {
         command: Arc::new(CommandRuntime),
-        hosted_node: None,
+        hosted_node: Some(Arc::new(hosting)),
     };
     let worker = Worker::open(
         state,

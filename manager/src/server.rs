@@ -20,7 +20,7 @@ use crate::{
     ca::{CaService, StoreRevocations},
     control_api::ControlService,
     dispatcher::{Dispatcher, DispatcherConfig},
-    pending::PendingScheduler,
+    scheduler_api::SchedulerService,
     store::Store,
 };
 
@@ -67,6 +67,10 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
+    // Leader-only background work; each acts only while this manager leads.
+    crate::orchestrator::spawn(store.clone());
+    crate::scheduler_api::spawn_challenge_sweeper(store.clone());
+
     Server::builder()
         .layer(AuthzLayer::new(verifier, NodeScope::PerRequest))
         .add_service(health_service)
@@ -85,7 +89,7 @@ pub async fn serve(
             DispatcherConfig::default(),
         )))
         .add_service(raft_service(&store)?)
-        .add_service(SchedulerServer::new(PendingScheduler))
+        .add_service(SchedulerServer::new(SchedulerService::new(store.clone())))
         .serve_with_incoming_shutdown(tls::incoming(listener, tls_config), shutdown)
         .await
         .context("serving gRPC")

@@ -11,8 +11,7 @@ use lnswarm_common::{
     pki::{new_key_and_csr, ClusterCa, LeafRequest, Role},
 };
 use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,
-    SanType,
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair, SanType,
 };
 
 pub struct TestCa {
@@ -50,7 +49,10 @@ impl TestCa {
         self.mint_with_validity(
             role,
             cn,
-            Some((now - Duration::from_secs(10 * 86400), now - Duration::from_secs(86400))),
+            Some((
+                now - Duration::from_secs(10 * 86400),
+                now - Duration::from_secs(86400),
+            )),
         )
     }
 

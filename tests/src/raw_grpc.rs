@@ -64,7 +64,9 @@ pub async fn call(channel: Channel, path: &str, body: Vec<u8>) -> Code {
         Ok(Ok(response)) => {
             let mut stream = response.into_inner();
             // A server stream that stays open is an accepted call.
-            match tokio::time::timeout(std::time::Duration::from_millis(500), stream.message()).await {
+            match tokio::time::timeout(std::time::Duration::from_millis(500), stream.message())
+                .await
+            {
                 Ok(Err(status)) => status.code(),
                 _ => Code::Ok,
             }

@@ -84,7 +84,8 @@ fn role_of(caller: Caller) -> Option<Role> {
 /// What the table says should happen. `node_server` is true for the Node API server
 /// (which serves node A).
 fn expected(path: &str, caller: Caller) -> Expect {
-    let access = access_for(path).unwrap_or_else(|| panic!("{path} is missing from the authorization table"));
+    let access = access_for(path)
+        .unwrap_or_else(|| panic!("{path} is missing from the authorization table"));
     if matches!(
         caller,
         Caller::ForeignCa | Caller::Expired | Caller::TwoOus | Caller::OtherCluster
@@ -156,15 +157,28 @@ fn callers(ca: &TestCa, node_a: &str, node_b: &str) -> Vec<Credentialed> {
                 Caller::Expired => ("op".into(), Some(ca.mint_expired(Role::Operator, "op"))),
                 Caller::TwoOus => (
                     "op".into(),
-                    Some(ca.mint_raw("op", &["lnswarm-operator", "swarm-manager"], ca.cluster_id())),
+                    Some(ca.mint_raw(
+                        "op",
+                        &["lnswarm-operator", "swarm-manager"],
+                        ca.cluster_id(),
+                    )),
                 ),
                 Caller::OtherCluster => (
                     "op".into(),
                     Some(ca.mint_raw("op", &["lnswarm-operator"], "another-cluster")),
                 ),
-                Caller::Manager => ("test-manager".into(), Some(ca.mint(Role::Manager, "test-manager"))),
-                Caller::Worker => ("test-worker".into(), Some(ca.mint(Role::Worker, "test-worker"))),
-                Caller::Operator => ("test-operator".into(), Some(ca.mint(Role::Operator, "test-operator"))),
+                Caller::Manager => (
+                    "test-manager".into(),
+                    Some(ca.mint(Role::Manager, "test-manager")),
+                ),
+                Caller::Worker => (
+                    "test-worker".into(),
+                    Some(ca.mint(Role::Worker, "test-worker")),
+                ),
+                Caller::Operator => (
+                    "test-operator".into(),
+                    Some(ca.mint(Role::Operator, "test-operator")),
+                ),
                 Caller::HostedNode => (node_a.to_string(), Some(ca.mint(Role::Node, node_a))),
                 Caller::OwnerOfA => {
                     let cn = format!("{node_a}/phone");
@@ -201,9 +215,20 @@ async fn node_api_server(ca: &TestCa, node_a: &str) -> String {
     addr
 }
 
-async fn channel(addr: &str, server_role: Role, ca_pem: &str, creds: Option<&Credentials>) -> tonic::transport::Channel {
-    let tls = tls::client_config(ca_pem, creds.map(|c| (c.cert_pem.as_str(), c.key_pem.as_str()))).unwrap();
-    tls::connect(addr, &tls, server_role).await.expect("connect")
+async fn channel(
+    addr: &str,
+    server_role: Role,
+    ca_pem: &str,
+    creds: Option<&Credentials>,
+) -> tonic::transport::Channel {
+    let tls = tls::client_config(
+        ca_pem,
+        creds.map(|c| (c.cert_pem.as_str(), c.key_pem.as_str())),
+    )
+    .unwrap();
+    tls::connect(addr, &tls, server_role)
+        .await
+        .expect("connect")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,7 +260,10 @@ async fn every_rpc_admits_exactly_the_callers_the_table_names() {
             calls += 1;
             let want = expected(path, who.caller);
             if classify(code) != want {
-                mismatches.push(format!("{:?} -> {path}: got {code:?}, want {want:?}", who.caller));
+                mismatches.push(format!(
+                    "{:?} -> {path}: got {code:?}, want {want:?}",
+                    who.caller
+                ));
             }
         }
     }

@@ -3,7 +3,10 @@
 //! token, and an oversize message.
 
 use lnswarm_common::{
-    api::{ca_client::CaClient, control_client::ControlClient, GetClusterInfoRequest, IssueNodeCertificateRequest},
+    api::{
+        ca_client::CaClient, control_client::ControlClient, GetClusterInfoRequest,
+        IssueNodeCertificateRequest,
+    },
     pki::{new_key_and_csr, Role},
 };
 use lnswarm_tests::manager::TestManager;
@@ -15,7 +18,10 @@ async fn ca_refuses_bad_requests_clearly_and_keeps_serving() {
     let m = TestManager::init(tmp.path(), None).await;
     let mut control = ControlClient::new(m.channel_as(Some(&m.operator())).await);
     let token = control
-        .get_join_token(lnswarm_common::api::GetJoinTokenRequest { role: 0, rotate: false })
+        .get_join_token(lnswarm_common::api::GetJoinTokenRequest {
+            role: 0,
+            rotate: false,
+        })
         .await
         .unwrap()
         .into_inner()
@@ -29,17 +35,33 @@ async fn ca_refuses_bad_requests_clearly_and_keeps_serving() {
     };
 
     let err = ca
-        .issue_node_certificate(issue(b"-----BEGIN CERTIFICATE REQUEST-----\ngarbage\n-----END CERTIFICATE REQUEST-----\n".to_vec(), &token))
+        .issue_node_certificate(issue(
+            b"-----BEGIN CERTIFICATE REQUEST-----\ngarbage\n-----END CERTIFICATE REQUEST-----\n"
+                .to_vec(),
+            &token,
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "malformed CSR: {err:?}");
 
-    let err = ca.issue_node_certificate(issue(vec![0xff, 0xfe], &token)).await.unwrap_err();
+    let err = ca
+        .issue_node_certificate(issue(vec![0xff, 0xfe], &token))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "non-PEM CSR: {err:?}");
 
-    let csr = new_key_and_csr("sneaky", Some(Role::Manager)).unwrap().csr_pem;
-    let err = ca.issue_node_certificate(issue(csr.into_bytes(), &token)).await.unwrap_err();
-    assert_eq!(err.code(), Code::PermissionDenied, "CSR asking for swarm-manager with a worker token: {err:?}");
+    let csr = new_key_and_csr("sneaky", Some(Role::Manager))
+        .unwrap()
+        .csr_pem;
+    let err = ca
+        .issue_node_certificate(issue(csr.into_bytes(), &token))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Code::PermissionDenied,
+        "CSR asking for swarm-manager with a worker token: {err:?}"
+    );
     assert!(err.message().contains("swarm-manager"), "{}", err.message());
 
     let csr = new_key_and_csr("ok", Some(Role::Worker)).unwrap().csr_pem;
@@ -47,7 +69,11 @@ async fn ca_refuses_bad_requests_clearly_and_keeps_serving() {
         .issue_node_certificate(issue(csr.clone().into_bytes(), "LNSTKN-1-zz"))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument, "malformed token: {err:?}");
+    assert_eq!(
+        err.code(),
+        Code::InvalidArgument,
+        "malformed token: {err:?}"
+    );
 
     let err = ca
         .issue_node_certificate(issue(vec![b'A'; 2 * 1024 * 1024], &token))
@@ -59,8 +85,18 @@ async fn ca_refuses_bad_requests_clearly_and_keeps_serving() {
     );
 
     // Still serving, and a good request still works.
-    let ok = ca.issue_node_certificate(issue(csr.into_bytes(), &token)).await.unwrap().into_inner();
+    let ok = ca
+        .issue_node_certificate(issue(csr.into_bytes(), &token))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(ok.role, "swarm-worker");
-    control.get_cluster_info(GetClusterInfoRequest {}).await.expect("manager keeps serving");
-    assert!(m.proc.log_text().lines().all(|l| !l.contains("panicked")), "no panic in the manager log");
+    control
+        .get_cluster_info(GetClusterInfoRequest {})
+        .await
+        .expect("manager keeps serving");
+    assert!(
+        m.proc.log_text().lines().all(|l| !l.contains("panicked")),
+        "no panic in the manager log"
+    );
 }

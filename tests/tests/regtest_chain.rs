@@ -108,7 +108,7 @@ async fn regtest_mines_real_blocks_and_refuses_double_spends_and_overspends() {
         chain.rpc("getblockhash", json!([100])).await.unwrap()
     );
 
-    // The wallet pays from its one mature coinbase.
+    // The wallet pays from its mature coinbases.
     let funding_txid = chain.send(&alice.address.to_string(), 1.0).await;
     let mempool = chain.rpc("getrawmempool", json!([false])).await.unwrap();
     assert_eq!(mempool, json!([funding_txid]));

@@ -46,8 +46,16 @@ fn restart_backoff_ms(restarts: u32) -> i64 {
 
 /// One pass over every hosted node.
 pub async fn reconcile(store: &Store) -> Result<(), Status> {
-    let agents: Vec<Agent> = store.list::<Agent>(keys::AGENTS)?.into_iter().map(|(_, a)| a).collect();
-    let tasks: Vec<Task> = store.list::<Task>(keys::TASKS)?.into_iter().map(|(_, t)| t).collect();
+    let agents: Vec<Agent> = store
+        .list::<Agent>(keys::AGENTS)?
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect();
+    let tasks: Vec<Task> = store
+        .list::<Task>(keys::TASKS)?
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
     let mut by_node: HashMap<&str, Vec<&Task>> = HashMap::new();
     for t in &tasks {
         if !t.node_id.is_empty() {
@@ -88,7 +96,10 @@ async fn reconcile_node(
     // Stop what should not run: everything when the owner does not want it running
     // or its agent drains.
     if !node.desired_running || draining {
-        for t in live.iter().filter(|t| t.desired_state == TaskState::Running as i32) {
+        for t in live
+            .iter()
+            .filter(|t| t.desired_state == TaskState::Running as i32)
+        {
             let mut t = (*t).clone();
             t.desired_state = TaskState::Shutdown as i32;
             txn = txn.put_tagged(keys::task(&t.id), &t, [keys::agent_tag(&t.agent_id)]);
@@ -105,18 +116,28 @@ async fn reconcile_node(
             next.state = HostedNodeState::Registered as i32;
             next.message.clear();
         }
-    } else if let Some(t) = live.iter().find(|t| task_state(t) == TaskState::Running as i32) {
+    } else if let Some(t) = live
+        .iter()
+        .find(|t| task_state(t) == TaskState::Running as i32)
+    {
         let agent_up = agent.is_some_and(|a| agent_state(a) == AgentState::Ready);
         if agent_up {
             next.state = HostedNodeState::Running as i32;
-            next.grpc_uri = t.status.as_ref().map(|s| s.endpoint.clone()).unwrap_or_default();
+            next.grpc_uri = t
+                .status
+                .as_ref()
+                .map(|s| s.endpoint.clone())
+                .unwrap_or_default();
             next.message.clear();
             next.restarts = 0;
             next.next_start_unix_ms = 0;
         } else {
             next.state = HostedNodeState::Unavailable as i32;
             next.grpc_uri.clear();
-            next.message = format!("its agent {} is not READY; the node is not moved", node.agent_id);
+            next.message = format!(
+                "its agent {} is not READY; the node is not moved",
+                node.agent_id
+            );
         }
         next.task_id = t.id.clone();
     } else if !live.is_empty() {
@@ -128,18 +149,29 @@ async fn reconcile_node(
             next.message = format!("starting on agent {}", node.agent_id);
         } else {
             next.state = HostedNodeState::Unavailable as i32;
-            next.message = format!("its agent {} is not READY; the node is not moved", node.agent_id);
+            next.message = format!(
+                "its agent {} is not READY; the node is not moved",
+                node.agent_id
+            );
         }
     } else {
         // No live task: start one, on the sticky agent if the node has one.
         let target = if node.agent_id.is_empty() {
             placement::choose(agents, all_tasks)
         } else {
-            let live_on = all_tasks.iter().filter(|t| t.agent_id == node.agent_id && is_live(t)).count();
+            let live_on = all_tasks
+                .iter()
+                .filter(|t| t.agent_id == node.agent_id && is_live(t))
+                .count();
             match agent {
-                None => Err(format!("its agent {} has left the cluster; the node is not moved", node.agent_id)),
+                None => Err(format!(
+                    "its agent {} has left the cluster; the node is not moved",
+                    node.agent_id
+                )),
                 Some(a) => match placement::unfit(a, live_on) {
-                    Some(why) => Err(format!("{why}; the node's state is on that agent, so it is not moved")),
+                    Some(why) => Err(format!(
+                        "{why}; the node's state is on that agent, so it is not moved"
+                    )),
                     None => Ok(a.id.clone()),
                 },
             }
@@ -147,7 +179,10 @@ async fn reconcile_node(
         let previous_failed = node_tasks
             .iter()
             .max_by_key(|t| t.created_unix_ms)
-            .is_some_and(|t| task_state(t) >= TaskState::Failed as i32 || task_state(t) == TaskState::Complete as i32);
+            .is_some_and(|t| {
+                task_state(t) >= TaskState::Failed as i32
+                    || task_state(t) == TaskState::Complete as i32
+            });
         next.grpc_uri.clear();
         match target {
             Err(why) => {
@@ -168,9 +203,11 @@ async fn reconcile_node(
                 for (k, v) in secret_ops {
                     txn = txn.put_tagged(k, &v, [keys::agent_tag(&agent_id)]);
                 }
-                txn = txn
-                    .require_absent(keys::task(&task.id))
-                    .put_tagged(keys::task(&task.id), &task, [keys::agent_tag(&agent_id)]);
+                txn = txn.require_absent(keys::task(&task.id)).put_tagged(
+                    keys::task(&task.id),
+                    &task,
+                    [keys::agent_tag(&agent_id)],
+                );
                 changed_tasks = true;
                 info!(node = %node.node_id, agent = %agent_id, task = %task.id, "starting hosted node");
                 next.agent_id = agent_id.clone();

@@ -54,7 +54,12 @@ fn state_word(state: AgentState) -> &'static str {
 
 /// The agent a new task should go to, or why none can take it.
 pub fn choose(agents: &[Agent], tasks: &[Task]) -> Result<String, String> {
-    let live_on = |id: &str| tasks.iter().filter(|t| t.agent_id == id && is_live(t)).count();
+    let live_on = |id: &str| {
+        tasks
+            .iter()
+            .filter(|t| t.agent_id == id && is_live(t))
+            .count()
+    };
     let mut reasons = Vec::new();
     let best = agents
         .iter()
@@ -82,9 +87,15 @@ mod tests {
     fn agent(id: &str, state: AgentState, availability: Availability, slots: u32) -> Agent {
         Agent {
             id: id.into(),
-            status: Some(AgentStatus { state: state as i32, ..Default::default() }),
+            status: Some(AgentStatus {
+                state: state as i32,
+                ..Default::default()
+            }),
             availability: availability as i32,
-            description: Some(AgentDescription { task_slots: slots, ..Default::default() }),
+            description: Some(AgentDescription {
+                task_slots: slots,
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
@@ -92,7 +103,10 @@ mod tests {
     fn task(agent: &str, state: TaskState) -> Task {
         Task {
             agent_id: agent.into(),
-            status: Some(TaskStatus { state: state as i32, ..Default::default() }),
+            status: Some(TaskStatus {
+                state: state as i32,
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
@@ -106,7 +120,11 @@ mod tests {
             agent("d", AgentState::Ready, Availability::Drain, 10),
         ];
         let tasks = vec![task("a", TaskState::Running), task("b", TaskState::Failed)];
-        assert_eq!(choose(&agents, &tasks).unwrap(), "b", "finished tasks do not count");
+        assert_eq!(
+            choose(&agents, &tasks).unwrap(),
+            "b",
+            "finished tasks do not count"
+        );
         let full = vec![agent("a", AgentState::Ready, Availability::Active, 1)];
         let err = choose(&full, &[task("a", TaskState::Running)]).unwrap_err();
         assert!(err.contains("no free task slot"), "{err}");

@@ -91,7 +91,9 @@ impl Scheduler for SchedulerService {
     ) -> Result<Response<NodeInfoResponse>, Status> {
         let node_id = owner(&req, &req.get_ref().node_id)?;
         self.store.read_barrier().await?;
-        Ok(Response::new(placement_wait::schedule(&self.store, &node_id).await?))
+        Ok(Response::new(
+            placement_wait::schedule(&self.store, &node_id).await?,
+        ))
     }
 
     async fn get_node_info(
