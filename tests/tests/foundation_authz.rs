@@ -116,7 +116,8 @@ fn expected(path: &str, caller: Caller) -> Expect {
 }
 
 /// A protobuf body for `path`: node A's id where the request names a node, the
-/// caller's own id for NodeCertificateStatus, else empty.
+/// caller's own id for NodeCertificateStatus, a token for IssueNodeCertificate, else
+/// empty.
 fn body_for(path: &str, caller_cn: &str, node_a: &str) -> Vec<u8> {
     let field1 = |bytes: &[u8]| {
         let mut b = vec![0x0a, bytes.len() as u8];
@@ -127,6 +128,10 @@ fn body_for(path: &str, caller_cn: &str, node_a: &str) -> Vec<u8> {
         field1(&hex::decode(node_a).unwrap())
     } else if path == "/lnswarm.v1.CA/NodeCertificateStatus" {
         field1(caller_cn.as_bytes())
+    } else if path == "/lnswarm.v1.CA/IssueNodeCertificate" {
+        // A (malformed) token in field 2, so a call that passes the layer reaches the
+        // token check instead of the renewal path's own refusals.
+        vec![0x12, 1, b'x']
     } else {
         Vec::new()
     }
