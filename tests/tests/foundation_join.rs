@@ -78,6 +78,23 @@ async fn tokens_grant_their_role_and_bad_tokens_store_nothing() {
         .verify(&lnswarm_common::tls::certs_from_pem(&creds.cert_pem).unwrap()[0])
         .expect("issued certificate verifies against the cluster CA");
 
+    // A holder renews with its certificate alone: same id, same role.
+    let mut ca = lnswarm_common::api::ca_client::CaClient::new(m.channel_as(Some(&creds)).await);
+    let renewed = ca
+        .issue_node_certificate(lnswarm_common::api::IssueNodeCertificateRequest {
+            csr: lnswarm_common::pki::new_key_and_csr("renew", Some(Role::Worker))
+                .unwrap()
+                .csr_pem
+                .into_bytes(),
+            token: String::new(),
+            addr: String::new(),
+        })
+        .await
+        .expect("renewal with a valid worker certificate")
+        .into_inner();
+    assert_eq!(renewed.node_id, creds.id().unwrap());
+    assert_eq!(renewed.role, "swarm-worker");
+
     // The manager token makes a swarm-manager.
     let joined = join(&m.addr, &manager_token, Role::Manager, "127.0.0.1:1")
         .await

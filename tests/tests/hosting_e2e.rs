@@ -49,6 +49,10 @@ async fn nodes_are_hosted_paid_isolated_kept_in_place_and_drained() {
     let bob = c.register("bob");
     let (ok, alice_uri, err) = c.owner_ctl(&alice, &["schedule"]);
     assert!(ok, "schedule alice: {err}");
+    assert!(
+        alice_uri.trim().starts_with("https://127.0.0.1:"),
+        "prints the Node API address: {alice_uri}"
+    );
     let (ok, bob_uri, err) = c.owner_ctl(&bob, &["schedule"]);
     assert!(ok, "schedule bob: {err}");
     let alice_agent = c.inspect(&alice.node_id)["agent_id"]
