@@ -82,6 +82,27 @@ async fn remove_refuses_to_break_quorum_and_revokes_the_removed_manager() {
     cluster
         .wait_knows_all(leader, std::slice::from_ref(&w))
         .await;
+
+    // Removing the leader itself: it hands leadership over first.
+    let leader_id = cluster.managers[leader].id();
+    let mut cmd = cluster.ctl(down);
+    cmd.args(["manager", "remove", &leader_id]);
+    let (status, out, err) = run(cmd);
+    assert!(status.success(), "remove the leader: {out}{err}");
+    wait::until(
+        "a one-member cluster led by the last manager",
+        Duration::from_secs(60),
+        || async {
+            let m = cluster.members(down).await?;
+            (m.len() == 1 && m[0].leader && m[0].addr == cluster.managers[down].addr).then_some(())
+        },
+    )
+    .await;
+    let w2 = cluster
+        .issue_worker(down, &token)
+        .await
+        .expect("write after the leader left");
+    cluster.wait_knows_all(down, &[w, w2]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
