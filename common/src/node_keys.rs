@@ -83,6 +83,14 @@ pub fn verify_message(msg: &[u8], signature: &str, node_id_hex: &str) -> bool {
     }
 }
 
+/// A node id as sent on the wire (33-byte compressed public key) in hex, if it is a
+/// valid public key.
+pub fn node_id_from_bytes(raw: &[u8]) -> Result<String, NodeKeyError> {
+    PublicKey::from_slice(raw)
+        .map(|pk| pk.to_string())
+        .map_err(|_| NodeKeyError::NodeId)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,12 +108,4 @@ mod tests {
         assert!(!verify_message(b"other", &sig, &a));
         assert!(node_id(&[0u8; 32]).is_err());
     }
-}
-
-/// A node id as sent on the wire (33-byte compressed public key) in hex, if it is a
-/// valid public key.
-pub fn node_id_from_bytes(raw: &[u8]) -> Result<String, NodeKeyError> {
-    PublicKey::from_slice(raw)
-        .map(|pk| pk.to_string())
-        .map_err(|_| NodeKeyError::NodeId)
 }
