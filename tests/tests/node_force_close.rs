@@ -29,13 +29,12 @@ async fn channels(c: &mut NodeClient<Channel>) -> Vec<api::Channel> {
         .channels
 }
 
-/// Mines a block if anything waits in the mempool; a chain that confirms whatever
-/// the nodes broadcast.
-async fn confirm_pending(chain: &Regtest) {
-    let pool = chain.rpc("getrawmempool", json!([])).await.unwrap();
-    if !pool.as_array().unwrap().is_empty() {
-        chain.mine(1).await;
-    }
+/// A chain that keeps moving: one block about every half second, confirming
+/// whatever the nodes broadcast and letting claims reach the confirmations LDK waits
+/// for (6 before it sweeps an output).
+async fn keep_mining(chain: &Regtest) {
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    chain.mine(1).await;
 }
 
 #[tokio::test]
@@ -134,7 +133,7 @@ async fn force_close_returns_both_sides_funds_on_chain() {
         let mut cb = cb.clone();
         let chain = &chain;
         async move {
-            confirm_pending(chain).await;
+            keep_mining(chain).await;
             let bb = balances(&mut cb).await;
             (channels(&mut cb).await.is_empty() && bb.onchain_total_sats > b_before + 19_000)
                 .then_some(())
@@ -148,7 +147,7 @@ async fn force_close_returns_both_sides_funds_on_chain() {
         let mut ca_ = ca_.clone();
         let chain = &chain;
         async move {
-            confirm_pending(chain).await;
+            keep_mining(chain).await;
             let ba = balances(&mut ca_).await;
             (channels(&mut ca_).await.is_empty() && ba.onchain_total_sats > a_before + 170_000)
                 .then_some(())
