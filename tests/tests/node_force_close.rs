@@ -12,7 +12,7 @@ use lnswarm_tests::{
 use serde_json::json;
 use tonic::transport::Channel;
 
-const TWO_MINUTES: Duration = Duration::from_secs(120);
+const PATIENCE: Duration = Duration::from_secs(240);
 
 async fn balances(c: &mut NodeClient<Channel>) -> api::BalancesResponse {
     c.balances(api::BalancesRequest {})
@@ -62,7 +62,7 @@ async fn force_close_returns_both_sides_funds_on_chain() {
     chain.send(&addr_a, 1.0).await;
     chain.send(&addr_b, 0.1).await;
     chain.mine(1).await;
-    wait::until("funds", TWO_MINUTES, || {
+    wait::until("funds", PATIENCE, || {
         let (mut ca_, mut cb) = (ca_.clone(), cb.clone());
         async move {
             (balances(&mut ca_).await.onchain_spendable_sats > 0
@@ -83,7 +83,7 @@ async fn force_close_returns_both_sides_funds_on_chain() {
         .unwrap()
         .into_inner()
         .channel_id;
-    wait::until("the channel to be usable", TWO_MINUTES, || {
+    wait::until("the channel to be usable", PATIENCE, || {
         let (mut ca_, mut cb) = (ca_.clone(), cb.clone());
         let chain = &chain;
         async move {
@@ -129,7 +129,7 @@ async fn force_close_returns_both_sides_funds_on_chain() {
     .unwrap();
 
     // B's side comes back soon after the commitment transaction confirms.
-    wait::until("B's balance back on chain", TWO_MINUTES, || {
+    wait::until("B's balance back on chain", PATIENCE, || {
         let mut cb = cb.clone();
         let chain = &chain;
         async move {
@@ -143,7 +143,7 @@ async fn force_close_returns_both_sides_funds_on_chain() {
 
     // A's side is locked for its to-self delay, then swept to its wallet.
     chain.mine(150).await;
-    wait::until("A's balance back on chain", TWO_MINUTES, || {
+    wait::until("A's balance back on chain", PATIENCE, || {
         let mut ca_ = ca_.clone();
         let chain = &chain;
         async move {
