@@ -123,6 +123,8 @@ pub struct TestAgent {
     pub proc: Option<Proc>,
     /// `--port-range` for hosted nodes; agents sharing a host need distinct ranges.
     pub port_range: Option<String>,
+    /// `--task-slots` (the agent's default when None).
+    pub task_slots: Option<u32>,
 }
 
 impl TestAgent {
@@ -151,6 +153,7 @@ impl TestAgent {
             name: name.to_string(),
             proc: None,
             port_range: None,
+            task_slots: None,
         }
     }
 
@@ -167,6 +170,9 @@ impl TestAgent {
         ]);
         if let Some(range) = &self.port_range {
             cmd.args(["--port-range", range]);
+        }
+        if let Some(slots) = self.task_slots {
+            cmd.args(["--task-slots", &slots.to_string()]);
         }
         self.proc = Some(Proc::spawn(&self.name, cmd, &self.log_dir));
     }

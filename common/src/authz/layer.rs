@@ -3,8 +3,16 @@
 //! It verifies the peer certificate the TLS layer captured (see
 //! [`crate::tls::PeerInfo`]), refuses with UNAUTHENTICATED or PERMISSION_DENIED, and
 //! otherwise hands the verified [`Identity`] to the handler as a request extension.
+//!
+//! A certificate that verified once is remembered by the SHA-256 of its DER until it
+//! expires, so calls on long-lived connections (agents' heartbeats) skip the
+//! signature check; revocation is still checked on every call.
 
-use std::task::{Context, Poll};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+};
 
 use futures::future::{ready, Either, Ready};
 use tonic::Status;
@@ -25,15 +33,62 @@ pub enum NodeScope {
     Node(String),
 }
 
+/// Most verified certificates remembered at once (the cache is emptied when full).
+const MAX_VERIFIED: usize = 100_000;
+
+/// Identities of certificates that verified, with when each expires (Unix seconds).
+type Verified = Mutex<HashMap<[u8; 32], (Identity, i64)>>;
+
 #[derive(Clone)]
 pub struct AuthzLayer {
     verifier: PeerVerifier,
     scope: NodeScope,
+    verified: Arc<Verified>,
 }
 
 impl AuthzLayer {
     pub fn new(verifier: PeerVerifier, scope: NodeScope) -> Self {
-        AuthzLayer { verifier, scope }
+        AuthzLayer {
+            verifier,
+            scope,
+            verified: Arc::default(),
+        }
+    }
+
+    /// The identity a certificate proves: from the cache while it is unexpired and
+    /// not revoked, else by full verification.
+    fn identity_of(&self, cert: &[u8]) -> Result<Identity, Status> {
+        use sha2::{Digest, Sha256};
+        let key: [u8; 32] = Sha256::digest(cert).into();
+        let now = crate::ids::now_unix_ms() / 1000;
+        let cached = self
+            .verified
+            .lock()
+            .expect("verified cache lock")
+            .get(&key)
+            .cloned();
+        if let Some((who, not_after)) = cached {
+            if now < not_after {
+                if self.verifier.is_revoked(&who) {
+                    return Err(Status::unauthenticated(
+                        crate::pki::PkiError::Revoked.to_string(),
+                    ));
+                }
+                return Ok(who);
+            }
+        }
+        let who = self
+            .verifier
+            .verify(cert)
+            .map_err(|e| Status::unauthenticated(e.to_string()))?;
+        if let Some(not_after) = crate::pki::not_after_unix(cert) {
+            let mut verified = self.verified.lock().expect("verified cache lock");
+            if verified.len() >= MAX_VERIFIED {
+                verified.clear();
+            }
+            verified.insert(key, (who.clone(), not_after));
+        }
+        Ok(who)
     }
 
     /// The decision for one call: the caller's identity (if it showed one) or the
@@ -46,11 +101,7 @@ impl AuthzLayer {
         let access = access_for(path)
             .ok_or_else(|| Status::unimplemented(format!("unknown method {path}")))?;
         let identity = match peer.and_then(|p| p.certificates.first()) {
-            Some(cert) => Some(
-                self.verifier
-                    .verify(cert)
-                    .map_err(|e| Status::unauthenticated(e.to_string()))?,
-            ),
+            Some(cert) => Some(self.identity_of(cert)?),
             None => None,
         };
         let denied =

@@ -112,6 +112,11 @@ impl PeerVerifier {
     }
 
     /// The identity a DER certificate proves, or why it proves none.
+    /// Whether `who` was revoked since its certificate was verified.
+    pub fn is_revoked(&self, who: &Identity) -> bool {
+        self.revocations.is_revoked(who.role, &who.id)
+    }
+
     pub fn verify(&self, cert_der: &[u8]) -> Result<Identity, PkiError> {
         let (_, ca) = X509Certificate::from_der(&self.ca_der)
             .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
@@ -173,4 +178,10 @@ impl PeerVerifier {
             device,
         })
     }
+}
+
+/// When a certificate stops being valid, in Unix seconds (unverified).
+pub fn not_after_unix(cert_der: &[u8]) -> Option<i64> {
+    let (_, cert) = X509Certificate::from_der(cert_der).ok()?;
+    Some(cert.validity().not_after.timestamp())
 }

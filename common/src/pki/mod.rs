@@ -10,7 +10,8 @@ mod token;
 pub use ca::{ClusterCa, IssuedCertificate, LeafRequest};
 pub use csr::{csr_requested_ous, new_key_and_csr, KeyAndCsr};
 pub use identity::{
-    ca_digest, subject_of, Identity, PeerVerifier, Revocations, Subject, NO_REVOCATIONS,
+    ca_digest, not_after_unix, subject_of, Identity, PeerVerifier, Revocations, Subject,
+    NO_REVOCATIONS,
 };
 pub use role::Role;
 pub use token::JoinToken;

@@ -35,7 +35,7 @@ pub struct DispatcherConfig {
     /// so a single change set may exceed them).
     pub assignments_max_items: usize,
     pub assignments_max_bytes: usize,
-    /// How often a Session stream checks for changes to the manager list.
+    /// How often the dispatcher re-reads the manager list for sessions.
     pub managers_refresh: Duration,
 }
 

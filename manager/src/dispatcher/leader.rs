@@ -22,6 +22,7 @@ use crate::{
 /// Runs for the life of the manager.
 pub(super) async fn run(shared: Arc<Shared>) {
     tokio::spawn(expiry_timer(shared.clone()));
+    tokio::spawn(publish_managers(shared.clone()));
     let mut leadership = shared.store.leadership();
     loop {
         while !leadership.borrow_and_update().is_leader {
@@ -156,6 +157,29 @@ async fn expiry_timer(shared: Arc<Shared>) {
                 state: AgentState::Down,
                 message: "no session after the leader changed".into(),
             });
+        }
+    }
+}
+
+/// Keeps the manager list sessions hand out current: re-read on every leadership
+/// change and every `managers_refresh`; sessions wake only when it changes.
+async fn publish_managers(shared: Arc<Shared>) {
+    let mut leadership = shared.store.leadership();
+    loop {
+        if let Ok(list) = super::service::managers(&shared.store) {
+            shared.managers.send_if_modified(|current| {
+                let changed = *current != list;
+                if changed {
+                    *current = list;
+                }
+                changed
+            });
+        }
+        tokio::select! {
+            r = leadership.changed() => if r.is_err() {
+                tokio::time::sleep(shared.config.managers_refresh).await;
+            },
+            _ = tokio::time::sleep(shared.config.managers_refresh) => {}
         }
     }
 }

@@ -42,6 +42,9 @@ pub(super) struct Shared {
     pub timing: RwLock<HeartbeatTiming>,
     /// Serving: this manager leads and the post-election work is done.
     pub active: AtomicBool,
+    /// The weighted manager list sessions hand out, refreshed in one place so that
+    /// sessions wake only when it changes.
+    pub managers: tokio::sync::watch::Sender<Vec<WeightedPeer>>,
 }
 
 /// The Dispatcher service; cheap to clone.
@@ -58,6 +61,7 @@ impl Dispatcher {
         let sessions = Arc::new(Sessions::default());
         let writer = Writer::start(store.clone(), sessions.clone(), config.clone());
         let timing = HeartbeatTiming::from_settings(None, &config);
+        let (managers, _) = tokio::sync::watch::channel(self::managers(&store).unwrap_or_default());
         let shared = Arc::new(Shared {
             store,
             config,
@@ -65,6 +69,7 @@ impl Dispatcher {
             writer,
             timing: RwLock::new(timing),
             active: AtomicBool::new(false),
+            managers,
         });
         tokio::spawn(super::leader::run(shared.clone()));
         Dispatcher { shared }
@@ -171,7 +176,7 @@ async fn mark_ready(
 }
 
 /// The managers an agent may connect to; the leader weighs most.
-fn managers(store: &Store) -> Result<Vec<WeightedPeer>, StoreError> {
+pub(super) fn managers(store: &Store) -> Result<Vec<WeightedPeer>, StoreError> {
     let leader = store.leadership().borrow().leader_id.clone();
     Ok(store
         .list::<Manager>(keys::MANAGERS)?
@@ -253,12 +258,13 @@ impl dispatcher_server::Dispatcher for Dispatcher {
         let first = SessionMessage {
             session_id: session_id.clone(),
             agent: Some(agent.clone()),
-            managers: managers(&shared.store)?,
+            managers: shared.managers.borrow().clone(),
             root_ca: root_ca(&shared.store)?,
         };
         let (tx, rx) = mpsc::channel(4);
         let store = shared.store.clone();
-        let refresh = shared.config.managers_refresh;
+        let mut managers_rx = shared.managers.subscribe();
+        managers_rx.borrow_and_update();
         let mut end = registered.end;
         let mut wake = store.state().watch().subscribe(&keys::agent_tag(&agent_id));
         wake.borrow_and_update();
@@ -268,8 +274,6 @@ impl dispatcher_server::Dispatcher for Dispatcher {
                 if tx.send(Ok(first)).await.is_err() {
                     return;
                 }
-                let mut ticker = tokio::time::interval(refresh);
-                ticker.tick().await;
                 loop {
                     tokio::select! {
                         status = ended(&mut end) => {
@@ -279,7 +283,7 @@ impl dispatcher_server::Dispatcher for Dispatcher {
                         }
                         _ = tx.closed() => return,
                         r = wake.changed() => if r.is_err() { return },
-                        _ = ticker.tick() => {}
+                        r = managers_rx.changed() => if r.is_err() { return },
                     }
                     let next = SessionMessage {
                         session_id: last.session_id.clone(),
@@ -287,7 +291,7 @@ impl dispatcher_server::Dispatcher for Dispatcher {
                             Ok(Some((_, a))) => Some(a),
                             _ => last.agent.clone(),
                         },
-                        managers: managers(&store).unwrap_or_else(|_| last.managers.clone()),
+                        managers: managers_rx.borrow_and_update().clone(),
                         root_ca: last.root_ca.clone(),
                     };
                     let changed = next.managers != last.managers
