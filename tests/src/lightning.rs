@@ -8,11 +8,6 @@ use std::{
     time::Duration,
 };
 
-use bitcoin::{
-    bip32::{ChildNumber, Xpriv},
-    secp256k1::{PublicKey, Secp256k1},
-    Network,
-};
 use lnswarm_common::{api::node_client::NodeClient, credentials::Credentials, pki::Role, tls};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha512};
@@ -186,19 +181,10 @@ pub fn seed(label: &str) -> [u8; 64] {
     Sha512::digest(format!("lnswarm test seed {label}").as_bytes()).into()
 }
 
-/// The node id a seed gives, computed independently of ldk-node: BIP32 master of the
-/// seed → its 32-byte private key → BIP32 master of that → m/0' → public key.
+/// The node id a seed gives (the derivation lnswarmctl uses, which the agent's unit
+/// test checks against ldk-node).
 pub fn node_id_of(seed: &[u8; 64]) -> String {
-    let secp = Secp256k1::new();
-    let k1 = Xpriv::new_master(Network::Bitcoin, seed)
-        .unwrap()
-        .private_key
-        .secret_bytes();
-    let node = Xpriv::new_master(Network::Testnet, &k1)
-        .unwrap()
-        .derive_priv(&secp, &[ChildNumber::from_hardened_idx(0).unwrap()])
-        .unwrap();
-    PublicKey::from_secret_key(&secp, &node.private_key).to_string()
+    lnswarm_common::node_keys::node_id(seed).expect("64-byte seed")
 }
 
 /// One `lnswarm-node` process and what a test needs to talk to it.
@@ -319,7 +305,7 @@ impl TestNode {
                 self.name,
                 self.proc.log_text()
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 

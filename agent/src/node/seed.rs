@@ -13,11 +13,7 @@
 
 use std::io::Read;
 
-use ldk_node::bitcoin::{
-    bip32::{ChildNumber, Xpriv},
-    secp256k1::{PublicKey, Secp256k1},
-    Network,
-};
+use ldk_node::bitcoin::secp256k1::{PublicKey, Secp256k1};
 
 pub const SEED_LEN: usize = 64;
 
@@ -60,20 +56,12 @@ pub fn read_seed(mut input: impl Read) -> Result<Seed, SeedError> {
     Ok(seed)
 }
 
-/// The Lightning node id `seed` gives under ldk-node 0.7.
+/// The Lightning node id `seed` gives under ldk-node 0.7, by the derivation shared
+/// with lnswarmctl and the managers (`lnswarm_common::node_keys`); the test below
+/// checks it against ldk-node itself.
 pub fn node_id_from_seed(seed: &Seed) -> PublicKey {
-    let secp = Secp256k1::new();
-    // The network only affects how an xpriv is serialized, not the keys.
-    let master = Xpriv::new_master(Network::Bitcoin, &seed.0).expect("64-byte seed");
-    let ldk_seed = master.private_key.secret_bytes();
-    let keys_master = Xpriv::new_master(Network::Testnet, &ldk_seed).expect("32-byte seed");
-    let node_key = keys_master
-        .derive_priv(
-            &secp,
-            &[ChildNumber::from_hardened_idx(0).expect("index 0")],
-        )
-        .expect("hardened derivation");
-    PublicKey::from_secret_key(&secp, &node_key.private_key)
+    let key = lnswarm_common::node_keys::node_secret(&seed.0).expect("a Seed holds 64 bytes");
+    PublicKey::from_secret_key(&Secp256k1::signing_only(), &key)
 }
 
 #[cfg(test)]
@@ -94,7 +82,7 @@ mod tests {
         let seed = Seed([7u8; SEED_LEN]);
         let dir = std::env::temp_dir().join(format!("lnswarm-seed-test-{}", std::process::id()));
         let mut builder = ldk_node::Builder::new();
-        builder.set_network(Network::Regtest);
+        builder.set_network(ldk_node::bitcoin::Network::Regtest);
         builder.set_storage_dir_path(dir.to_string_lossy().into_owned());
         builder.set_entropy_seed_bytes(seed.0);
         builder.set_chain_source_esplora("http://127.0.0.1:1".into(), None);
