@@ -136,63 +136,52 @@ impl StateMachine {
         txn: &StoreTxn,
         meta_write: Option<(&[u8], Vec<u8>)>,
     ) -> Result<Applied, StoreError> {
-        if index <= self.applied_index() {
-            return Ok(Applied::CheckFailed(index));
-        }
+        Ok(self.apply_batch(&[(index, txn, meta_write)])?[0])
+    }
+
+    /// Applies consecutive commands in one sled transaction (one per raft Ready
+    /// rather than one per command); each sees the writes of those before it. The
+    /// applied index moves to the last one.
+    #[allow(clippy::type_complexity)]
+    pub fn apply_batch(
+        &self,
+        items: &[(u64, &StoreTxn, Option<(&[u8], Vec<u8>)>)],
+    ) -> Result<Vec<Applied>, StoreError> {
+        let applied_before = self.applied_index();
         let result = (&self.kv, &self.meta, &self.changelog).transaction(|(kv, meta, cl)| {
-            let mut ok = true;
-            for check in &txn.checks {
-                let current = kv
-                    .get(check.key.as_bytes())?
-                    .map(|raw| decode_value(&raw).map(|v| v.version).unwrap_or(0));
-                ok &= match (check.kind(), current) {
-                    (Kind::Absent, None) => true,
-                    (Kind::Present, Some(_)) => true,
-                    (Kind::Version, Some(v)) => v == check.version,
-                    _ => false,
-                };
+            let mut out = Vec::with_capacity(items.len());
+            for (index, txn, meta_write) in items {
+                out.push(apply_one(
+                    kv,
+                    meta,
+                    cl,
+                    applied_before,
+                    *index,
+                    txn,
+                    meta_write,
+                )?);
             }
-            meta.insert(APPLIED_INDEX, &index.to_be_bytes())?;
-            if let Some((key, value)) = &meta_write {
-                meta.insert(*key, value.as_slice())?;
+            // One applied-index write for the whole batch.
+            if let Some(last) = items
+                .iter()
+                .map(|i| i.0)
+                .max()
+                .filter(|l| *l > applied_before)
+            {
+                meta.insert(APPLIED_INDEX, &last.to_be_bytes())?;
             }
-            if !ok {
-                return Ok(Applied::CheckFailed(index));
-            }
-            let mut changes = Vec::with_capacity(txn.ops.len());
-            for op in &txn.ops {
-                let old = kv.get(op.key.as_bytes())?;
-                match &op.value {
-                    Some(value) => {
-                        kv.insert(op.key.as_bytes(), encode_value(index, value))?;
-                    }
-                    None => {
-                        kv.remove(op.key.as_bytes())?;
-                    }
-                }
-                if old.is_some() || op.value.is_some() {
-                    changes.push(StoreChange {
-                        key: op.key.clone(),
-                        deleted: op.value.is_none(),
-                        tags: op.tags.clone(),
-                    });
-                }
-            }
-            let set = StoreChangeSet { index, changes };
-            cl.insert(&index.to_be_bytes(), set.encode_to_vec())?;
-            if index > CHANGELOG_RETAIN {
-                cl.remove(&(index - CHANGELOG_RETAIN).to_be_bytes())?;
-            }
-            Ok::<_, ConflictableTransactionError<StoreError>>(Applied::Committed(index))
+            Ok::<_, ConflictableTransactionError<StoreError>>(out)
         });
         let applied = match result {
             Ok(a) => a,
             Err(TransactionError::Abort(e)) => return Err(e),
             Err(TransactionError::Storage(e)) => return Err(e.into()),
         };
-        if let (Applied::Committed(index), false) = (applied, txn.ops.is_empty()) {
-            let tags = txn.ops.iter().flat_map(|op| op.tags.iter());
-            self.watch.notify(index, tags);
+        for ((_, txn, _), a) in items.iter().zip(&applied) {
+            if let (Applied::Committed(index), false) = (*a, txn.ops.is_empty()) {
+                let tags = txn.ops.iter().flat_map(|op| op.tags.iter());
+                self.watch.notify(index, tags);
+            }
         }
         Ok(applied)
     }
@@ -284,6 +273,67 @@ impl StateMachine {
 }
 
 use lnswarm_common::api::{StoreOp, StoreSnapshot};
+
+type Tx = sled::transaction::TransactionalTree;
+
+/// One command inside a transaction (see [`StateMachine::apply_batch`]).
+fn apply_one(
+    kv: &Tx,
+    meta: &Tx,
+    cl: &Tx,
+    applied_before: u64,
+    index: u64,
+    txn: &StoreTxn,
+    meta_write: &Option<(&[u8], Vec<u8>)>,
+) -> Result<Applied, ConflictableTransactionError<StoreError>> {
+    // Already applied before a restart.
+    if index <= applied_before {
+        return Ok(Applied::CheckFailed(index));
+    }
+    let mut ok = true;
+    for check in &txn.checks {
+        let current = kv
+            .get(check.key.as_bytes())?
+            .map(|raw| decode_value(&raw).map(|v| v.version).unwrap_or(0));
+        ok &= match (check.kind(), current) {
+            (Kind::Absent, None) => true,
+            (Kind::Present, Some(_)) => true,
+            (Kind::Version, Some(v)) => v == check.version,
+            _ => false,
+        };
+    }
+    if let Some((key, value)) = meta_write {
+        meta.insert(*key, value.as_slice())?;
+    }
+    if !ok {
+        return Ok(Applied::CheckFailed(index));
+    }
+    let mut changes = Vec::with_capacity(txn.ops.len());
+    for op in &txn.ops {
+        let old = kv.get(op.key.as_bytes())?;
+        match &op.value {
+            Some(value) => {
+                kv.insert(op.key.as_bytes(), encode_value(index, value))?;
+            }
+            None => {
+                kv.remove(op.key.as_bytes())?;
+            }
+        }
+        if old.is_some() || op.value.is_some() {
+            changes.push(StoreChange {
+                key: op.key.clone(),
+                deleted: op.value.is_none(),
+                tags: op.tags.clone(),
+            });
+        }
+    }
+    let set = StoreChangeSet { index, changes };
+    cl.insert(&index.to_be_bytes(), set.encode_to_vec())?;
+    if index > CHANGELOG_RETAIN {
+        cl.remove(&(index - CHANGELOG_RETAIN).to_be_bytes())?;
+    }
+    Ok(Applied::Committed(index))
+}
 
 /// Builds a [`StoreTxn`] fluently.
 #[derive(Default, Debug, Clone)]

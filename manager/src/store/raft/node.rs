@@ -47,6 +47,9 @@ pub struct NodeStatus {
     pub member: bool,
 }
 
+/// A Ready that takes longer than this is logged (slow disk, huge batch).
+const SLOW_READY: Duration = Duration::from_millis(100);
+
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 pub struct Node {
@@ -291,7 +294,10 @@ impl Node {
         if !self.raw.has_ready() {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         let mut ready = self.raw.ready();
+        let n_committed = ready.committed_entries().len();
+        let n_entries = ready.entries().len();
         // 1. Messages that need no durability (the leader's appends go out while it
         //    writes its own copy).
         if !ready.messages().is_empty() {
@@ -308,10 +314,14 @@ impl Node {
             self.raw.mut_store().apply_snapshot(&snap)?;
             self.members_changed = true;
             self.set_voters(snap.get_metadata().get_conf_state().voters.clone());
+            // Readers waiting for an index the snapshot covers must see it now, not
+            // only after the next committed entry.
+            self.applied_tx.send_replace(self.sm.applied_index());
             durable = true;
         }
         // 3. Entries committed earlier (already durable here).
         self.apply_committed(ready.take_committed_entries())?;
+        let applied_at = started.elapsed();
         // 4-5. New entries and the hard state.
         if !ready.entries().is_empty() {
             self.raw.mut_store().append(ready.entries())?;
@@ -322,9 +332,11 @@ impl Node {
             durable = true;
         }
         // One flush for everything this Ready wrote.
+        let flush_started = std::time::Instant::now();
         if durable || ready.must_sync() {
             self.sm.flush().await?;
         }
+        let flush = flush_started.elapsed();
         for rs in ready.take_read_states() {
             if let Some(id) = self.own_id(&rs.request_ctx) {
                 if let Some(reply) = self.reads.remove(&id) {
@@ -342,8 +354,20 @@ impl Node {
             self.raw.mut_store().set_commit(commit)?;
         }
         self.transport.send(light.take_messages());
+        let n_light = light.committed_entries().len();
         self.apply_committed(light.take_committed_entries())?;
         self.raw.advance_apply();
+        let took = started.elapsed();
+        if took > SLOW_READY {
+            warn!(
+                took_ms = took.as_millis() as u64,
+                flush_ms = flush.as_millis() as u64,
+                apply_ms = applied_at.as_millis() as u64,
+                appended = n_entries,
+                applied = n_committed + n_light,
+                "slow raft ready"
+            );
+        }
         self.maybe_compact().await
     }
 
@@ -351,25 +375,50 @@ impl Node {
         if entries.is_empty() {
             return Ok(());
         }
+        // Commands go to the state machine in one transaction per run between
+        // membership changes; a membership change is applied on its own.
+        let mut run: Vec<(Entry, lnswarm_common::api::StoreTxn)> = Vec::new();
         for entry in entries {
-            let index = entry.index;
-            let result = match apply::decode(&entry)? {
-                Decoded::Command(txn) => apply::apply_txn(&self.sm, index, &txn, None),
-                Decoded::ConfChange(cc, txn) => self.apply_conf_change(index, &cc, &txn),
-            };
-            let result = match result {
-                Ok(r) => Ok(r),
-                Err(StoreError::Unavailable(m)) => Err(StoreError::Unavailable(m)),
-                Err(e) => return Err(e),
-            };
-            if let Some(id) = self.own_id(&entry.context) {
-                if let Some(reply) = self.pending.remove(&id) {
-                    let _ = reply.send(result);
+            match apply::decode(&entry)? {
+                Decoded::Command(txn) => run.push((entry, txn)),
+                Decoded::ConfChange(cc, txn) => {
+                    self.apply_run(std::mem::take(&mut run))?;
+                    let result = match self.apply_conf_change(entry.index, &cc, &txn) {
+                        Err(StoreError::Unavailable(m)) => Err(StoreError::Unavailable(m)),
+                        Err(e) => return Err(e),
+                        ok => ok,
+                    };
+                    self.ack(&entry, result);
                 }
             }
         }
+        self.apply_run(run)?;
         self.applied_tx.send_replace(self.sm.applied_index());
         Ok(())
+    }
+
+    fn apply_run(
+        &mut self,
+        run: Vec<(Entry, lnswarm_common::api::StoreTxn)>,
+    ) -> Result<(), StoreError> {
+        if run.is_empty() {
+            return Ok(());
+        }
+        let items: Vec<_> = run.iter().map(|(e, t)| (e.index, t, None)).collect();
+        let results = self.sm.apply_batch(&items)?;
+        for ((entry, _), result) in run.iter().zip(results) {
+            self.ack(entry, Ok(result));
+        }
+        Ok(())
+    }
+
+    /// Answers the proposer of `entry`, if it was proposed here.
+    fn ack(&mut self, entry: &Entry, result: Result<Applied, StoreError>) {
+        if let Some(id) = self.own_id(&entry.context) {
+            if let Some(reply) = self.pending.remove(&id) {
+                let _ = reply.send(result);
+            }
+        }
     }
 
     fn apply_conf_change(
