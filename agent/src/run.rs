@@ -119,6 +119,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             }
         }
     };
+    let (leave, leaving) = tokio::sync::watch::channel(false);
     let sessions = session::run(
         credentials,
         managers,
@@ -126,18 +127,27 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             description,
             backoff_base: Duration::from_millis(100),
             backoff_max: opts.reconnect_max,
+            leaving,
         },
         worker.clone(),
         persist,
     );
+    tokio::pin!(sessions);
     tokio::select! {
-        r = sessions => r?,
+        r = &mut sessions => return r,
         _ = shutdown_signal() => {}
     }
     info!("stopping tasks");
-    worker
-        .stop_all(opts.stop_grace + Duration::from_secs(1))
-        .await;
+    // The session stays up meanwhile, so the tasks' SHUTDOWN reaches the manager.
+    let stop = worker.stop_all(opts.stop_grace + Duration::from_secs(1));
+    tokio::select! {
+        _ = stop => {}
+        _ = &mut sessions => {}
+    }
+    let _ = tokio::time::timeout(Duration::from_millis(300), &mut sessions).await;
+    // Say goodbye: the manager marks this agent DISCONNECTED rather than DOWN.
+    leave.send_replace(true);
+    let _ = tokio::time::timeout(Duration::from_secs(3), &mut sessions).await;
     Ok(())
 }
 

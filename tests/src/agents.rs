@@ -259,6 +259,7 @@ impl HandSession {
                 let period = match hb
                     .heartbeat(HeartbeatRequest {
                         session_id: sid.clone(),
+                        leaving: false,
                     })
                     .await
                 {

@@ -1,6 +1,7 @@
 //! An agent joins and shows READY in `lnswarmctl agent ls`; after kill -9 it shows
 //! DOWN within the heartbeat TTL plus one period; restarted, it is READY again under
-//! the same id. Availability set with `lnswarmctl agent update` shows in `agent ls`.
+//! the same id. Availability set with `lnswarmctl agent update` shows in `agent ls`;
+//! an agent stopped with SIGTERM shows DISCONNECTED.
 
 use std::time::Duration;
 
@@ -79,4 +80,14 @@ async fn agent_ready_down_after_kill9_ready_after_restart() {
     let (status, _, err) = run(cmd);
     assert!(!status.success());
     assert!(err.contains("READY"), "clear refusal: {err}");
+
+    // An agent stopped on purpose (SIGTERM) says so: DISCONNECTED, not DOWN.
+    agent.terminate();
+    wait::until("agent DISCONNECTED", Duration::from_secs(10), || async {
+        (agent_state(&m, &agent.id).as_deref() == Some("DISCONNECTED")).then_some(())
+    })
+    .await;
+    // And it stays so (the heartbeat timer does not turn it DOWN).
+    tokio::time::sleep(Duration::from_millis(PERIOD_MS * (GRACE as u64 + 1) + 500)).await;
+    assert_eq!(agent_state(&m, &agent.id).as_deref(), Some("DISCONNECTED"));
 }

@@ -54,6 +54,7 @@ async fn a_worker_cannot_act_for_another_agent() {
     let e = as_b
         .heartbeat(HeartbeatRequest {
             session_id: a.session_id(),
+            leaving: false,
         })
         .await
         .unwrap_err();
@@ -179,6 +180,7 @@ async fn replaced_sessions_are_invalid_and_reregistration_is_rate_limited() {
         .clone()
         .heartbeat(HeartbeatRequest {
             session_id: first.session_id(),
+            leaving: false,
         })
         .await
         .unwrap_err();

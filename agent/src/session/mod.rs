@@ -52,6 +52,9 @@ pub struct SessionConfig {
     pub description: AgentDescription,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// Set when the agent shuts down: the session says so in a last heartbeat (the
+    /// manager marks the agent DISCONNECTED) and `run` returns.
+    pub leaving: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Runs sessions until the process ends. `on_managers` sees each new manager list.
@@ -97,6 +100,10 @@ pub async fn run(
                 }
             }
             _ => {}
+        }
+        if *config.leaving.borrow() {
+            info!("session closed: the agent is shutting down");
+            return Ok(());
         }
         if let Err(e) = &result {
             warn!(manager = %addr, error = %e, "session ended");
@@ -162,7 +169,7 @@ async fn one_session(
         };
         tokio::select! {
             r = stream => r,
-            r = heartbeat(channel.clone(), &session_id) => r,
+            r = heartbeat(channel.clone(), &session_id, config.leaving.clone()) => r,
             r = report(channel.clone(), &session_id, worker) => r,
             r = chain::follow(channel, &session_id, chain, worker) => r,
         }
@@ -172,11 +179,17 @@ async fn one_session(
 }
 
 /// Heartbeats at the period the manager returns, starting at once.
-async fn heartbeat(channel: Channel, session_id: &str) -> Result<(), SessionError> {
+async fn heartbeat(
+    channel: Channel,
+    session_id: &str,
+    mut leaving: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), SessionError> {
     let mut client = DispatcherClient::new(channel);
     loop {
+        let left = *leaving.borrow_and_update();
         let mut req = tonic::Request::new(HeartbeatRequest {
             session_id: session_id.to_string(),
+            leaving: left,
         });
         req.set_timeout(Duration::from_secs(5));
         let period = client
@@ -185,7 +198,13 @@ async fn heartbeat(channel: Channel, session_id: &str) -> Result<(), SessionErro
             .map_err(rpc("heartbeat"))?
             .into_inner()
             .period_ms;
-        tokio::time::sleep(Duration::from_millis(period.max(50))).await;
+        if left {
+            return Err(SessionError::Ended);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(period.max(50))) => {}
+            _ = leaving.wait_for(|l| *l) => {}
+        }
     }
 }
 

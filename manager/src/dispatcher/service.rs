@@ -323,9 +323,23 @@ impl dispatcher_server::Dispatcher for Dispatcher {
         self.ensure_active()?;
         let agent_id = agent_id(&req)?;
         let timing = self.timing();
+        let session_id = &req.get_ref().session_id;
         self.shared
             .sessions
-            .heartbeat(&agent_id, &req.get_ref().session_id, timing.ttl())?;
+            .heartbeat(&agent_id, session_id, timing.ttl())?;
+        if req.get_ref().leaving {
+            info!(agent = %agent_id, session = %session_id, "agent leaving");
+            self.shared.sessions.end(
+                &agent_id,
+                Some(session_id),
+                super::sessions::EndReason::Left,
+            );
+            self.shared.writer.send(super::writer::Write::AgentState {
+                agent_id,
+                state: AgentState::Disconnected,
+                message: "the agent shut down".into(),
+            });
+        }
         let period = timing.jittered_period(self.shared.config.period_jitter);
         Ok(Response::new(HeartbeatResponse {
             period_ms: period.as_millis() as u64,

@@ -24,6 +24,8 @@ pub enum EndReason {
     LostLeadership,
     /// The agent was removed from the cluster.
     Removed,
+    /// The agent said it is shutting down.
+    Left,
 }
 
 impl EndReason {
@@ -35,6 +37,7 @@ impl EndReason {
                 Status::unavailable("this manager is no longer the leader")
             }
             EndReason::Removed => Status::permission_denied("this agent was removed"),
+            EndReason::Left => Status::cancelled("the agent closed its session"),
         }
     }
 }

@@ -180,6 +180,7 @@ async fn run_agent(
         let r = client
             .heartbeat(HeartbeatRequest {
                 session_id: session_id.clone(),
+                leaving: false,
             })
             .await;
         let took = started.elapsed();
