@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use lnswarm_common::{
     api::{ClusterRecord, Manager},
     credentials::Credentials,
@@ -38,15 +38,7 @@ pub struct Initialized {
 
 pub async fn init(opts: InitOptions) -> anyhow::Result<Initialized> {
     let dir = DataDir::new(&opts.data_dir);
-    if dir.config_file().exists() || dir.state().exists() {
-        bail!(
-            "{} already holds a manager; start it with `lnswarm-manager run --data-dir {}`",
-            dir.root().display(),
-            dir.root().display()
-        );
-    }
-    std::fs::create_dir_all(dir.root())
-        .with_context(|| format!("creating {}", dir.root().display()))?;
+    dir.create_empty()?;
 
     let ca = match &opts.external_ca {
         Some((cert, key)) => {

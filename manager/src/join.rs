@@ -40,15 +40,7 @@ pub struct Joined {
 
 pub async fn join(opts: JoinOptions) -> anyhow::Result<Joined> {
     let dir = DataDir::new(&opts.data_dir);
-    if dir.config_file().exists() || dir.state().exists() {
-        bail!(
-            "{} already holds a manager; start it with `lnswarm-manager run --data-dir {}`",
-            dir.root().display(),
-            dir.root().display()
-        );
-    }
-    std::fs::create_dir_all(dir.root())
-        .with_context(|| format!("creating {}", dir.root().display()))?;
+    dir.create_empty()?;
     let advertise = opts.advertise.unwrap_or_else(|| opts.listen.clone());
 
     let joined = lnswarm_common::join::join(&opts.manager, &opts.token, Role::Manager, &advertise)

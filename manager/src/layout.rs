@@ -43,6 +43,19 @@ impl DataDir {
         self.0.join("operator")
     }
 
+    /// Creates the directory for a new manager, refusing one that already holds one.
+    pub fn create_empty(&self) -> anyhow::Result<()> {
+        use anyhow::Context;
+        anyhow::ensure!(
+            !self.config_file().exists() && !self.state().exists(),
+            "{} already holds a manager; start it with `lnswarm-manager run --data-dir {}`",
+            self.root().display(),
+            self.root().display()
+        );
+        std::fs::create_dir_all(self.root())
+            .with_context(|| format!("creating {}", self.root().display()))
+    }
+
     pub fn read_config(&self) -> anyhow::Result<ManagerConfig> {
         use anyhow::Context;
         let path = self.config_file();
