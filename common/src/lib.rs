@@ -10,5 +10,6 @@ pub mod join;
 pub mod node_keys;
 pub mod pki;
 pub mod seal;
+pub mod signals;
 pub mod telemetry;
 pub mod tls;

@@ -268,11 +268,6 @@ async fn main() -> anyhow::Result<()> {
 
 /// Resolves on SIGTERM or Ctrl-C.
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("install SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    lnswarm_common::signals::shutdown().await;
     info!("shutting down");
 }

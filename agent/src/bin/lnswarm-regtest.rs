@@ -58,11 +58,9 @@ async fn main() -> anyhow::Result<()> {
         wallet,
     });
     let auth = http::basic_auth(&args.rpc_user, &args.rpc_password);
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = http::serve(listener, regtest, auth) => {}
-        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: stopping"),
+        _ = lnswarm_common::signals::shutdown() => tracing::info!("stopping"),
     }
     Ok(())
 }

@@ -51,20 +51,11 @@ pub async fn run(args: DevArgs) -> Result<()> {
             }
             println!("\nthe cluster keeps running; Ctrl-C stops it");
         }
-        wait_for_stop_signal().await;
+        lnswarm_common::signals::shutdown().await;
         Ok::<_, anyhow::Error>(())
     }
     .await;
     println!("stopping the cluster...");
     cluster.stop().await;
     outcome
-}
-
-async fn wait_for_stop_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("install SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
