@@ -40,6 +40,9 @@ struct Inner {
     tasks: HashMap<String, Task>,
     secrets: Secrets,
     supervisors: HashMap<String, Supervisor>,
+    /// Set once the agent is shutting down: nothing new starts after that, so no
+    /// child outlives the agent's stop.
+    stopping: bool,
 }
 
 fn wants_running(task: &Task) -> bool {
@@ -180,7 +183,7 @@ impl Worker {
                 }
                 continue;
             }
-            if finished || inner.supervisors.contains_key(&id) {
+            if finished || inner.stopping || inner.supervisors.contains_key(&id) {
                 continue;
             }
             match self.runtimes.plan(&task, &inner.secrets) {
@@ -223,6 +226,7 @@ impl Worker {
     pub async fn stop_all(&self, timeout: Duration) {
         let sups: Vec<Supervisor> = {
             let mut inner = self.inner.lock().expect("worker lock");
+            inner.stopping = true;
             inner.supervisors.drain().map(|(_, s)| s).collect()
         };
         for s in &sups {
