@@ -7,10 +7,10 @@
 
 use lnswarm_common::{
     api::{
-        Agent, AgentState, Availability, CertificateRecord, CreateTaskRequest, RemoveAgentRequest,
-        RemoveTaskRequest, Secret, Task, TaskState, TaskStatus,
+        Agent, AgentState, CertificateRecord, CreateTaskRequest, RemoveAgentRequest,
+        RemoveTaskRequest, Secret, Task, TaskState,
     },
-    ids::{new_id, now_unix_ms},
+    ids::new_id,
 };
 use tonic::Status;
 use tracing::info;
@@ -22,23 +22,6 @@ const MAX_SECRET_BYTES: usize = 64 * 1024;
 
 fn state_of(agent: &Agent) -> i32 {
     agent.status.as_ref().map(|s| s.state).unwrap_or_default()
-}
-
-/// The READY, ACTIVE agent with the fewest tasks.
-fn place(store: &Store) -> Result<String, Status> {
-    let tasks = store.list::<Task>(keys::TASKS)?;
-    store
-        .list::<Agent>(keys::AGENTS)?
-        .into_iter()
-        .map(|(_, a)| a)
-        .filter(|a| {
-            state_of(a) == AgentState::Ready as i32 && a.availability == Availability::Active as i32
-        })
-        .min_by_key(|a| tasks.iter().filter(|(_, t)| t.agent_id == a.id).count())
-        .map(|a| a.id)
-        .ok_or_else(|| {
-            Status::failed_precondition("no READY and ACTIVE agent to place the task on")
-        })
 }
 
 pub async fn create_task(store: &Store, req: CreateTaskRequest) -> Result<Task, Status> {
@@ -58,7 +41,7 @@ pub async fn create_task(store: &Store, req: CreateTaskRequest) -> Result<Task, 
         None => return Err(Status::invalid_argument("spec.runtime is required")),
     }
     let agent_id = if req.agent_id.is_empty() {
-        place(store)?
+        crate::placement::choose_from(store)?.map_err(Status::failed_precondition)?
     } else {
         if store.get::<Agent>(&keys::agent(&req.agent_id))?.is_none() {
             return Err(Status::not_found(format!("no agent {:?}", req.agent_id)));
@@ -98,22 +81,7 @@ pub async fn create_task(store: &Store, req: CreateTaskRequest) -> Result<Task, 
             return Err(Status::not_found(format!("no secret {id:?}")));
         }
     }
-    let now = now_unix_ms();
-    let mut task = Task {
-        id: new_id(),
-        version: None,
-        spec: Some(spec),
-        agent_id: agent_id.clone(),
-        node_id: String::new(),
-        desired_state: TaskState::Running as i32,
-        status: Some(TaskStatus {
-            state: TaskState::Assigned as i32,
-            message: "assigned".into(),
-            timestamp_unix_ms: now,
-            ..Default::default()
-        }),
-        created_unix_ms: now,
-    };
+    let mut task = crate::placement::assigned_task(spec, &agent_id, "");
     let key = keys::task(&task.id);
     let txn = txn
         .require_absent(&key)

@@ -14,9 +14,9 @@ use std::collections::HashMap;
 use lnswarm_common::{
     api::{
         task_spec::Runtime, Agent, AgentState, Availability, HostedNode, HostedNodeSpec,
-        HostedNodeState, NodeTlsSecret, Secret, Task, TaskSpec, TaskState, TaskStatus,
+        HostedNodeState, NodeTlsSecret, Secret, Task, TaskSpec, TaskState,
     },
-    ids::{new_id, now_unix_ms},
+    ids::now_unix_ms,
     pki::{new_key_and_csr, Role},
 };
 use prost::Message;
@@ -28,7 +28,7 @@ use crate::{
     cluster,
     placement::{self, agent_state, is_live},
     scheduler_api::seed_secret_id,
-    store::{keys, Applied, Store, TxnBuilder},
+    store::{keys, Store, TxnBuilder},
 };
 
 /// Watch tag of one hosted node's record.
@@ -235,9 +235,9 @@ async fn reconcile_node(
         return Ok(());
     }
     txn = txn.put_tagged(&key, &next, [node_tag(&node.node_id)]);
-    match store.propose(txn.build()).await? {
-        Applied::Committed(_) | Applied::CheckFailed(_) => Ok(()), // a conflict retries next pass
-    }
+    // A failed check (someone changed the node meanwhile) is retried next pass.
+    store.propose(txn.build()).await?;
+    Ok(())
 }
 
 /// A task for `node` on `agent_id`, and the secret writes it needs (its TLS
@@ -270,11 +270,8 @@ fn new_task(
         .encode_to_vec(),
     };
     let seed_id = seed_secret_id(&node.node_id);
-    let now = now_unix_ms();
-    let task = Task {
-        id: new_id(),
-        version: None,
-        spec: Some(TaskSpec {
+    let task = placement::assigned_task(
+        TaskSpec {
             runtime: Some(Runtime::HostedNode(HostedNodeSpec {
                 node_id: node.node_id.clone(),
                 network: node.network.clone(),
@@ -283,17 +280,9 @@ fn new_task(
                 tls_secret_id: tls.id.clone(),
             })),
             secret_ids: vec![seed_id, tls.id.clone()],
-        }),
-        agent_id: agent_id.to_string(),
-        node_id: node.node_id.clone(),
-        desired_state: TaskState::Running as i32,
-        status: Some(TaskStatus {
-            state: TaskState::Assigned as i32,
-            message: "assigned".into(),
-            timestamp_unix_ms: now,
-            ..Default::default()
-        }),
-        created_unix_ms: now,
-    };
+        },
+        agent_id,
+        &node.node_id,
+    );
     Ok((task, vec![(keys::secret(&tls.id), tls)]))
 }

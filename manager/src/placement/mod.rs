@@ -2,7 +2,12 @@
 //! with a free task slot qualify; among them the one running the fewest live tasks
 //! wins, so work spreads across agents.
 
-use lnswarm_common::api::{Agent, AgentState, Availability, Task, TaskState};
+use lnswarm_common::{
+    api::{Agent, AgentState, Availability, Task, TaskSpec, TaskState, TaskStatus},
+    ids::{new_id, now_unix_ms},
+};
+
+use crate::store::{keys, Store, StoreError};
 
 /// Whether a task still holds (or may hold) a process on its agent.
 pub fn is_live(task: &Task) -> bool {
@@ -75,6 +80,41 @@ pub fn choose(agents: &[Agent], tasks: &[Task]) -> Result<String, String> {
         Some(a) => Ok(a.id.clone()),
         None if agents.is_empty() => Err("no agent has joined the cluster".into()),
         None => Err(format!("no agent can take it: {}", reasons.join("; "))),
+    }
+}
+
+/// [`choose`] over the agents and tasks in the store.
+pub fn choose_from(store: &Store) -> Result<Result<String, String>, StoreError> {
+    let agents: Vec<Agent> = store
+        .list::<Agent>(keys::AGENTS)?
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect();
+    let tasks: Vec<Task> = store
+        .list::<Task>(keys::TASKS)?
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    Ok(choose(&agents, &tasks))
+}
+
+/// A new task placed on `agent_id`, wanted running, not yet started.
+pub fn assigned_task(spec: TaskSpec, agent_id: &str, node_id: &str) -> Task {
+    let now = now_unix_ms();
+    Task {
+        id: new_id(),
+        version: None,
+        spec: Some(spec),
+        agent_id: agent_id.to_string(),
+        node_id: node_id.to_string(),
+        desired_state: TaskState::Running as i32,
+        status: Some(TaskStatus {
+            state: TaskState::Assigned as i32,
+            message: "assigned".into(),
+            timestamp_unix_ms: now,
+            ..Default::default()
+        }),
+        created_unix_ms: now,
     }
 }
 
