@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use lnswarm_common::json_file;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -43,20 +43,10 @@ impl DataDir {
     }
 
     pub fn read_config(&self) -> anyhow::Result<AgentConfig> {
-        let path = self.config_file();
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {} (has this agent joined?)", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+        json_file::read(&self.config_file(), "has this agent joined?")
     }
 
     pub fn write_config(&self, config: &AgentConfig) -> anyhow::Result<()> {
-        let path = self.config_file();
-        let tmp = self.0.join(".agent.json.tmp");
-        std::fs::create_dir_all(&self.0)
-            .with_context(|| format!("creating {}", self.0.display()))?;
-        std::fs::write(&tmp, serde_json::to_vec_pretty(config)?)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
-        Ok(())
+        json_file::write_atomic(&self.config_file(), config)
     }
 }

@@ -7,6 +7,7 @@ pub mod authz;
 pub mod credentials;
 pub mod ids;
 pub mod join;
+pub mod json_file;
 pub mod node_keys;
 pub mod pki;
 pub mod seal;

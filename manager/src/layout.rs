@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use lnswarm_common::json_file;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,25 +58,11 @@ impl DataDir {
     }
 
     pub fn read_config(&self) -> anyhow::Result<ManagerConfig> {
-        use anyhow::Context;
-        let path = self.config_file();
-        let text = std::fs::read_to_string(&path).with_context(|| {
-            format!(
-                "reading {} (is this a manager data directory?)",
-                path.display()
-            )
-        })?;
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+        json_file::read(&self.config_file(), "is this a manager data directory?")
     }
 
     pub fn write_config(&self, config: &ManagerConfig) -> anyhow::Result<()> {
-        use anyhow::Context;
-        let path = self.config_file();
-        let tmp = self.0.join(".manager.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(config)?)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
-        Ok(())
+        json_file::write_atomic(&self.config_file(), config)
     }
 }
 

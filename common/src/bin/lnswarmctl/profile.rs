@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use lnswarm_common::credentials::Credentials;
+use lnswarm_common::{credentials::Credentials, json_file};
 use serde::{Deserialize, Serialize};
 
 #[derive(Args, Clone, Debug)]
@@ -56,19 +56,13 @@ impl ProfileArgs {
 }
 
 fn read_info(dir: &Path) -> Result<ProfileInfo> {
-    let path = dir.join("profile.json");
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "no profile at {} (run `lnswarmctl node register` first)",
-            dir.display()
-        )
-    })?;
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    json_file::read(
+        &dir.join("profile.json"),
+        "no profile here; run `lnswarmctl node register` first",
+    )
 }
 
 pub fn save(dir: &Path, info: &ProfileInfo, creds: &Credentials) -> Result<()> {
     creds.save(dir)?;
-    std::fs::write(dir.join("profile.json"), serde_json::to_vec_pretty(info)?)
-        .with_context(|| format!("writing {}", dir.join("profile.json").display()))?;
-    Ok(())
+    json_file::write_atomic(&dir.join("profile.json"), info)
 }
