@@ -5,6 +5,7 @@
 pub mod agents;
 pub mod certs;
 pub mod cluster;
+pub mod etcd;
 pub mod hosting;
 pub mod lightning;
 pub mod manager;

@@ -25,7 +25,7 @@ use lnswarm_common::{
     pki::Role,
     tls,
 };
-use lnswarm_tests::{cluster::ManagerCluster, free_port, process::Proc};
+use lnswarm_tests::{cluster::ManagerCluster, etcd, process::Proc};
 use prost::Message;
 use tonic::transport::{Channel, Endpoint};
 
@@ -196,66 +196,11 @@ async fn run_lnswarm(pool: Vec<RaftClient<Channel>>, writers: usize, secs: u64) 
     .await
 }
 
-/// etcdserverpb.PutRequest (the fields used).
-#[derive(Clone, PartialEq, prost::Message)]
-struct PutRequest {
-    #[prost(bytes = "vec", tag = "1")]
-    key: Vec<u8>,
-    #[prost(bytes = "vec", tag = "2")]
-    value: Vec<u8>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct PutResponse {}
-
-async fn put(channel: Channel, key: Vec<u8>, value: Vec<u8>) -> bool {
-    let mut grpc = tonic::client::Grpc::new(channel);
-    if grpc.ready().await.is_err() {
-        return false;
-    }
-    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/etcdserverpb.KV/Put");
-    let codec = tonic_prost::ProstCodec::<PutRequest, PutResponse>::default();
-    grpc.unary(tonic::Request::new(PutRequest { key, value }), path, codec)
-        .await
-        .is_ok()
-}
-
 /// Three etcd members on loopback; returns them and the leader's client URL.
 async fn start_etcd(dir: &std::path::Path) -> Result<(Vec<Proc>, String)> {
-    if Command::new("etcd").arg("--version").output().is_err() {
-        bail!("etcd not found: apt-get install -y etcd-server etcd-client");
-    }
-    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
-    let initial: Vec<String> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, (_, peer))| format!("e{i}=http://127.0.0.1:{peer}"))
-        .collect();
-    let mut procs = Vec::new();
-    let mut urls = Vec::new();
-    for (i, (client, peer)) in ports.iter().enumerate() {
-        let url = format!("http://127.0.0.1:{client}");
-        let mut cmd = Command::new("etcd");
-        cmd.args(["--name", &format!("e{i}")])
-            .arg("--data-dir")
-            .arg(dir.join(format!("e{i}")))
-            .args([
-                "--listen-client-urls",
-                &url,
-                "--advertise-client-urls",
-                &url,
-            ])
-            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-            .args([
-                "--initial-advertise-peer-urls",
-                &format!("http://127.0.0.1:{peer}"),
-            ])
-            .args(["--initial-cluster", &initial.join(",")])
-            .args(["--initial-cluster-state", "new", "--log-level", "warn"])
-            .args(["--quota-backend-bytes", "8589934592"]);
-        procs.push(Proc::spawn(&format!("etcd-{i}"), cmd, dir));
-        urls.push(url);
-    }
+    let members = etcd::start_cluster(dir, &[])?;
+    let urls: Vec<String> = members.iter().map(|m| m.client_url.clone()).collect();
+    let procs: Vec<Proc> = members.into_iter().map(|m| m.proc).collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let out = Command::new("etcdctl")
@@ -291,7 +236,11 @@ async fn run_etcd(pool: Vec<Channel>, writers: usize, secs: u64) -> Measured {
     let pool = Arc::new(pool);
     drive(writers, secs, move |w, n| {
         let ch = pool[w % POOL].clone();
-        async move { put(ch, format!("bench/{w}/{n}").into_bytes(), value(w, n)).await }
+        async move {
+            etcd::put(ch, format!("bench/{w}/{n}").into_bytes(), value(w, n))
+                .await
+                .is_ok()
+        }
     })
     .await
 }

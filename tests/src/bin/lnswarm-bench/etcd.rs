@@ -6,7 +6,6 @@
 //! API server's own cost is left out, which favours etcd.
 
 use std::{
-    process::Command,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, Mutex,
@@ -15,91 +14,28 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use lnswarm_tests::{free_port, process::Proc};
-use tonic::transport::{Channel, Endpoint};
+use lnswarm_tests::etcd::{put, start_cluster};
+use tonic::transport::Endpoint;
 
 use crate::{
     stats::{cpu_seconds, rss_mib, RunResult},
     Options,
 };
 
-/// etcdserverpb.PutRequest (the fields used).
-#[derive(Clone, PartialEq, prost::Message)]
-struct PutRequest {
-    #[prost(bytes = "vec", tag = "1")]
-    key: Vec<u8>,
-    #[prost(bytes = "vec", tag = "2")]
-    value: Vec<u8>,
-}
-
-/// etcdserverpb.PutResponse (its fields are not read).
-#[derive(Clone, PartialEq, prost::Message)]
-struct PutResponse {}
-
-async fn put(channel: Channel, key: Vec<u8>, value: Vec<u8>) -> Result<(), tonic::Status> {
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready()
-        .await
-        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/etcdserverpb.KV/Put");
-    let codec = tonic_prost::ProstCodec::<PutRequest, PutResponse>::default();
-    grpc.unary(tonic::Request::new(PutRequest { key, value }), path, codec)
-        .await
-        .map(|_| ())
-}
-
-struct Member {
-    proc: Proc,
-    client_url: String,
-}
-
-fn start_cluster(dir: &std::path::Path) -> Result<Vec<Member>> {
-    if Command::new("etcd").arg("--version").output().is_err() {
-        bail!("etcd not found: apt-get install etcd-server");
-    }
-    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
-    let initial: Vec<String> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, (_, peer))| format!("e{i}=http://127.0.0.1:{peer}"))
-        .collect();
-    let mut members = Vec::new();
-    for (i, (client, peer)) in ports.iter().enumerate() {
-        let client_url = format!("http://127.0.0.1:{client}");
-        let mut cmd = Command::new("etcd");
-        cmd.args(["--name", &format!("e{i}")])
-            .arg("--data-dir")
-            .arg(dir.join(format!("e{i}")))
-            .args(["--listen-client-urls", &client_url])
-            .args(["--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-            .args([
-                "--initial-advertise-peer-urls",
-                &format!("http://127.0.0.1:{peer}"),
-            ])
-            .args(["--initial-cluster", &initial.join(",")])
-            .args(["--initial-cluster-state", "new"])
-            .args(["--initial-cluster-token", "lnswarm-bench"])
-            .args(["--log-level", "warn"])
-            // Keep the backend from growing without bound during long runs.
-            .args([
-                "--auto-compaction-mode",
-                "revision",
-                "--auto-compaction-retention",
-                "10000",
-            ])
-            .args(["--quota-backend-bytes", "8589934592"]);
-        members.push(Member {
-            proc: Proc::spawn(&format!("etcd-{i}"), cmd, dir),
-            client_url,
-        });
-    }
-    Ok(members)
-}
-
 pub async fn run(n: usize, opts: &Options) -> Result<RunResult> {
     let dir = tempfile::tempdir()?;
-    let members = start_cluster(dir.path())?;
+    let members = start_cluster(
+        dir.path(),
+        &[
+            "--initial-cluster-token",
+            "lnswarm-bench",
+            // Keep the backend from growing without bound during long runs.
+            "--auto-compaction-mode",
+            "revision",
+            "--auto-compaction-retention",
+            "10000",
+        ],
+    )?;
     // A pool of HTTP/2 connections spread across the members.
     let pool_size = 64usize;
     let mut pool = Vec::new();
