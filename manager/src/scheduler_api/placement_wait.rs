@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use lnswarm_common::api::{HostedNode, HostedNodeState, NodeInfoResponse};
+use lnswarm_common::{
+    api::{HostedNode, HostedNodeState, NodeInfoResponse},
+    tls::ClientTls,
+};
 use tokio::time::Instant;
 use tonic::Status;
 
@@ -31,19 +34,13 @@ fn is_running(node: &HostedNode) -> bool {
 
 /// Whether the node's Node API answers gRPC health with SERVING. The store's task
 /// state can lag a restart (states only move forward), so Schedule asks the node.
-async fn serves(store: &Store, node: &HostedNode) -> bool {
+async fn serves(tls: &ClientTls, node: &HostedNode) -> bool {
     use tonic_health::pb::{
         health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
     };
-    let Ok((_, record)) = crate::cluster::load(store) else {
-        return false;
-    };
-    let Ok(tls) = lnswarm_common::tls::client_config(&record.ca_cert_pem, None) else {
-        return false;
-    };
     let addr = node.grpc_uri.trim_start_matches("https://");
     let probe = async {
-        let channel = lnswarm_common::tls::connect(addr, &tls, lnswarm_common::pki::Role::Node)
+        let channel = lnswarm_common::tls::connect(addr, tls, lnswarm_common::pki::Role::Node)
             .await
             .ok()?;
         let status = HealthClient::new(channel)
@@ -68,10 +65,19 @@ fn load(store: &Store, node_id: &str) -> Result<(u64, HostedNode), Status> {
         .ok_or_else(|| Status::not_found("this node is not registered"))
 }
 
+/// How the manager reaches hosted nodes' health: trusting the cluster CA, no
+/// client certificate (health is open). Built once per call, not per probe.
+fn node_tls(store: &Store) -> Result<ClientTls, Status> {
+    let (_, record) = crate::cluster::load(store)?;
+    lnswarm_common::tls::client_config(&record.ca_cert_pem, None)
+        .map_err(|e| Status::internal(format!("cluster CA: {e}")))
+}
+
 /// Marks the node wanted and waits until it serves. UNAVAILABLE with the reason if
 /// the orchestrator finds nowhere to run it.
 pub async fn schedule(store: &Store, node_id: &str) -> Result<NodeInfoResponse, Status> {
     let key = keys::hosted_node(node_id);
+    let tls = node_tls(store)?;
     let asked_at = loop {
         let (version, mut node) = load(store, node_id)?;
         if node.state == HostedNodeState::Exported as i32 {
@@ -79,7 +85,7 @@ pub async fn schedule(store: &Store, node_id: &str) -> Result<NodeInfoResponse, 
                 "this node was exported and cannot run here",
             ));
         }
-        if node.desired_running && is_running(&node) && serves(store, &node).await {
+        if node.desired_running && is_running(&node) && serves(&tls, &node).await {
             return info(&node);
         }
         node.desired_running = true;
@@ -95,7 +101,7 @@ pub async fn schedule(store: &Store, node_id: &str) -> Result<NodeInfoResponse, 
             break index;
         }
     };
-    wait(store, node_id, Some(asked_at)).await
+    wait_with(store, &tls, node_id, Some(asked_at)).await
 }
 
 /// Waits until the node serves. With `fail_after = Some(index)`, a verdict of
@@ -105,12 +111,21 @@ pub async fn wait(
     node_id: &str,
     fail_after: Option<u64>,
 ) -> Result<NodeInfoResponse, Status> {
+    wait_with(store, &node_tls(store)?, node_id, fail_after).await
+}
+
+async fn wait_with(
+    store: &Store,
+    tls: &ClientTls,
+    node_id: &str,
+    fail_after: Option<u64>,
+) -> Result<NodeInfoResponse, Status> {
     let deadline = Instant::now() + WAIT_LIMIT;
     let mut changes = store.state().watch().subscribe(&node_tag(node_id));
     loop {
         let (version, node) = load(store, node_id)?;
         let running = is_running(&node);
-        if running && serves(store, &node).await {
+        if running && serves(tls, &node).await {
             return info(&node);
         }
         let verdict = fail_after.is_some_and(|i| version > i)
