@@ -1,23 +1,49 @@
 //! The state machine every manager applies the log to. Objects, the applied index and
-//! a bounded change log live in sled and change in one sled transaction per command,
-//! so a restart neither re-applies nor skips a command.
+//! a bounded change log live in one sled tree (under the prefixes `k`, `m` and `c`),
+//! and a batch of commands is written with one atomic `sled::Batch`, so a restart
+//! neither re-applies nor skips a command and a batch costs one tree write, not a
+//! multi-tree transaction.
 //!
 //! Values are stored as `[version: u64 BE][prost bytes]`, where version is the index
-//! of the command that last wrote the key. The change log (index → what changed, with
-//! watch tags) lets a reader ask "what changed for agent X since index N" on any
-//! manager, including a new leader.
+//! of the command that last wrote the key. The change log (what each command changed,
+//! with watch tags; one record per batch, keyed by the batch's last index) lets a
+//! reader ask "what changed for agent X since index N" on any manager, including a
+//! new leader.
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+};
 
-use lnswarm_common::api::{store_check::Kind, StoreChange, StoreChangeSet, StoreCheck, StoreTxn};
+use lnswarm_common::api::{
+    store_check::Kind, StoreChange, StoreChangeSet, StoreCheck, StoreOp, StoreSnapshot, StoreTxn,
+};
 use prost::Message;
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
 use super::{watch::WatchHub, StoreError};
 
 const APPLIED_INDEX: &[u8] = b"applied_index";
 /// How many applied commands the change log keeps for incremental readers.
 pub const CHANGELOG_RETAIN: u64 = 100_000;
+
+/// Key prefixes inside the one tree.
+const OBJECT: u8 = b'k';
+const META: u8 = b'm';
+const CHANGE: u8 = b'c';
+
+fn prefixed(prefix: u8, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + key.len());
+    k.push(prefix);
+    k.extend_from_slice(key);
+    k
+}
+
+fn change_key(index: u64) -> Vec<u8> {
+    prefixed(CHANGE, &index.to_be_bytes())
+}
 
 /// A stored value and the index that wrote it.
 #[derive(Debug, Clone)]
@@ -52,9 +78,12 @@ impl Applied {
 #[derive(Clone)]
 pub struct StateMachine {
     db: sled::Db,
-    kv: sled::Tree,
-    meta: sled::Tree,
-    changelog: sled::Tree,
+    tree: sled::Tree,
+    /// The applied index as last written (read on every status and every read).
+    applied: Arc<AtomicU64>,
+    /// Held while a batch is written or the whole state is read, so a snapshot sees
+    /// one applied index and exactly the objects it produced.
+    writing: Arc<Mutex<()>>,
     watch: Arc<WatchHub>,
 }
 
@@ -75,15 +104,26 @@ fn decode_value(raw: &[u8]) -> Result<Versioned, StoreError> {
     })
 }
 
+fn version_of(raw: &[u8]) -> u64 {
+    raw.get(..8)
+        .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")))
+        .unwrap_or(0)
+}
+
 impl StateMachine {
-    /// Opens the state machine's trees in `db` (shared with the raft log when there
+    /// Opens the state machine's tree in `db` (shared with the raft log when there
     /// is one).
     pub fn open(db: sled::Db) -> Result<Self, StoreError> {
+        let tree = db.open_tree("sm")?;
+        let applied = tree
+            .get(prefixed(META, APPLIED_INDEX))?
+            .map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])))
+            .unwrap_or(0);
         Ok(StateMachine {
-            kv: db.open_tree("sm_kv")?,
-            meta: db.open_tree("sm_meta")?,
-            changelog: db.open_tree("sm_changelog")?,
+            tree,
             db,
+            applied: Arc::new(AtomicU64::new(applied)),
+            writing: Arc::default(),
             watch: Arc::new(WatchHub::default()),
         })
     }
@@ -98,25 +138,26 @@ impl StateMachine {
 
     /// Index of the last applied command.
     pub fn applied_index(&self) -> u64 {
-        self.meta
-            .get(APPLIED_INDEX)
-            .ok()
-            .flatten()
-            .map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])))
-            .unwrap_or(0)
+        self.applied.load(Ordering::Acquire)
     }
 
     pub fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        self.kv.get(key)?.map(|v| decode_value(&v)).transpose()
+        self.tree
+            .get(prefixed(OBJECT, key.as_bytes()))?
+            .map(|v| decode_value(&v))
+            .transpose()
     }
 
     /// Every key under `prefix`, in key order.
     pub fn scan(&self, prefix: &str) -> Result<Vec<(String, Versioned)>, StoreError> {
-        self.kv
-            .scan_prefix(prefix)
+        self.tree
+            .scan_prefix(prefixed(OBJECT, prefix.as_bytes()))
             .map(|item| {
                 let (k, v) = item?;
-                Ok((String::from_utf8_lossy(&k).into_owned(), decode_value(&v)?))
+                Ok((
+                    String::from_utf8_lossy(&k[1..]).into_owned(),
+                    decode_value(&v)?,
+                ))
             })
             .collect()
     }
@@ -139,51 +180,48 @@ impl StateMachine {
         Ok(self.apply_batch(&[(index, txn, meta_write)])?[0])
     }
 
-    /// Applies consecutive commands in one sled transaction (one per raft Ready
-    /// rather than one per command); each sees the writes of those before it. The
-    /// applied index moves to the last one.
+    /// Applies consecutive commands in one atomic batch (one per raft Ready rather
+    /// than one per command); each sees the writes of those before it. The applied
+    /// index moves to the last one.
     #[allow(clippy::type_complexity)]
     pub fn apply_batch(
         &self,
         items: &[(u64, &StoreTxn, Option<(&[u8], Vec<u8>)>)],
     ) -> Result<Vec<Applied>, StoreError> {
+        let _writing = self.writing.lock().expect("state machine write lock");
         let applied_before = self.applied_index();
-        let result = (&self.kv, &self.meta, &self.changelog).transaction(|(kv, meta, cl)| {
-            let mut out = Vec::with_capacity(items.len());
-            for (index, txn, meta_write) in items {
-                out.push(apply_one(
-                    kv,
-                    meta,
-                    cl,
-                    applied_before,
-                    *index,
-                    txn,
-                    meta_write,
-                )?);
-            }
-            // One applied-index write for the whole batch.
-            if let Some(last) = items
-                .iter()
-                .map(|i| i.0)
-                .max()
-                .filter(|l| *l > applied_before)
-            {
-                meta.insert(APPLIED_INDEX, &last.to_be_bytes())?;
-            }
-            Ok::<_, ConflictableTransactionError<StoreError>>(out)
-        });
-        let applied = match result {
-            Ok(a) => a,
-            Err(TransactionError::Abort(e)) => return Err(e),
-            Err(TransactionError::Storage(e)) => return Err(e.into()),
+        let mut pending = Pending {
+            tree: &self.tree,
+            batch: sled::Batch::default(),
+            written: HashMap::new(),
+            changes: Vec::new(),
         };
-        for ((_, txn, _), a) in items.iter().zip(&applied) {
+        let mut out = Vec::with_capacity(items.len());
+        for (index, txn, meta_write) in items {
+            out.push(pending.apply_one(applied_before, *index, txn, meta_write)?);
+        }
+        let last = items
+            .iter()
+            .map(|i| i.0)
+            .max()
+            .filter(|l| *l > applied_before);
+        if let Some(last) = last {
+            pending
+                .batch
+                .insert(prefixed(META, APPLIED_INDEX), &last.to_be_bytes());
+            pending.log_changes(last)?;
+        }
+        self.tree.apply_batch(pending.batch)?;
+        if let Some(last) = last {
+            self.applied.store(last, Ordering::Release);
+        }
+        for ((_, txn, _), a) in items.iter().zip(&out) {
             if let (Applied::Committed(index), false) = (*a, txn.ops.is_empty()) {
                 let tags = txn.ops.iter().flat_map(|op| op.tags.iter());
                 self.watch.notify(index, tags);
             }
         }
-        Ok(applied)
+        Ok(out)
     }
 
     /// Change sets after `since`, up to the applied index, whose changes carry `tag`
@@ -202,28 +240,36 @@ impl StateMachine {
             return Ok(None);
         }
         let mut out = Vec::new();
-        for item in self.changelog.range((since + 1).to_be_bytes()..) {
+        // Records are keyed by their batch's last index: the first one at or after
+        // since + 1 may begin before it.
+        for item in self.tree.range(change_key(since + 1)..=change_key(applied)) {
             let (_, v) = item?;
-            let mut set = StoreChangeSet::decode(v.as_ref())
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            if !tag.is_empty() {
-                set.changes.retain(|c| c.tags.iter().any(|t| t == tag));
-            }
-            if !set.changes.is_empty() {
-                out.push(set);
+            let mut buf = v.as_ref();
+            while !buf.is_empty() {
+                let mut set = StoreChangeSet::decode_length_delimited(&mut buf)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                if set.index <= since {
+                    continue;
+                }
+                if !tag.is_empty() {
+                    set.changes.retain(|c| c.tags.iter().any(|t| t == tag));
+                }
+                if !set.changes.is_empty() {
+                    out.push(set);
+                }
             }
         }
         Ok(Some(out))
     }
 
-    /// A value of the meta tree (where the applied index lives).
+    /// A value of the meta keys (where the applied index lives).
     pub fn meta_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.meta.get(key)?.map(|v| v.to_vec()))
+        Ok(self.tree.get(prefixed(META, key))?.map(|v| v.to_vec()))
     }
 
-    /// Writes a value of the meta tree outside any command (recovery only).
+    /// Writes a meta value outside any command (recovery only).
     pub fn meta_put(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.meta.insert(key, value)?;
+        self.tree.insert(prefixed(META, key), value)?;
         Ok(())
     }
 
@@ -233,14 +279,14 @@ impl StateMachine {
         Ok(())
     }
 
-    /// The whole state (objects, applied index, change log) as one blob, for raft
-    /// snapshots.
+    /// The whole state (objects and applied index) as one blob, for raft snapshots.
     pub fn snapshot(&self) -> Result<Vec<u8>, StoreError> {
+        let _writing = self.writing.lock().expect("state machine write lock");
         let mut ops = Vec::new();
-        for item in self.kv.iter() {
+        for item in self.tree.scan_prefix([OBJECT]) {
             let (k, v) = item?;
             ops.push(StoreOp {
-                key: String::from_utf8_lossy(&k).into_owned(),
+                key: String::from_utf8_lossy(&k[1..]).into_owned(),
                 value: Some(v.to_vec()),
                 tags: vec![],
             });
@@ -252,87 +298,133 @@ impl StateMachine {
         Ok(snapshot.encode_to_vec())
     }
 
-    /// Replaces the whole state with a snapshot's.
+    /// Replaces the whole state with a snapshot's, in one atomic batch.
     pub fn restore(&self, blob: &[u8]) -> Result<u64, StoreError> {
         let snapshot =
             StoreSnapshot::decode(blob).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.kv.clear()?;
-        self.changelog.clear()?;
+        let _writing = self.writing.lock().expect("state machine write lock");
         let mut batch = sled::Batch::default();
-        for e in &snapshot.entries {
-            if let Some(v) = &e.value {
-                batch.insert(e.key.as_bytes(), v.as_slice());
+        for prefix in [OBJECT, CHANGE] {
+            for item in self.tree.scan_prefix([prefix]) {
+                batch.remove(item?.0);
             }
         }
-        self.kv.apply_batch(batch)?;
-        self.meta
-            .insert(APPLIED_INDEX, &snapshot.applied_index.to_be_bytes())?;
+        for e in &snapshot.entries {
+            if let Some(v) = &e.value {
+                batch.insert(prefixed(OBJECT, e.key.as_bytes()), v.as_slice());
+            }
+        }
+        batch.insert(
+            prefixed(META, APPLIED_INDEX),
+            &snapshot.applied_index.to_be_bytes(),
+        );
+        self.tree.apply_batch(batch)?;
+        self.applied
+            .store(snapshot.applied_index, Ordering::Release);
         self.watch.notify_all(snapshot.applied_index);
         Ok(snapshot.applied_index)
     }
 }
 
-use lnswarm_common::api::{StoreOp, StoreSnapshot};
+/// A batch being built: the sled batch and, for checks and change detection by
+/// later commands of the same batch, what it has written so far.
+struct Pending<'a> {
+    tree: &'a sled::Tree,
+    batch: sled::Batch,
+    written: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// What the batch's commands changed, for the change log.
+    changes: Vec<StoreChangeSet>,
+}
 
-type Tx = sled::transaction::TransactionalTree;
-
-/// One command inside a transaction (see [`StateMachine::apply_batch`]).
-fn apply_one(
-    kv: &Tx,
-    meta: &Tx,
-    cl: &Tx,
-    applied_before: u64,
-    index: u64,
-    txn: &StoreTxn,
-    meta_write: &Option<(&[u8], Vec<u8>)>,
-) -> Result<Applied, ConflictableTransactionError<StoreError>> {
-    // Already applied before a restart.
-    if index <= applied_before {
-        return Ok(Applied::CheckFailed(index));
-    }
-    let mut ok = true;
-    for check in &txn.checks {
-        let current = kv
-            .get(check.key.as_bytes())?
-            .map(|raw| decode_value(&raw).map(|v| v.version).unwrap_or(0));
-        ok &= match (check.kind(), current) {
-            (Kind::Absent, None) => true,
-            (Kind::Present, Some(_)) => true,
-            (Kind::Version, Some(v)) => v == check.version,
-            _ => false,
-        };
-    }
-    if let Some((key, value)) = meta_write {
-        meta.insert(*key, value.as_slice())?;
-    }
-    if !ok {
-        return Ok(Applied::CheckFailed(index));
-    }
-    let mut changes = Vec::with_capacity(txn.ops.len());
-    for op in &txn.ops {
-        let old = kv.get(op.key.as_bytes())?;
-        match &op.value {
-            Some(value) => {
-                kv.insert(op.key.as_bytes(), encode_value(index, value))?;
-            }
-            None => {
-                kv.remove(op.key.as_bytes())?;
-            }
-        }
-        if old.is_some() || op.value.is_some() {
-            changes.push(StoreChange {
-                key: op.key.clone(),
-                deleted: op.value.is_none(),
-                tags: op.tags.clone(),
-            });
+impl Pending<'_> {
+    /// An object's raw value as this batch leaves it.
+    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.written.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => Ok(self.tree.get(key)?.map(|v| v.to_vec())),
         }
     }
-    let set = StoreChangeSet { index, changes };
-    cl.insert(&index.to_be_bytes(), set.encode_to_vec())?;
-    if index > CHANGELOG_RETAIN {
-        cl.remove(&(index - CHANGELOG_RETAIN).to_be_bytes())?;
+
+    fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        match &value {
+            Some(v) => self.batch.insert(key.as_slice(), v.as_slice()),
+            None => self.batch.remove(key.as_slice()),
+        }
+        self.written.insert(key, value);
     }
-    Ok(Applied::Committed(index))
+
+    /// One command of the batch (see [`StateMachine::apply_batch`]).
+    fn apply_one(
+        &mut self,
+        applied_before: u64,
+        index: u64,
+        txn: &StoreTxn,
+        meta_write: &Option<(&[u8], Vec<u8>)>,
+    ) -> Result<Applied, StoreError> {
+        // Already applied before a restart.
+        if index <= applied_before {
+            return Ok(Applied::CheckFailed(index));
+        }
+        let mut ok = true;
+        for check in &txn.checks {
+            let current = self
+                .read(&prefixed(OBJECT, check.key.as_bytes()))?
+                .map(|raw| version_of(&raw));
+            ok &= match (check.kind(), current) {
+                (Kind::Absent, None) => true,
+                (Kind::Present, Some(_)) => true,
+                (Kind::Version, Some(v)) => v == check.version,
+                _ => false,
+            };
+        }
+        if let Some((key, value)) = meta_write {
+            self.batch.insert(prefixed(META, key), value.as_slice());
+        }
+        if !ok {
+            return Ok(Applied::CheckFailed(index));
+        }
+        let mut changes = Vec::with_capacity(txn.ops.len());
+        for op in &txn.ops {
+            let key = prefixed(OBJECT, op.key.as_bytes());
+            let existed = match op.value {
+                // A put needs no read: it is a change either way.
+                Some(_) => true,
+                None => self.read(&key)?.is_some(),
+            };
+            self.write(key, op.value.as_ref().map(|v| encode_value(index, v)));
+            if existed {
+                changes.push(StoreChange {
+                    key: op.key.clone(),
+                    deleted: op.value.is_none(),
+                    tags: op.tags.clone(),
+                });
+            }
+        }
+        if !changes.is_empty() {
+            self.changes.push(StoreChangeSet { index, changes });
+        }
+        Ok(Applied::Committed(index))
+    }
+
+    /// Adds the batch's change record and drops records wholly older than the
+    /// retention window.
+    fn log_changes(&mut self, last: u64) -> Result<(), StoreError> {
+        if !self.changes.is_empty() {
+            let mut record = Vec::new();
+            for set in &self.changes {
+                set.encode_length_delimited(&mut record)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            }
+            self.batch.insert(change_key(last), record);
+        }
+        if last > CHANGELOG_RETAIN {
+            let cutoff = change_key(last - CHANGELOG_RETAIN);
+            for item in self.tree.range(change_key(0)..=cutoff) {
+                self.batch.remove(item?.0);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Builds a [`StoreTxn`] fluently.
@@ -406,5 +498,95 @@ impl TxnBuilder {
 
     pub fn build(self) -> StoreTxn {
         self.txn
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(key: &str, tag: &str) -> StoreTxn {
+        StoreTxn {
+            checks: vec![],
+            ops: vec![StoreOp {
+                key: key.into(),
+                value: Some(key.as_bytes().to_vec()),
+                tags: vec![tag.into()],
+            }],
+        }
+    }
+
+    #[test]
+    fn changes_since_reads_inside_batches_and_across_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let sm = StateMachine::open(sled::open(dir.path()).unwrap()).unwrap();
+        let txns: Vec<StoreTxn> = (1..=10)
+            .map(|i| put(&format!("k{i}"), if i % 2 == 0 { "even" } else { "odd" }))
+            .collect();
+        // Two batches: 1..=6 and 7..=10.
+        for range in [0..6, 6..10] {
+            let items: Vec<_> = range.map(|i| (i as u64 + 1, &txns[i], None)).collect();
+            sm.apply_batch(&items).unwrap();
+        }
+        let idx = |sets: Vec<StoreChangeSet>| sets.iter().map(|s| s.index).collect::<Vec<_>>();
+        assert_eq!(
+            idx(sm.changes_since(3, "").unwrap().unwrap()),
+            vec![4, 5, 6, 7, 8, 9, 10]
+        );
+        assert_eq!(
+            idx(sm.changes_since(6, "even").unwrap().unwrap()),
+            vec![8, 10]
+        );
+        assert_eq!(
+            idx(sm.changes_since(10, "").unwrap().unwrap()),
+            Vec::<u64>::new()
+        );
+        assert!(sm.changes_since(11, "").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_failed_check_writes_nothing_and_later_commands_see_earlier_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let sm = StateMachine::open(sled::open(dir.path()).unwrap()).unwrap();
+        let a = put("a", "t");
+        let mut needs_absent = put("a", "t");
+        needs_absent.checks.push(StoreCheck {
+            key: "a".into(),
+            kind: Kind::Absent as i32,
+            version: 0,
+        });
+        let mut needs_v1 = put("b", "t");
+        needs_v1.checks.push(StoreCheck {
+            key: "a".into(),
+            kind: Kind::Version as i32,
+            version: 1,
+        });
+        let out = sm
+            .apply_batch(&[
+                (1, &a, None),
+                (2, &needs_absent, None),
+                (3, &needs_v1, None),
+            ])
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![
+                Applied::Committed(1),
+                Applied::CheckFailed(2),
+                Applied::Committed(3)
+            ]
+        );
+        assert_eq!(sm.get("a").unwrap().unwrap().version, 1);
+        assert_eq!(sm.get("b").unwrap().unwrap().version, 3);
+        assert_eq!(sm.applied_index(), 3);
+        // Re-applying after a restart skips what was applied.
+        drop(sm);
+        let sm = StateMachine::open(sled::open(dir.path()).unwrap()).unwrap();
+        assert_eq!(sm.applied_index(), 3);
+        assert_eq!(
+            sm.apply(3, &put("c", "t")).unwrap(),
+            Applied::CheckFailed(3)
+        );
+        assert!(sm.get("c").unwrap().is_none());
     }
 }

@@ -36,6 +36,8 @@ struct Options {
     writers: Vec<usize>,
     secs: u64,
     etcd: bool,
+    /// Keep the data directories and logs (path printed) for a look afterwards.
+    keep: bool,
 }
 
 fn parse() -> Result<Options> {
@@ -43,6 +45,7 @@ fn parse() -> Result<Options> {
         writers: vec![1, 16, 256],
         secs: 10,
         etcd: true,
+        keep: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -58,6 +61,7 @@ fn parse() -> Result<Options> {
             }
             "--secs" => o.secs = it.next().context("--secs N")?.parse()?,
             "--no-etcd" => o.etcd = false,
+            "--keep" => o.keep = true,
             other => bail!("unknown option {other}"),
         }
     }
@@ -257,6 +261,9 @@ fn line(what: &str, n: usize, m: &Measured) -> String {
 
 async fn bench(o: Options) -> Result<()> {
     let dir = tempfile::tempdir()?;
+    if o.keep {
+        println!("# data and logs kept in {}", dir.path().display());
+    }
     println!(
         "# lnswarm-quorum-bench: {} s per run, {}-byte values, {} cores, {}, load {}",
         o.secs,
@@ -314,6 +321,9 @@ async fn bench(o: Options) -> Result<()> {
                 ours[i].pct(0.99) / t.pct(0.99),
             );
         }
+    }
+    if o.keep {
+        let _ = dir.keep();
     }
     Ok(())
 }

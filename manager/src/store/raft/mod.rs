@@ -11,6 +11,7 @@
 // itself does); struct literals would have to spell out protobuf's bookkeeping.
 #![allow(clippy::field_reassign_with_default)]
 
+mod applier;
 mod apply;
 mod logger;
 pub mod membership;

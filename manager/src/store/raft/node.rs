@@ -1,8 +1,13 @@
 //! The one task that owns raft-rs's `RawNode`: it ticks, steps incoming messages,
 //! batches every proposal that arrived meanwhile into one Ready, and handles each
-//! Ready in the documented order: send messages, install a snapshot, apply committed
-//! entries, append entries, persist the hard state, flush once, send the messages
-//! that needed the flush, advance, then the light ready.
+//! Ready in the documented order: send messages, install a snapshot, hand committed
+//! entries to the apply task, append entries, persist the hard state, flush once,
+//! send the messages that needed the flush, advance, then the light ready.
+//!
+//! Commands are applied by [`super::applier`], off this loop; raft learns the
+//! applied index through `advance_apply_to`. Membership changes and snapshots are
+//! applied here, after the apply task has caught up, because raft must see them in
+//! order.
 //!
 //! A proposal is acknowledged when its entry is applied (matched by the id in the
 //! entry's context). Losing leadership fails every pending proposal and read at once
@@ -24,6 +29,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use super::{
+    applier::{self, Applier},
     apply::{self, Decoded},
     logger,
     storage::SledStorage,
@@ -63,7 +69,8 @@ pub struct Node {
     reads: HashMap<u64, Reply<u64>>,
     next_id: u64,
     status: Arc<Mutex<NodeStatus>>,
-    applied_tx: watch::Sender<u64>,
+    applied_tx: Arc<watch::Sender<u64>>,
+    applier: Applier,
     leadership_tx: watch::Sender<Leadership>,
     /// (is leader, term, leader id) last published.
     published: (bool, u64, u64),
@@ -119,6 +126,8 @@ impl Node {
             ..Default::default()
         }));
         let (applied_tx, applied_rx) = watch::channel(applied);
+        let applied_tx = Arc::new(applied_tx);
+        let applier = Applier::start(sm.clone(), applied_tx.clone());
         let (leadership_tx, leadership_rx) = watch::channel(Leadership::default());
         let last_compaction_at = raw.store().snapshot_index();
         let node = Node {
@@ -133,6 +142,7 @@ impl Node {
             next_id: rand::random::<u64>() >> 1,
             status: status.clone(),
             applied_tx,
+            applier,
             leadership_tx,
             published: (false, 0, u64::MAX),
             members_changed: true,
@@ -164,6 +174,14 @@ impl Node {
                             self.handle(ev);
                         }
                     }
+                    applied = self.applier.changed() => match applied {
+                        Ok(applied) => self.note_applied(applied),
+                        Err(e) => {
+                            error!(error = %e, "the apply task failed; the raft node stops");
+                            self.fail_all("the raft node stopped after a storage failure");
+                            return;
+                        }
+                    },
                 }
                 if let Err(e) = self.on_ready().await {
                     // Storage failed: stop, so every caller gets UNAVAILABLE rather
@@ -303,9 +321,11 @@ impl Node {
         if !ready.messages().is_empty() {
             self.transport.send(ready.take_messages());
         }
-        // 2. A snapshot from the leader replaces the state machine.
+        // 2. A snapshot from the leader replaces the state machine (once the apply
+        //    task has written what it was given).
         let mut durable = false;
         if !ready.snapshot().is_empty() {
+            self.applier.drain().await?;
             let snap = ready.snapshot().clone();
             info!(
                 index = snap.get_metadata().index,
@@ -316,11 +336,12 @@ impl Node {
             self.set_voters(snap.get_metadata().get_conf_state().voters.clone());
             // Readers waiting for an index the snapshot covers must see it now, not
             // only after the next committed entry.
+            self.applier.applied_inline(snap.get_metadata().index);
             self.applied_tx.send_replace(self.sm.applied_index());
             durable = true;
         }
-        // 3. Entries committed earlier (already durable here).
-        self.apply_committed(ready.take_committed_entries())?;
+        // 3. Entries committed earlier (already durable here) go to the apply task.
+        self.apply_committed(ready.take_committed_entries()).await?;
         let applied_at = started.elapsed();
         // 4-5. New entries and the hard state.
         if !ready.entries().is_empty() {
@@ -348,15 +369,15 @@ impl Node {
         if !ready.persisted_messages().is_empty() {
             self.transport.send(ready.take_persisted_messages());
         }
-        // 7. Advance and handle the light ready.
-        let mut light = self.raw.advance(ready);
+        // 7. Advance (applying is tracked separately) and handle the light ready.
+        let mut light = self.raw.advance_append(ready);
         if let Some(commit) = light.commit_index() {
             self.raw.mut_store().set_commit(commit)?;
         }
         self.transport.send(light.take_messages());
         let n_light = light.committed_entries().len();
-        self.apply_committed(light.take_committed_entries())?;
-        self.raw.advance_apply();
+        self.apply_committed(light.take_committed_entries()).await?;
+        self.note_applied(self.sm.applied_index());
         let took = started.elapsed();
         if took > SLOW_READY {
             warn!(
@@ -371,45 +392,46 @@ impl Node {
         self.maybe_compact().await
     }
 
-    fn apply_committed(&mut self, entries: Vec<Entry>) -> Result<(), StoreError> {
+    /// Hands committed commands to the apply task; a membership change is applied
+    /// here, in order, once the task has caught up.
+    async fn apply_committed(&mut self, entries: Vec<Entry>) -> Result<(), StoreError> {
         if entries.is_empty() {
             return Ok(());
         }
-        // Commands go to the state machine in one transaction per run between
-        // membership changes; a membership change is applied on its own.
-        let mut run: Vec<(Entry, lnswarm_common::api::StoreTxn)> = Vec::new();
+        let mut run: Vec<applier::Job> = Vec::new();
         for entry in entries {
             match apply::decode(&entry)? {
-                Decoded::Command(txn) => run.push((entry, txn)),
+                Decoded::Command(txn) => {
+                    let reply = self
+                        .own_id(&entry.context)
+                        .and_then(|id| self.pending.remove(&id));
+                    run.push((entry.index, txn, reply));
+                }
                 Decoded::ConfChange(cc, txn) => {
-                    self.apply_run(std::mem::take(&mut run))?;
+                    self.applier.send(std::mem::take(&mut run))?;
+                    self.applier.drain().await?;
                     let result = match self.apply_conf_change(entry.index, &cc, &txn) {
                         Err(StoreError::Unavailable(m)) => Err(StoreError::Unavailable(m)),
                         Err(e) => return Err(e),
                         ok => ok,
                     };
+                    self.applier.applied_inline(entry.index);
+                    self.applied_tx.send_replace(self.sm.applied_index());
                     self.ack(&entry, result);
                 }
             }
         }
-        self.apply_run(run)?;
-        self.applied_tx.send_replace(self.sm.applied_index());
-        Ok(())
+        self.applier.send(run)
     }
 
-    fn apply_run(
-        &mut self,
-        run: Vec<(Entry, lnswarm_common::api::StoreTxn)>,
-    ) -> Result<(), StoreError> {
-        if run.is_empty() {
-            return Ok(());
+    /// Tells raft how far the state machine has applied (never backwards, never
+    /// past what raft handed out as committed and persisted).
+    fn note_applied(&mut self, applied: u64) {
+        let log = &self.raw.raft.raft_log;
+        let upto = applied.min(log.committed).min(log.persisted);
+        if upto > log.applied {
+            self.raw.advance_apply_to(upto);
         }
-        let items: Vec<_> = run.iter().map(|(e, t)| (e.index, t, None)).collect();
-        let results = self.sm.apply_batch(&items)?;
-        for ((entry, _), result) in run.iter().zip(results) {
-            self.ack(entry, Ok(result));
-        }
-        Ok(())
     }
 
     /// Answers the proposer of `entry`, if it was proposed here.
@@ -464,12 +486,20 @@ impl Node {
         if applied < self.last_compaction_at + self.config.snapshot_interval {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         // What the compacted entries produced must be durable before they go.
         self.sm.flush().await?;
+        let flushed = started.elapsed();
         let to = applied.saturating_sub(self.config.log_tail);
         self.raw.mut_store().compact(to)?;
         self.last_compaction_at = applied;
-        info!(applied, compacted_to = to, "compacted the raft log");
+        info!(
+            applied,
+            compacted_to = to,
+            flush_ms = flushed.as_millis() as u64,
+            took_ms = started.elapsed().as_millis() as u64,
+            "compacted the raft log"
+        );
         Ok(())
     }
 
