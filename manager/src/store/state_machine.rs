@@ -84,6 +84,9 @@ pub struct StateMachine {
     /// Held while a batch is written or the whole state is read, so a snapshot sees
     /// one applied index and exactly the objects it produced.
     writing: Arc<Mutex<()>>,
+    /// Moves whenever a certificate record may have changed, so the authorization
+    /// layer can keep revocation answers in memory between changes.
+    certificates: Arc<AtomicU64>,
     watch: Arc<WatchHub>,
 }
 
@@ -124,6 +127,7 @@ impl StateMachine {
             db,
             applied: Arc::new(AtomicU64::new(applied)),
             writing: Arc::default(),
+            certificates: Arc::default(),
             watch: Arc::new(WatchHub::default()),
         })
     }
@@ -134,6 +138,12 @@ impl StateMachine {
 
     pub fn watch(&self) -> &Arc<WatchHub> {
         &self.watch
+    }
+
+    /// A number that changes after any certificate record changed (see
+    /// [`crate::ca::StoreRevocations`]).
+    pub fn certificates_generation(&self) -> u64 {
+        self.certificates.load(Ordering::Acquire)
     }
 
     /// Index of the last applied command.
@@ -214,6 +224,16 @@ impl StateMachine {
         self.tree.apply_batch(pending.batch)?;
         if let Some(last) = last {
             self.applied.store(last, Ordering::Release);
+        }
+        let touches_certificates = items.iter().zip(&out).any(|((_, txn, _), a)| {
+            matches!(a, Applied::Committed(_))
+                && txn
+                    .ops
+                    .iter()
+                    .any(|op| op.key.starts_with(super::keys::CERTIFICATES))
+        });
+        if touches_certificates {
+            self.certificates.fetch_add(1, Ordering::AcqRel);
         }
         for ((_, txn, _), a) in items.iter().zip(&out) {
             if let (Applied::Committed(index), false) = (*a, txn.ops.is_empty()) {
@@ -321,6 +341,7 @@ impl StateMachine {
         self.tree.apply_batch(batch)?;
         self.applied
             .store(snapshot.applied_index, Ordering::Release);
+        self.certificates.fetch_add(1, Ordering::AcqRel);
         self.watch.notify_all(snapshot.applied_index);
         Ok(snapshot.applied_index)
     }

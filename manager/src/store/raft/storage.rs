@@ -3,19 +3,22 @@
 //! state sits with the state machine's meta keys so it changes in the same batch as
 //! the applied index.
 //!
-//! Entries live in generation trees of [`GEN_SPAN`] consecutive indexes (key = index,
-//! big endian), so compaction drops whole trees instead of deleting entries one by
-//! one inside the raft loop. Terms of the live log are kept in memory: raft asks for
-//! them on every append and vote.
+//! Each Ready's entries are written as one record (key = first index, big endian;
+//! value = the entries, length-delimited), so appending costs one sled insert per
+//! Ready, not one per entry. Records live in generation trees of [`GEN_SPAN`]
+//! indexes, so compaction drops whole trees instead of deleting entries inside the
+//! raft loop. The live log (at most a snapshot interval plus the kept tail) is also
+//! held in memory: raft reads terms and entries from there.
 //!
 //! Nothing here flushes: the Ready loop flushes once per Ready, before anything that
 //! depends on durability is sent.
 
 use std::collections::{BTreeMap, VecDeque};
 
-use protobuf::Message as _;
+use protobuf::{CodedInputStream, Message as _};
 use raft::{
     prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata},
+    util::limit_size,
     Error as RaftError, GetEntriesContext, RaftState, Storage, StorageError,
 };
 
@@ -24,7 +27,9 @@ use crate::store::{StateMachine, StoreError};
 const HARD_STATE: &[u8] = b"hard_state";
 const SNAPSHOT_META: &[u8] = b"snapshot_meta";
 const RAFT_ID: &[u8] = b"raft_id";
-/// Entries per generation tree.
+/// Key of the conf state in the state machine's meta keys.
+pub const CONF_STATE: &[u8] = b"raft_conf_state";
+/// Indexes per generation tree (a record belongs to the tree of its first index).
 const GEN_SPAN: u64 = 8192;
 const GEN_TREE_PREFIX: &str = "raft_log_";
 
@@ -35,37 +40,46 @@ fn gen_of(index: u64) -> u64 {
 fn gen_tree_name(gen: u64) -> String {
     format!("{GEN_TREE_PREFIX}{gen:016x}")
 }
-/// Key of the conf state in the state machine's meta tree.
-pub const CONF_STATE: &[u8] = b"raft_conf_state";
 
 pub struct SledStorage {
     db: sled::Db,
     /// Generation → its tree (see [`GEN_SPAN`]).
     gens: BTreeMap<u64, sled::Tree>,
-    /// Terms of entries `snap_index + 1 ..= last`.
-    terms: VecDeque<u64>,
+    /// Records on disk: first index → last index.
+    records: BTreeMap<u64, u64>,
+    /// Entries `snap_index + 1 ..= last()`.
+    log: VecDeque<Entry>,
     meta: sled::Tree,
     sm: StateMachine,
     hard_state: HardState,
     /// Index and term of the last compacted entry (or installed snapshot).
     snap_index: u64,
     snap_term: u64,
-    last: u64,
 }
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
-/// The term stored in front of an encoded entry.
-fn entry_term(raw: &[u8]) -> Result<u64, StoreError> {
-    raw.get(..8)
-        .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")))
-        .ok_or_else(|| corrupt("short raft log entry"))
-}
-
 fn raft_err(e: StoreError) -> RaftError {
     RaftError::Store(StorageError::Other(Box::new(e)))
+}
+
+fn encode_record(entries: &[Entry]) -> Result<Vec<u8>, StoreError> {
+    let mut v = Vec::with_capacity(entries.iter().map(|e| e.compute_size() as usize + 4).sum());
+    for e in entries {
+        e.write_length_delimited_to_vec(&mut v).map_err(corrupt)?;
+    }
+    Ok(v)
+}
+
+fn decode_record(raw: &[u8]) -> Result<Vec<Entry>, StoreError> {
+    let mut input = CodedInputStream::from_bytes(raw);
+    let mut out = Vec::new();
+    while !input.eof().map_err(corrupt)? {
+        out.push(input.read_message::<Entry>().map_err(corrupt)?);
+    }
+    Ok(out)
 }
 
 impl SledStorage {
@@ -97,50 +111,81 @@ impl SledStorage {
         let mut storage = SledStorage {
             db,
             gens,
-            terms: VecDeque::new(),
+            records: BTreeMap::new(),
+            log: VecDeque::new(),
             meta,
             sm,
             hard_state,
             snap_index,
             snap_term,
-            last: snap_index,
         };
-        storage.load_terms()?;
+        storage.load()?;
         Ok(storage)
     }
 
-    /// Reads the live log's terms into memory. The log ends at the first missing
-    /// index or falling term: what an append cut short by a crash left behind (never
-    /// flushed, so never acknowledged) is dropped.
-    fn load_terms(&mut self) -> Result<(), StoreError> {
-        let mut prev = self.snap_term;
-        let mut index = self.snap_index + 1;
-        'gens: for (_, tree) in self.gens.range(gen_of(index)..) {
-            for item in tree.range(index.to_be_bytes()..) {
+    /// Reads the live log into memory. It ends at the first missing index or falling
+    /// term: what an append cut short by a crash left (never flushed, so never
+    /// acknowledged) is removed, so a later append cannot leave it looking like part
+    /// of the log.
+    fn load(&mut self) -> Result<(), StoreError> {
+        let mut prev_term = self.snap_term;
+        let mut debris = Vec::new();
+        let mut ended = false;
+        for (gen, tree) in &self.gens {
+            for item in tree.iter() {
                 let (k, v) = item?;
-                let at = u64::from_be_bytes(k.as_ref().try_into().map_err(corrupt)?);
-                let term = entry_term(&v)?;
-                if at != index || term < prev {
-                    break 'gens;
+                let first = u64::from_be_bytes(k.as_ref().try_into().map_err(corrupt)?);
+                if ended {
+                    debris.push((*gen, k));
+                    continue;
                 }
-                self.terms.push_back(term);
-                prev = term;
-                index += 1;
+                let entries = decode_record(&v)?;
+                let Some(last) = entries.last().map(|e| e.index) else {
+                    debris.push((*gen, k));
+                    continue;
+                };
+                if last <= self.snap_index {
+                    // Wholly compacted; its tree goes at the next compaction.
+                    self.records.insert(first, last);
+                    continue;
+                }
+                let mut cut_at = None;
+                for (i, e) in entries.iter().enumerate() {
+                    if e.index <= self.snap_index {
+                        continue;
+                    }
+                    if e.index != self.last() + 1 || e.term < prev_term {
+                        cut_at = Some(i);
+                        break;
+                    }
+                    prev_term = e.term;
+                    self.log.push_back(e.clone());
+                }
+                if let Some(i) = cut_at {
+                    ended = true;
+                    if i == 0 {
+                        debris.push((*gen, k));
+                        continue;
+                    }
+                    // Keep the record's valid part only.
+                    self.gens[gen].insert(k, encode_record(&entries[..i])?)?;
+                }
+                let last = entries[..cut_at.unwrap_or(entries.len())]
+                    .last()
+                    .expect("non-empty")
+                    .index;
+                self.records.insert(first, last);
             }
         }
-        self.last = index - 1;
-        // Anything after the end is debris; remove it so a later append cannot
-        // leave it looking like part of the log.
-        let debris: Vec<u64> = self.gens.range(gen_of(index)..).map(|(g, _)| *g).collect();
-        for gen in debris {
-            let tree = &self.gens[&gen];
-            let mut batch = sled::Batch::default();
-            for item in tree.range(index.to_be_bytes()..) {
-                batch.remove(item?.0);
-            }
-            tree.apply_batch(batch)?;
+        for (gen, key) in debris {
+            self.gens[&gen].remove(key)?;
         }
         Ok(())
+    }
+
+    /// Position in `log` of `index` (which must be above the compaction point).
+    fn offset(&self, index: u64) -> usize {
+        (index - self.snap_index - 1) as usize
     }
 
     fn gen_tree(&mut self, gen: u64) -> Result<&sled::Tree, StoreError> {
@@ -151,16 +196,22 @@ impl SledStorage {
         Ok(&self.gens[&gen])
     }
 
-    /// Drops every generation tree whose entries are all at or below `index`.
+    /// Drops every generation tree whose records all end at or below `index`.
     fn drop_gens_through(&mut self, index: u64) -> Result<(), StoreError> {
+        let mut newest_in_gen: BTreeMap<u64, u64> = BTreeMap::new();
+        for (first, last) in &self.records {
+            let e = newest_in_gen.entry(gen_of(*first)).or_default();
+            *e = (*e).max(*last);
+        }
         let done: Vec<u64> = self
             .gens
             .keys()
             .copied()
-            .filter(|g| (g + 1) * GEN_SPAN - 1 <= index)
+            .filter(|g| newest_in_gen.get(g).is_none_or(|last| *last <= index))
             .collect();
         for gen in done {
             self.gens.remove(&gen);
+            self.records.retain(|first, _| gen_of(*first) != gen);
             self.db.drop_tree(gen_tree_name(gen))?;
         }
         Ok(())
@@ -180,7 +231,7 @@ impl SledStorage {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.hard_state == HardState::default() && self.last == 0
+        self.hard_state == HardState::default() && self.last() == 0
     }
 
     /// Makes the state a lone `init` wrote (applied without raft) the start of a
@@ -196,7 +247,6 @@ impl SledStorage {
         hs.term = 1;
         hs.commit = applied;
         self.set_hard_state(&hs)?;
-        self.last = applied;
         self.set_raft_id(raft_id)
     }
 
@@ -245,48 +295,54 @@ impl SledStorage {
     }
 
     pub fn last(&self) -> u64 {
-        self.last
+        self.snap_index + self.log.len() as u64
     }
 
-    /// Appends entries, replacing any conflicting suffix (in index order, so an
-    /// append cut short leaves a log that [`load_terms`](Self::load_terms) can end
-    /// cleanly).
+    /// Appends entries, replacing any conflicting suffix: later records are removed
+    /// first, then the record cut by the conflict is rewritten shorter, then the new
+    /// record is written, so an append cut short leaves a log that
+    /// [`load`](Self::load) ends cleanly.
     pub fn append(&mut self, entries: &[Entry]) -> Result<(), StoreError> {
-        let Some(first) = entries.first() else {
+        let Some(first) = entries.first().map(|e| e.index) else {
             return Ok(());
         };
-        if first.index <= self.snap_index {
+        if first <= self.snap_index || first > self.last() + 1 {
             return Err(corrupt(format!(
-                "append at {} is at or below the compaction point {}",
-                first.index, self.snap_index
+                "append at {first} does not fit the log ({}..={})",
+                self.snap_index + 1,
+                self.last()
             )));
         }
-        let new_last = entries.last().expect("non-empty").index;
-        let old_last = self.last;
-        let mut batches: BTreeMap<u64, sled::Batch> = BTreeMap::new();
-        for e in entries {
-            let mut v = Vec::with_capacity(8 + e.compute_size() as usize);
-            v.extend_from_slice(&e.term.to_be_bytes());
-            e.write_to_vec(&mut v).map_err(corrupt)?;
-            batches
-                .entry(gen_of(e.index))
-                .or_default()
-                .insert(&e.index.to_be_bytes(), v);
+        if first <= self.last() {
+            let stale: Vec<u64> = self.records.range(first..).map(|(f, _)| *f).collect();
+            for f in stale.into_iter().rev() {
+                self.records.remove(&f);
+                self.gen_tree(gen_of(f))?.remove(f.to_be_bytes())?;
+            }
+            self.log.truncate(self.offset(first));
+            let cut = self
+                .records
+                .range(..first)
+                .next_back()
+                .filter(|(_, last)| **last >= first)
+                .map(|(f, _)| *f);
+            if let Some(f) = cut {
+                let tree = self.gen_tree(gen_of(f))?;
+                let raw = tree
+                    .get(f.to_be_bytes())?
+                    .ok_or_else(|| corrupt("missing log record"))?;
+                let mut kept = decode_record(&raw)?;
+                kept.retain(|e| e.index < first);
+                tree.insert(f.to_be_bytes(), encode_record(&kept)?)?;
+                self.records.insert(f, first - 1);
+            }
         }
-        // Raft may overwrite a suffix written under an older leader.
-        for index in (new_last + 1)..=old_last {
-            batches
-                .entry(gen_of(index))
-                .or_default()
-                .remove(&index.to_be_bytes());
-        }
-        for (gen, batch) in batches {
-            self.gen_tree(gen)?.apply_batch(batch)?;
-        }
-        self.terms
-            .truncate((first.index - self.snap_index - 1) as usize);
-        self.terms.extend(entries.iter().map(|e| e.term));
-        self.last = new_last;
+        let record = encode_record(entries)?;
+        self.gen_tree(gen_of(first))?
+            .insert(first.to_be_bytes(), record)?;
+        let last = entries.last().expect("non-empty").index;
+        self.records.insert(first, last);
+        self.log.extend(entries.iter().cloned());
         Ok(())
     }
 
@@ -296,10 +352,9 @@ impl SledStorage {
         let meta = snap.get_metadata();
         self.sm.restore(&snap.data)?;
         self.set_conf_state(meta.get_conf_state())?;
-        self.drop_gens_through(u64::MAX - GEN_SPAN)?;
         self.set_snapshot_meta(meta.index, meta.term)?;
-        self.terms.clear();
-        self.last = meta.index;
+        self.log.clear();
+        self.drop_gens_through(u64::MAX)?;
         let mut hs = self.hard_state.clone();
         hs.commit = hs.commit.max(meta.index);
         hs.term = hs.term.max(meta.term);
@@ -309,34 +364,26 @@ impl SledStorage {
     /// Discards entries up to and including `index` (which must be applied): moves
     /// the compaction point, then drops the generation trees wholly behind it.
     pub fn compact(&mut self, index: u64) -> Result<(), StoreError> {
-        if index <= self.snap_index || index > self.sm.applied_index() || index > self.last {
+        if index <= self.snap_index || index > self.sm.applied_index() || index > self.last() {
             return Ok(());
         }
         let term = self.term(index).map_err(corrupt)?;
-        let gone = (index - self.snap_index) as usize;
+        let gone = self.offset(index) + 1;
         self.set_snapshot_meta(index, term)?;
-        self.terms.drain(..gone);
+        self.log.drain(..gone);
         self.drop_gens_through(index)
-    }
-
-    fn read_entry(&self, index: u64) -> Result<Option<Entry>, StoreError> {
-        let Some(tree) = self.gens.get(&gen_of(index)) else {
-            return Ok(None);
-        };
-        match tree.get(index.to_be_bytes())? {
-            Some(v) => Ok(Some(Entry::parse_from_bytes(&v[8..]).map_err(corrupt)?)),
-            None => Ok(None),
-        }
     }
 
     /// Entries in `[low, high)`, for recovery.
     pub fn entries_in(&self, low: u64, high: u64) -> Result<Vec<Entry>, StoreError> {
-        (low..high)
-            .map(|i| {
-                self.read_entry(i)?
-                    .ok_or_else(|| corrupt(format!("missing log entry {i}")))
-            })
-            .collect()
+        if low > high || low <= self.snap_index || high > self.last() + 1 {
+            return Err(corrupt(format!("no log entries {low}..{high}")));
+        }
+        Ok(self
+            .log
+            .range(self.offset(low)..self.offset(high))
+            .cloned()
+            .collect())
     }
 }
 
@@ -358,28 +405,18 @@ impl Storage for SledStorage {
         if low <= self.snap_index {
             return Err(RaftError::Store(StorageError::Compacted));
         }
-        if high > self.last + 1 {
+        if high > self.last() + 1 {
             return Err(RaftError::Store(StorageError::Unavailable));
         }
         if low >= high {
             return Ok(Vec::new());
         }
-        let max = max_size.into().unwrap_or(u64::MAX);
-        let mut out = Vec::new();
-        let mut size = 0u64;
-        'gens: for (_, tree) in self.gens.range(gen_of(low)..=gen_of(high - 1)) {
-            for item in tree.range(low.to_be_bytes()..high.to_be_bytes()) {
-                let (_, v) = item.map_err(|e| raft_err(e.into()))?;
-                size += (v.len() - 8) as u64;
-                if !out.is_empty() && size > max {
-                    break 'gens;
-                }
-                out.push(Entry::parse_from_bytes(&v[8..]).map_err(|e| raft_err(corrupt(e)))?);
-            }
-        }
-        if out.is_empty() && low < high {
-            return Err(RaftError::Store(StorageError::Unavailable));
-        }
+        let mut out: Vec<Entry> = self
+            .log
+            .range(self.offset(low)..self.offset(high))
+            .cloned()
+            .collect();
+        limit_size(&mut out, max_size.into());
         Ok(out)
     }
 
@@ -390,11 +427,8 @@ impl Storage for SledStorage {
         if idx < self.snap_index {
             return Err(RaftError::Store(StorageError::Compacted));
         }
-        if idx > self.last {
-            return Err(RaftError::Store(StorageError::Unavailable));
-        }
-        match self.terms.get((idx - self.snap_index - 1) as usize) {
-            Some(term) => Ok(*term),
+        match self.log.get(self.offset(idx)) {
+            Some(e) => Ok(e.term),
             None => Err(RaftError::Store(StorageError::Unavailable)),
         }
     }
@@ -404,7 +438,7 @@ impl Storage for SledStorage {
     }
 
     fn last_index(&self) -> raft::Result<u64> {
-        Ok(self.last)
+        Ok(self.last())
     }
 
     /// The state machine as it is now (applied index ≥ anything raft asks for, since
@@ -502,7 +536,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = open(dir.path());
         let all: Vec<Entry> = (1..=GEN_SPAN * 3).map(|i| entry(i, 1)).collect();
-        s.append(&all).unwrap();
+        for chunk in all.chunks(1000) {
+            s.append(chunk).unwrap();
+        }
         // The state machine must have applied what is compacted.
         let txns: Vec<_> = (1..=GEN_SPAN * 3)
             .map(|_| lnswarm_common::api::StoreTxn::default())
@@ -519,7 +555,9 @@ mod tests {
             s.entries(GEN_SPAN, GEN_SPAN + 1, None, ctx()),
             Err(RaftError::Store(StorageError::Compacted))
         ));
-        assert_eq!(s.gens.len(), 2, "generations 0 and 1 are dropped");
+        // Generation 0's records end by 9000; generation 1 holds a record that
+        // reaches past the compaction point, so it stays.
+        assert_eq!(s.gens.len(), 2, "generation 0 is dropped");
         let tail = s
             .entries(GEN_SPAN * 2 + 8, GEN_SPAN * 3 + 1, None, ctx())
             .unwrap();
@@ -537,15 +575,13 @@ mod tests {
             let mut s = open(dir.path());
             s.append(&(1..=20).map(|i| entry(i, 3)).collect::<Vec<_>>())
                 .unwrap();
-            // What a crash between two generation writes could leave: a stale entry
-            // with an older term after newer ones.
+            // What a torn conflicting append could leave: a stale entry with an
+            // older term after newer ones, and a record after a gap.
             let tree = s.gen_tree(0).unwrap().clone();
-            let mut v = 2u64.to_be_bytes().to_vec();
-            entry(21, 2).write_to_vec(&mut v).unwrap();
-            tree.insert(21u64.to_be_bytes(), v).unwrap();
-            let mut v = 3u64.to_be_bytes().to_vec();
-            entry(23, 3).write_to_vec(&mut v).unwrap();
-            tree.insert(23u64.to_be_bytes(), v).unwrap();
+            tree.insert(21u64.to_be_bytes(), encode_record(&[entry(21, 2)]).unwrap())
+                .unwrap();
+            tree.insert(23u64.to_be_bytes(), encode_record(&[entry(23, 3)]).unwrap())
+                .unwrap();
         }
         let mut s = open(dir.path());
         assert_eq!(s.last_index().unwrap(), 20);
@@ -554,5 +590,38 @@ mod tests {
         let s = open(dir.path());
         assert_eq!(s.last_index().unwrap(), 21, "the debris at 23 was removed");
         assert_eq!(s.term(21).unwrap(), 4);
+    }
+
+    #[test]
+    fn a_conflict_inside_a_record_that_straddles_the_compaction_point() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = open(dir.path());
+            s.append(&(1..=100).map(|i| entry(i, 1)).collect::<Vec<_>>())
+                .unwrap();
+            let txns: Vec<_> = (1..=60)
+                .map(|_| lnswarm_common::api::StoreTxn::default())
+                .collect();
+            let items: Vec<_> = txns
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (i as u64 + 1, t, None))
+                .collect();
+            s.sm.apply_batch(&items).unwrap();
+            s.compact(50).unwrap();
+            // A new leader replaces 81.. with entries of term 2.
+            s.append(&[entry(81, 2), entry(82, 2)]).unwrap();
+            assert_eq!(s.last_index().unwrap(), 82);
+            s.append(&[entry(83, 2)]).unwrap();
+        }
+        let s = open(dir.path());
+        assert_eq!(s.first_index().unwrap(), 51);
+        assert_eq!(s.last_index().unwrap(), 83);
+        assert_eq!(s.term(80).unwrap(), 1);
+        assert_eq!(s.term(81).unwrap(), 2);
+        assert_eq!(s.term(83).unwrap(), 2);
+        let got = s.entries(51, 84, None, ctx()).unwrap();
+        assert_eq!(got.len(), 33);
+        assert_eq!(got[0].data.as_ref(), b"entry 51");
     }
 }
