@@ -145,3 +145,23 @@ impl Store {
             .collect()
     }
 }
+
+/// Test helpers shared by the store's unit tests.
+#[cfg(test)]
+pub(crate) mod test_db {
+    /// Opens sled at `dir`, waiting for a dropped handle's flusher thread to release
+    /// the file lock first (sled releases it asynchronously), so tests can "restart".
+    pub fn open(dir: &std::path::Path) -> sled::Db {
+        let mut tries = 0;
+        loop {
+            match sled::open(dir) {
+                Ok(db) => return db,
+                Err(_) if tries < 250 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("open {}: {e}", dir.display()),
+            }
+        }
+    }
+}

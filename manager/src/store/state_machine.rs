@@ -300,8 +300,12 @@ impl StateMachine {
     }
 
     /// The whole state (objects and applied index) as one blob, for raft snapshots.
-    pub fn snapshot(&self) -> Result<Vec<u8>, StoreError> {
+    ///
+    /// Returns the applied index the blob holds and, read at the same point, the meta
+    /// value under `meta_key` (the raft conf state).
+    pub fn snapshot(&self, meta_key: &[u8]) -> Result<SmSnapshot, StoreError> {
         let _writing = self.writing.lock().expect("state machine write lock");
+        let meta = self.meta_get(meta_key)?;
         let mut ops = Vec::new();
         for item in self.tree.scan_prefix([OBJECT]) {
             let (k, v) = item?;
@@ -311,15 +315,21 @@ impl StateMachine {
                 tags: vec![],
             });
         }
+        let applied = self.applied_index();
         let snapshot = StoreSnapshot {
-            applied_index: self.applied_index(),
+            applied_index: applied,
             entries: ops,
         };
-        Ok(snapshot.encode_to_vec())
+        Ok(SmSnapshot {
+            applied,
+            meta,
+            blob: snapshot.encode_to_vec(),
+        })
     }
 
-    /// Replaces the whole state with a snapshot's, in one atomic batch.
-    pub fn restore(&self, blob: &[u8]) -> Result<u64, StoreError> {
+    /// Replaces the whole state with a snapshot's, and writes `meta_writes` (the
+    /// raft conf state and snapshot metadata), in one atomic batch.
+    pub fn restore(&self, blob: &[u8], meta_writes: &[(&[u8], &[u8])]) -> Result<u64, StoreError> {
         let snapshot =
             StoreSnapshot::decode(blob).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let _writing = self.writing.lock().expect("state machine write lock");
@@ -338,6 +348,9 @@ impl StateMachine {
             prefixed(META, APPLIED_INDEX),
             &snapshot.applied_index.to_be_bytes(),
         );
+        for (key, value) in meta_writes {
+            batch.insert(prefixed(META, key), *value);
+        }
         self.tree.apply_batch(batch)?;
         self.applied
             .store(snapshot.applied_index, Ordering::Release);
@@ -345,6 +358,13 @@ impl StateMachine {
         self.watch.notify_all(snapshot.applied_index);
         Ok(snapshot.applied_index)
     }
+}
+
+/// The whole state at one applied index (see [`StateMachine::snapshot`]).
+pub struct SmSnapshot {
+    pub applied: u64,
+    pub meta: Option<Vec<u8>>,
+    pub blob: Vec<u8>,
 }
 
 /// A batch being built: the sled batch and, for checks and change detection by
@@ -540,7 +560,7 @@ mod tests {
     #[test]
     fn changes_since_reads_inside_batches_and_across_them() {
         let dir = tempfile::tempdir().unwrap();
-        let sm = StateMachine::open(sled::open(dir.path()).unwrap()).unwrap();
+        let sm = StateMachine::open(crate::store::test_db::open(dir.path())).unwrap();
         let txns: Vec<StoreTxn> = (1..=10)
             .map(|i| put(&format!("k{i}"), if i % 2 == 0 { "even" } else { "odd" }))
             .collect();
@@ -568,7 +588,7 @@ mod tests {
     #[test]
     fn a_failed_check_writes_nothing_and_later_commands_see_earlier_writes() {
         let dir = tempfile::tempdir().unwrap();
-        let sm = StateMachine::open(sled::open(dir.path()).unwrap()).unwrap();
+        let sm = StateMachine::open(crate::store::test_db::open(dir.path())).unwrap();
         let a = put("a", "t");
         let mut needs_absent = put("a", "t");
         needs_absent.checks.push(StoreCheck {
@@ -602,7 +622,7 @@ mod tests {
         assert_eq!(sm.applied_index(), 3);
         // Re-applying after a restart skips what was applied.
         drop(sm);
-        let sm = StateMachine::open(sled::open(dir.path()).unwrap()).unwrap();
+        let sm = StateMachine::open(crate::store::test_db::open(dir.path())).unwrap();
         assert_eq!(sm.applied_index(), 3);
         assert_eq!(
             sm.apply(3, &put("c", "t")).unwrap(),

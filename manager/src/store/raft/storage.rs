@@ -13,7 +13,10 @@
 //! Nothing here flushes: the Ready loop flushes once per Ready, before anything that
 //! depends on durability is sent.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::{Arc, Mutex},
+};
 
 use protobuf::{CodedInputStream, Message as _};
 use raft::{
@@ -22,6 +25,8 @@ use raft::{
     Error as RaftError, GetEntriesContext, RaftState, Storage, StorageError,
 };
 
+use tracing::{info, warn};
+
 use crate::store::{StateMachine, StoreError};
 
 const HARD_STATE: &[u8] = b"hard_state";
@@ -29,6 +34,9 @@ const SNAPSHOT_META: &[u8] = b"snapshot_meta";
 const RAFT_ID: &[u8] = b"raft_id";
 /// Key of the conf state in the state machine's meta keys.
 pub const CONF_STATE: &[u8] = b"raft_conf_state";
+/// The metadata of the last snapshot installed from a leader, written with the
+/// restored state so a crash before the log catches up is finished at startup.
+const INSTALLED_SNAPSHOT: &[u8] = b"raft_installed_snapshot";
 /// Indexes per generation tree (a record belongs to the tree of its first index).
 const GEN_SPAN: u64 = 8192;
 const GEN_TREE_PREFIX: &str = "raft_log_";
@@ -55,6 +63,17 @@ pub struct SledStorage {
     /// Index and term of the last compacted entry (or installed snapshot).
     snap_index: u64,
     snap_term: u64,
+    /// The snapshot for followers, built off the raft loop.
+    built: Arc<Mutex<Built>>,
+}
+
+/// Where the snapshot for followers stands.
+#[derive(Default)]
+enum Built {
+    #[default]
+    Idle,
+    Building,
+    Done(Snapshot),
 }
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
@@ -118,7 +137,20 @@ impl SledStorage {
             hard_state,
             snap_index,
             snap_term,
+            built: Arc::default(),
         };
+        // A snapshot whose state was restored before a crash but whose log was not
+        // yet replaced: finish installing it.
+        if let Some(raw) = storage.sm.meta_get(INSTALLED_SNAPSHOT)? {
+            let m = SnapshotMetadata::parse_from_bytes(&raw).map_err(corrupt)?;
+            if m.index > storage.snap_index {
+                info!(
+                    index = m.index,
+                    "finishing a snapshot installation cut short"
+                );
+                storage.finish_install(m.index, m.term)?;
+            }
+        }
         storage.load()?;
         Ok(storage)
     }
@@ -350,14 +382,24 @@ impl SledStorage {
     /// drops the whole log.
     pub fn apply_snapshot(&mut self, snap: &Snapshot) -> Result<(), StoreError> {
         let meta = snap.get_metadata();
-        self.sm.restore(&snap.data)?;
-        self.set_conf_state(meta.get_conf_state())?;
-        self.set_snapshot_meta(meta.index, meta.term)?;
+        let cs = meta.get_conf_state().write_to_bytes().map_err(corrupt)?;
+        let installed = meta.write_to_bytes().map_err(corrupt)?;
+        self.sm.restore(
+            &snap.data,
+            &[(CONF_STATE, &cs), (INSTALLED_SNAPSHOT, &installed)],
+        )?;
+        self.finish_install(meta.index, meta.term)
+    }
+
+    /// The log side of installing a snapshot (safe to repeat): drop the old log,
+    /// then move the compaction point and the commit index to the snapshot.
+    fn finish_install(&mut self, index: u64, term: u64) -> Result<(), StoreError> {
         self.log.clear();
         self.drop_gens_through(u64::MAX)?;
+        self.set_snapshot_meta(index, term)?;
         let mut hs = self.hard_state.clone();
-        hs.commit = hs.commit.max(meta.index);
-        hs.term = hs.term.max(meta.term);
+        hs.commit = hs.commit.max(index);
+        hs.term = hs.term.max(term);
         self.set_hard_state(&hs)
     }
 
@@ -441,23 +483,89 @@ impl Storage for SledStorage {
         Ok(self.last())
     }
 
-    /// The state machine as it is now (applied index ≥ anything raft asks for, since
-    /// compaction never passes the applied index).
+    /// A snapshot of the state machine for a follower. Building one reads the
+    /// whole state, so it happens on its own thread: until it is ready raft hears
+    /// "temporarily unavailable" and retries on a later heartbeat. A built snapshot
+    /// is reused while it is not behind the compaction point and membership has not
+    /// changed since.
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        let applied = self.sm.applied_index();
-        if applied < request_index {
-            return Err(RaftError::Store(
-                StorageError::SnapshotTemporarilyUnavailable,
-            ));
+        let conf_state = self.conf_state().map_err(raft_err)?;
+        let mut built = self.built.lock().expect("snapshot lock");
+        match &*built {
+            // A follower refuses a snapshot whose membership leaves it out, so one
+            // built before the last membership change is not reused.
+            Built::Done(snap)
+                if snap.get_metadata().index >= request_index.max(self.snap_index)
+                    && snap.get_metadata().get_conf_state() == &conf_state =>
+            {
+                return Ok(snap.clone());
+            }
+            Built::Building => {
+                return Err(RaftError::Store(
+                    StorageError::SnapshotTemporarilyUnavailable,
+                ))
+            }
+            _ => {}
         }
-        let mut snap = Snapshot::default();
-        snap.data = self.sm.snapshot().map_err(raft_err)?.into();
-        let meta = snap.mut_metadata();
-        meta.index = applied;
-        meta.term = self.term(applied)?;
-        meta.set_conf_state(self.conf_state().map_err(raft_err)?);
-        Ok(snap)
+        *built = Built::Building;
+        // Committed entries keep their terms, so the terms known now cover any
+        // index the state machine reaches while the snapshot is built (a later
+        // one is retried).
+        let mut terms: Vec<(u64, u64)> = vec![(self.snap_index, self.snap_term)];
+        terms.extend(self.log.iter().map(|e| (e.index, e.term)));
+        let sm = self.sm.clone();
+        let shared = self.built.clone();
+        let spawned = std::thread::Builder::new()
+            .name("raft-snapshot".into())
+            .spawn(move || {
+                let result = build_snapshot(&sm, &terms);
+                let mut built = shared.lock().expect("snapshot lock");
+                *built = match result {
+                    Ok(snap) => {
+                        info!(
+                            index = snap.get_metadata().index,
+                            bytes = snap.data.len(),
+                            "built a snapshot for followers"
+                        );
+                        Built::Done(snap)
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "building a snapshot failed; it is retried");
+                        Built::Idle
+                    }
+                };
+            });
+        if spawned.is_err() {
+            *built = Built::Idle;
+        }
+        Err(RaftError::Store(
+            StorageError::SnapshotTemporarilyUnavailable,
+        ))
     }
+}
+
+/// The state machine's state with the raft metadata of the index it holds.
+fn build_snapshot(sm: &StateMachine, terms: &[(u64, u64)]) -> Result<Snapshot, StoreError> {
+    let state = sm.snapshot(CONF_STATE)?;
+    let term = terms
+        .iter()
+        .find(|(index, _)| *index == state.applied)
+        .map(|(_, term)| *term)
+        .ok_or_else(|| {
+            StoreError::Unavailable(format!(
+                "the state moved past the known log (applied {})",
+                state.applied
+            ))
+        })?;
+    let mut snap = Snapshot::default();
+    snap.data = state.blob.into();
+    let meta = snap.mut_metadata();
+    meta.index = state.applied;
+    meta.term = term;
+    if let Some(cs) = state.meta {
+        meta.set_conf_state(ConfState::parse_from_bytes(&cs).map_err(corrupt)?);
+    }
+    Ok(snap)
 }
 
 #[cfg(test)]
@@ -473,19 +581,7 @@ mod tests {
     }
 
     fn open(dir: &std::path::Path) -> SledStorage {
-        // sled releases its file lock once its flusher thread has stopped.
-        let mut tries = 0;
-        let db = loop {
-            match sled::open(dir) {
-                Ok(db) => break db,
-                Err(_) if tries < 100 => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(e) => panic!("open {}: {e}", dir.display()),
-            }
-        };
-        SledStorage::open(StateMachine::open(db).unwrap()).unwrap()
+        SledStorage::open(StateMachine::open(crate::store::test_db::open(dir)).unwrap()).unwrap()
     }
 
     fn ctx() -> GetEntriesContext {
@@ -623,5 +719,101 @@ mod tests {
         let got = s.entries(51, 84, None, ctx()).unwrap();
         assert_eq!(got.len(), 33);
         assert_eq!(got[0].data.as_ref(), b"entry 51");
+    }
+
+    fn apply_empty(s: &SledStorage, upto: u64) {
+        let txns: Vec<_> = (1..=upto)
+            .map(|_| lnswarm_common::api::StoreTxn::default())
+            .collect();
+        let items: Vec<_> = txns
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (i as u64 + 1, t, None))
+            .collect();
+        s.sm.apply_batch(&items).unwrap();
+    }
+
+    #[test]
+    fn a_snapshot_is_built_off_the_caller_and_matches_the_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(dir.path());
+        let mut cs = ConfState::default();
+        cs.voters = vec![1, 2, 3];
+        s.set_conf_state(&cs).unwrap();
+        s.append(&(1..=30).map(|i| entry(i, 2)).collect::<Vec<_>>())
+            .unwrap();
+        apply_empty(&s, 25);
+        assert!(matches!(
+            s.snapshot(0, 2),
+            Err(RaftError::Store(
+                StorageError::SnapshotTemporarilyUnavailable
+            ))
+        ));
+        let snap = (0..200)
+            .find_map(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                s.snapshot(0, 2).ok()
+            })
+            .expect("the snapshot is built");
+        assert_eq!(snap.get_metadata().index, 25);
+        assert_eq!(snap.get_metadata().term, 2);
+        assert_eq!(snap.get_metadata().get_conf_state().voters, vec![1, 2, 3]);
+        // A member added since is in the next one (it would refuse the old one).
+        cs.voters = vec![1, 2, 3, 4];
+        s.set_conf_state(&cs).unwrap();
+        let snap = (0..200)
+            .find_map(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                s.snapshot(0, 4).ok()
+            })
+            .expect("a snapshot with the new member is built");
+        assert_eq!(
+            snap.get_metadata().get_conf_state().voters,
+            vec![1, 2, 3, 4]
+        );
+        // Once the log is compacted past it, a new one is built.
+        apply_empty(&s, 28);
+        s.compact(27).unwrap();
+        assert!(
+            s.snapshot(0, 2).is_err(),
+            "25 is behind the compaction point 27"
+        );
+    }
+
+    #[test]
+    fn an_installation_cut_short_by_a_crash_is_finished_at_startup() {
+        let dir = tempfile::tempdir().unwrap();
+        let blob;
+        {
+            // A leader's state at index 40.
+            let other = tempfile::tempdir().unwrap();
+            let leader = open(other.path());
+            apply_empty(&leader, 40);
+            blob = leader.sm.snapshot(CONF_STATE).unwrap().blob;
+        }
+        {
+            let mut s = open(dir.path());
+            s.append(&(1..=10).map(|i| entry(i, 1)).collect::<Vec<_>>())
+                .unwrap();
+            let mut meta = SnapshotMetadata::default();
+            meta.index = 40;
+            meta.term = 3;
+            meta.mut_conf_state().voters = vec![7];
+            let cs = meta.get_conf_state().write_to_bytes().unwrap();
+            let installed = meta.write_to_bytes().unwrap();
+            // The state is restored; the crash comes before the log is replaced.
+            s.sm.restore(
+                &blob,
+                &[(CONF_STATE, &cs), (INSTALLED_SNAPSHOT, &installed)],
+            )
+            .unwrap();
+        }
+        let s = open(dir.path());
+        assert_eq!(s.sm.applied_index(), 40);
+        assert_eq!(s.first_index().unwrap(), 41);
+        assert_eq!(s.last_index().unwrap(), 40);
+        assert_eq!(s.term(40).unwrap(), 3);
+        assert!(s.hard_state().commit >= 40);
+        assert_eq!(s.conf_state().unwrap().voters, vec![7]);
     }
 }
