@@ -76,6 +76,16 @@ async fn remove_refuses_to_break_quorum_and_revokes_the_removed_manager() {
             "m{i} still accepts the removed manager's certificate"
         );
     }
+    // The removed manager no longer answers for the cluster: its reads fail
+    // rather than show state it can no longer keep current.
+    let mut cmd = cluster.ctl(removed);
+    cmd.args(["agent", "ls"]);
+    let (status, out, err) = run(cmd);
+    assert!(
+        !status.success(),
+        "a removed manager answered agent ls: {out}"
+    );
+    assert!(err.to_lowercase().contains("unavailable"), "{err}");
     // The two remaining managers still make progress.
     let token = cluster.worker_token(leader).await;
     let w = cluster.issue_worker(down, &token).await.expect("write");

@@ -1,6 +1,8 @@
 //! Operator calls: cluster info and settings, join tokens, and inspection of
 //! managers, agents, tasks and hosted nodes. Writes go through the store and are
-//! acknowledged once applied.
+//! acknowledged once applied. Reads are linearizable (a ReadIndex barrier first), so
+//! any manager answers as the leader would, and a manager that was removed or is
+//! cut off from the quorum answers UNAVAILABLE instead of stale state.
 
 use lnswarm_common::{
     api::{
@@ -187,6 +189,7 @@ impl Control for ControlService {
         &self,
         _req: Request<ListAgentsRequest>,
     ) -> Result<Response<ListAgentsResponse>, Status> {
+        self.store.read_barrier().await?;
         let agents = self.store.list::<Agent>(keys::AGENTS)?;
         Ok(Response::new(ListAgentsResponse {
             agents: agents.into_iter().map(|(_, a)| a).collect(),
@@ -194,6 +197,7 @@ impl Control for ControlService {
     }
 
     async fn get_agent(&self, req: Request<GetAgentRequest>) -> Result<Response<Agent>, Status> {
+        self.store.read_barrier().await?;
         let id = req.into_inner().id;
         let (_, agent) = self.get_or_not_found::<Agent>(&keys::agent(&id), "agent")?;
         Ok(Response::new(agent))
@@ -232,6 +236,7 @@ impl Control for ControlService {
         &self,
         req: Request<ListTasksRequest>,
     ) -> Result<Response<ListTasksResponse>, Status> {
+        self.store.read_barrier().await?;
         let req = req.into_inner();
         let tasks = self
             .store
@@ -245,6 +250,7 @@ impl Control for ControlService {
     }
 
     async fn get_task(&self, req: Request<GetTaskRequest>) -> Result<Response<Task>, Status> {
+        self.store.read_barrier().await?;
         let id = req.into_inner().id;
         let (_, task) = self.get_or_not_found::<Task>(&keys::task(&id), "task")?;
         Ok(Response::new(task))
@@ -267,6 +273,7 @@ impl Control for ControlService {
         &self,
         _req: Request<ListHostedNodesRequest>,
     ) -> Result<Response<ListHostedNodesResponse>, Status> {
+        self.store.read_barrier().await?;
         let nodes = self.store.list::<HostedNode>(keys::HOSTED_NODES)?;
         Ok(Response::new(ListHostedNodesResponse {
             nodes: nodes.into_iter().map(|(_, n)| n).collect(),
@@ -277,6 +284,7 @@ impl Control for ControlService {
         &self,
         req: Request<InspectHostedNodeRequest>,
     ) -> Result<Response<HostedNode>, Status> {
+        self.store.read_barrier().await?;
         let id = req.into_inner().node_id;
         let (_, node) =
             self.get_or_not_found::<HostedNode>(&keys::hosted_node(&id), "hosted node")?;

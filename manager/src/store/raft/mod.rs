@@ -350,6 +350,11 @@ impl RaftHandle {
     /// Linearizable read point: asks the leader (through raft's ReadIndex) for its
     /// commit index and waits until this manager has applied it.
     pub async fn read_barrier(&self) -> Result<u64, StoreError> {
+        if !self.status().member {
+            return Err(StoreError::Unavailable(
+                "this manager was removed from the cluster; ask another manager".into(),
+            ));
+        }
         let deadline = tokio::time::Instant::now() + self.inner.timeout;
         // raft-rs drops a read request when no leader is known; wait for one first.
         self.leader(deadline).await?;
