@@ -489,14 +489,14 @@ impl Storage for SledStorage {
     /// is reused while it is not behind the compaction point and membership has not
     /// changed since.
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        let conf_state = self.conf_state().map_err(raft_err)?;
         let mut built = self.built.lock().expect("snapshot lock");
         match &*built {
             // A follower refuses a snapshot whose membership leaves it out, so one
             // built before the last membership change is not reused.
             Built::Done(snap)
                 if snap.get_metadata().index >= request_index.max(self.snap_index)
-                    && snap.get_metadata().get_conf_state() == &conf_state =>
+                    && snap.get_metadata().get_conf_state()
+                        == &self.conf_state().map_err(raft_err)? =>
             {
                 return Ok(snap.clone());
             }
@@ -636,15 +636,7 @@ mod tests {
             s.append(chunk).unwrap();
         }
         // The state machine must have applied what is compacted.
-        let txns: Vec<_> = (1..=GEN_SPAN * 3)
-            .map(|_| lnswarm_common::api::StoreTxn::default())
-            .collect();
-        let items: Vec<_> = txns
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (i as u64 + 1, t, None))
-            .collect();
-        s.sm.apply_batch(&items).unwrap();
+        apply_empty(&s, GEN_SPAN * 3);
         s.compact(GEN_SPAN * 2 + 7).unwrap();
         assert_eq!(s.first_index().unwrap(), GEN_SPAN * 2 + 8);
         assert!(matches!(
@@ -733,6 +725,16 @@ mod tests {
         s.sm.apply_batch(&items).unwrap();
     }
 
+    /// Asks for a snapshot until the one being built off the caller is ready.
+    fn built_snapshot(s: &SledStorage, to: u64) -> Snapshot {
+        (0..200)
+            .find_map(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                s.snapshot(0, to).ok()
+            })
+            .expect("the snapshot is built")
+    }
+
     #[test]
     fn a_snapshot_is_built_off_the_caller_and_matches_the_state() {
         let dir = tempfile::tempdir().unwrap();
@@ -749,24 +751,14 @@ mod tests {
                 StorageError::SnapshotTemporarilyUnavailable
             ))
         ));
-        let snap = (0..200)
-            .find_map(|_| {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-                s.snapshot(0, 2).ok()
-            })
-            .expect("the snapshot is built");
+        let snap = built_snapshot(&s, 2);
         assert_eq!(snap.get_metadata().index, 25);
         assert_eq!(snap.get_metadata().term, 2);
         assert_eq!(snap.get_metadata().get_conf_state().voters, vec![1, 2, 3]);
         // A member added since is in the next one (it would refuse the old one).
         cs.voters = vec![1, 2, 3, 4];
         s.set_conf_state(&cs).unwrap();
-        let snap = (0..200)
-            .find_map(|_| {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-                s.snapshot(0, 4).ok()
-            })
-            .expect("a snapshot with the new member is built");
+        let snap = built_snapshot(&s, 4);
         assert_eq!(
             snap.get_metadata().get_conf_state().voters,
             vec![1, 2, 3, 4]
