@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod authz;
+pub mod codec;
 pub mod credentials;
 pub mod ids;
 pub mod join;
