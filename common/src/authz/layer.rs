@@ -4,9 +4,10 @@
 //! [`crate::tls::PeerInfo`]), refuses with UNAUTHENTICATED or PERMISSION_DENIED, and
 //! otherwise hands the verified [`Identity`] to the handler as a request extension.
 //!
-//! A certificate that verified once is remembered by the SHA-256 of its DER until it
-//! expires, so calls on long-lived connections (agents' heartbeats) skip the
-//! signature check; revocation is still checked on every call.
+//! A certificate that verified once is remembered on its connection and, for new
+//! connections, by the SHA-256 of its DER, until it expires: calls on long-lived
+//! connections (agents' heartbeats) skip the signature check and the digest.
+//! Revocation is still checked on every call.
 
 use std::{
     collections::HashMap,
@@ -36,14 +37,14 @@ pub enum NodeScope {
 /// Most verified certificates remembered at once (the cache is emptied when full).
 const MAX_VERIFIED: usize = 100_000;
 
-/// Identities of certificates that verified, with when each expires (Unix seconds).
-type Verified = Mutex<HashMap<[u8; 32], (Identity, i64)>>;
+/// A verified identity and when its certificate expires (Unix seconds).
+type Verified = (Arc<Identity>, i64);
 
 #[derive(Clone)]
 pub struct AuthzLayer {
     verifier: PeerVerifier,
     scope: NodeScope,
-    verified: Arc<Verified>,
+    verified: Arc<Mutex<HashMap<[u8; 32], Verified>>>,
 }
 
 impl AuthzLayer {
@@ -55,40 +56,48 @@ impl AuthzLayer {
         }
     }
 
-    /// The identity a certificate proves: from the cache while it is unexpired and
-    /// not revoked, else by full verification.
-    fn identity_of(&self, cert: &[u8]) -> Result<Identity, Status> {
-        use sha2::{Digest, Sha256};
-        let key: [u8; 32] = Sha256::digest(cert).into();
+    /// The identity `peer`'s leaf certificate proves: remembered on the connection
+    /// or in the cache while it is unexpired and not revoked, else by full
+    /// verification.
+    fn identity_of(&self, peer: &PeerInfo, cert: &[u8]) -> Result<Arc<Identity>, Status> {
         let now = crate::ids::now_unix_ms() / 1000;
-        let cached = self
-            .verified
-            .lock()
-            .expect("verified cache lock")
-            .get(&key)
-            .cloned();
-        if let Some((who, not_after)) = cached {
+        let remembered = match peer.verified.get() {
+            Some(known) => Some(known.clone()),
+            None => self.cached(cert),
+        };
+        if let Some((who, not_after)) = remembered {
             if now < not_after {
                 if self.verifier.is_revoked(&who) {
                     return Err(Status::unauthenticated(
                         crate::pki::PkiError::Revoked.to_string(),
                     ));
                 }
+                let _ = peer.verified.set((who.clone(), not_after));
                 return Ok(who);
             }
         }
-        let who = self
-            .verifier
-            .verify(cert)
-            .map_err(|e| Status::unauthenticated(e.to_string()))?;
+        let who = Arc::new(
+            self.verifier
+                .verify(cert)
+                .map_err(|e| Status::unauthenticated(e.to_string()))?,
+        );
         if let Some(not_after) = crate::pki::not_after_unix(cert) {
+            let _ = peer.verified.set((who.clone(), not_after));
             let mut verified = self.verified.lock().expect("verified cache lock");
             if verified.len() >= MAX_VERIFIED {
                 verified.clear();
             }
-            verified.insert(key, (who.clone(), not_after));
+            verified.insert(digest(cert), (who.clone(), not_after));
         }
         Ok(who)
+    }
+
+    fn cached(&self, cert: &[u8]) -> Option<Verified> {
+        self.verified
+            .lock()
+            .expect("verified cache lock")
+            .get(&digest(cert))
+            .cloned()
     }
 
     /// The decision for one call: the caller's identity (if it showed one) or the
@@ -97,11 +106,11 @@ impl AuthzLayer {
         &self,
         path: &str,
         peer: Option<&PeerInfo>,
-    ) -> Result<Option<Identity>, Status> {
+    ) -> Result<Option<Arc<Identity>>, Status> {
         let access = access_for(path)
             .ok_or_else(|| Status::unimplemented(format!("unknown method {path}")))?;
-        let identity = match peer.and_then(|p| p.certificates.first()) {
-            Some(cert) => Some(self.identity_of(cert)?),
+        let identity = match peer.and_then(|p| Some((p, p.certificates.first()?))) {
+            Some((peer, cert)) => Some(self.identity_of(peer, cert)?),
             None => None,
         };
         let denied =
@@ -123,6 +132,11 @@ impl AuthzLayer {
             (_, Some(who)) => Err(denied(who)),
         }
     }
+}
+
+fn digest(cert: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(cert).into()
 }
 
 impl<S> Layer<S> for AuthzLayer {
@@ -174,7 +188,9 @@ where
 
 /// The verified caller of a request, if it showed a certificate.
 pub fn caller<T>(req: &tonic::Request<T>) -> Option<&Identity> {
-    req.extensions().get::<Identity>()
+    req.extensions()
+        .get::<Arc<Identity>>()
+        .map(|who| who.as_ref())
 }
 
 /// The caller, who must own `node_id_hex` (used by Scheduler handlers, whose requests

@@ -6,7 +6,7 @@ use std::{
     io,
     net::SocketAddr,
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, OnceLock},
     task::{Context, Poll},
     time::Duration,
 };
@@ -26,6 +26,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 
 use super::{certs_from_pem, key_from_pem, provider, TlsError};
+use crate::pki::Identity;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -35,6 +36,10 @@ pub struct PeerInfo {
     pub remote_addr: SocketAddr,
     /// The peer's certificate chain, leaf first; empty when it sent none.
     pub certificates: Arc<Vec<CertificateDer<'static>>>,
+    /// The leaf's verified identity and expiry (Unix seconds), once the
+    /// authorization layer has verified it: a connection's certificate never
+    /// changes, so later calls on it only check expiry and revocation.
+    pub verified: Arc<OnceLock<(Arc<Identity>, i64)>>,
 }
 
 /// Proves possession of the presented certificate's key, and defers the question of
@@ -189,6 +194,7 @@ pub fn incoming(
                         let info = PeerInfo {
                             remote_addr,
                             certificates: Arc::new(certificates),
+                            verified: Arc::default(),
                         };
                         let _ = tx
                             .send(Ok(TlsConn {
