@@ -44,8 +44,13 @@ fn restart_backoff_ms(restarts: u32) -> i64 {
     (500i64 << restarts.min(6)).min(30_000)
 }
 
-/// One pass over every hosted node.
+/// One pass over every hosted node. Agents and tasks are read only when there is a
+/// node to reconcile: a cluster's agents can far outnumber its hosted nodes.
 pub async fn reconcile(store: &Store) -> Result<(), Status> {
+    let nodes = store.list::<HostedNode>(keys::HOSTED_NODES)?;
+    if nodes.is_empty() {
+        return Ok(());
+    }
     let agents: Vec<Agent> = store
         .list::<Agent>(keys::AGENTS)?
         .into_iter()
@@ -62,7 +67,7 @@ pub async fn reconcile(store: &Store) -> Result<(), Status> {
             by_node.entry(t.node_id.as_str()).or_default().push(t);
         }
     }
-    for (version, node) in store.list::<HostedNode>(keys::HOSTED_NODES)? {
+    for (version, node) in nodes {
         let node_tasks = by_node.remove(node.node_id.as_str()).unwrap_or_default();
         reconcile_node(store, version, node, &node_tasks, &agents, &tasks).await?;
     }
