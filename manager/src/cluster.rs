@@ -37,7 +37,7 @@ pub async fn create(store: &Store, ca: &ClusterCa) -> Result<ClusterRecord, Clus
     };
     let txn = TxnBuilder::new()
         .require_absent(keys::CLUSTER)
-        .put(keys::CLUSTER, &record)
+        .put_tagged(keys::CLUSTER, &record, [keys::CLUSTER_TAG])
         .build();
     match store.propose(txn).await? {
         Applied::Committed(_) => Ok(record),
@@ -85,7 +85,7 @@ pub async fn rotate_token(store: &Store, role: Role) -> Result<String, ClusterEr
         }
         let txn = TxnBuilder::new()
             .require_version(keys::CLUSTER, version)
-            .put(keys::CLUSTER, &record)
+            .put_tagged(keys::CLUSTER, &record, [keys::CLUSTER_TAG])
             .build();
         if let Applied::Committed(_) = store.propose(txn).await? {
             return Ok(token);

@@ -38,7 +38,8 @@ pub async fn set_heartbeat(m: &TestManager, period_ms: u64, grace: u32) {
         })
         .await
         .expect("update cluster settings");
-    // The dispatcher picks settings up on its next timer tick (at most 250 ms).
+    // The dispatcher puts settings in force when the change is applied; leave it a
+    // moment, since it answers once the change is committed.
     tokio::time::sleep(Duration::from_millis(300)).await;
 }
 

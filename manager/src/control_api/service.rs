@@ -113,7 +113,7 @@ impl Control for ControlService {
             record.settings = Some(settings);
             let txn = TxnBuilder::new()
                 .require_version(keys::CLUSTER, version)
-                .put(keys::CLUSTER, &record)
+                .put_tagged(keys::CLUSTER, &record, [keys::CLUSTER_TAG])
                 .build();
             if let Applied::Committed(_) = self.store.propose(txn).await? {
                 break;

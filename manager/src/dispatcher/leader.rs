@@ -22,6 +22,7 @@ use crate::{
 /// Runs for the life of the manager.
 pub(super) async fn run(shared: Arc<Shared>) {
     tokio::spawn(expiry_timer(shared.clone()));
+    tokio::spawn(follow_settings(shared.clone()));
     tokio::spawn(publish_managers(shared.clone()));
     let mut leadership = shared.store.leadership();
     loop {
@@ -131,13 +132,26 @@ fn refresh_timing(shared: &Shared) {
     }
 }
 
+/// Puts a change of the cluster settings in force as soon as it is applied.
+async fn follow_settings(shared: Arc<Shared>) {
+    let mut changes = shared.store.state().watch().subscribe(keys::CLUSTER_TAG);
+    loop {
+        changes.borrow_and_update();
+        refresh_timing(&shared);
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 async fn expiry_timer(shared: Arc<Shared>) {
     loop {
         let timing = *shared.timing.read().expect("timing lock");
-        let tick =
-            (timing.period / 10).clamp(Duration::from_millis(20), Duration::from_millis(250));
+        // Each scan visits every session, so it runs a few times per period, not
+        // more: an expiry is noticed within a fifth of a period (at most 1 s) of
+        // its deadline, well inside the "TTL + one period" agents are promised.
+        let tick = (timing.period / 5).clamp(Duration::from_millis(20), Duration::from_secs(1));
         tokio::time::sleep(tick).await;
-        refresh_timing(&shared);
         if !shared.active.load(Ordering::SeqCst) {
             continue;
         }

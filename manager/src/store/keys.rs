@@ -2,6 +2,10 @@
 
 pub const CLUSTER: &str = "cluster";
 
+/// Watch tag of the cluster object: its settings are read where they apply (the
+/// dispatcher's heartbeat timing) when it changes.
+pub const CLUSTER_TAG: &str = "cluster";
+
 pub fn certificate(id: &str) -> String {
     format!("certs/{id}")
 }
