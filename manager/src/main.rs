@@ -57,6 +57,8 @@ enum Command {
         ca_key: Option<PathBuf>,
         #[command(flatten)]
         raft: RaftArgs,
+        #[command(flatten)]
+        serve: ServeArgs,
     },
     /// Join an existing cluster as a manager (a voter of the quorum) and serve.
     Join {
@@ -76,6 +78,8 @@ enum Command {
         manager: String,
         #[command(flatten)]
         raft: RaftArgs,
+        #[command(flatten)]
+        serve: ServeArgs,
     },
     /// Run a manager from its data directory.
     Run {
@@ -90,6 +94,8 @@ enum Command {
         force_new_cluster: bool,
         #[command(flatten)]
         raft: RaftArgs,
+        #[command(flatten)]
+        serve: ServeArgs,
     },
 }
 
@@ -111,6 +117,13 @@ struct RaftArgs {
     /// Entries kept behind the compaction point for slow followers.
     #[arg(long, default_value_t = 1_000)]
     log_tail: u64,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Threads serving gRPC, each with its own share of the connections.
+    #[arg(long, env = "LNSWARM_GRPC_THREADS", default_value_t = server::DEFAULT_THREADS)]
+    grpc_threads: usize,
 }
 
 impl RaftArgs {
@@ -137,6 +150,7 @@ async fn main() -> anyhow::Result<()> {
             ca_cert,
             ca_key,
             raft,
+            serve,
         } => {
             let external_ca = match (ca_cert, ca_key) {
                 (Some(c), Some(k)) => Some((
@@ -191,6 +205,7 @@ async fn main() -> anyhow::Result<()> {
                 &done.credentials,
                 store,
                 done.manager,
+                serve.grpc_threads,
                 shutdown_signal(),
             )
             .await
@@ -202,6 +217,7 @@ async fn main() -> anyhow::Result<()> {
             token,
             manager,
             raft,
+            serve,
         } => {
             let listener = TcpListener::bind(&listen)
                 .await
@@ -225,6 +241,7 @@ async fn main() -> anyhow::Result<()> {
                 &done.credentials,
                 done.store,
                 done.manager,
+                serve.grpc_threads,
                 shutdown_signal(),
             )
             .await
@@ -234,6 +251,7 @@ async fn main() -> anyhow::Result<()> {
             listen,
             force_new_cluster,
             raft,
+            serve,
         } => {
             let dir = DataDir::new(&data_dir);
             let mut config = dir.read_config()?;
@@ -266,7 +284,15 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("listening on {}", config.listen))?;
             info!(manager = %config.id, addr = %config.listen, "manager running");
-            server::serve(listener, &credentials, store, manager, shutdown_signal()).await
+            server::serve(
+                listener,
+                &credentials,
+                store,
+                manager,
+                serve.grpc_threads,
+                shutdown_signal(),
+            )
+            .await
         }
     }
 }

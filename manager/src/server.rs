@@ -1,5 +1,14 @@
 //! Assembles a manager's gRPC server: every service behind mTLS and the one
 //! authorization layer, plus gRPC health and server reflection.
+//!
+//! The server runs on its own thread: a single-threaded tokio runtime that accepts
+//! and keeps its connections for their lifetime (more such threads with
+//! `--grpc-threads`, each accepting from the shared listener). Most calls (an
+//! agent's heartbeat above all) are short and arrive one at a time; on the shared
+//! work-stealing runtime each one often woke a second, idle worker to look for work,
+//! and those wakeups cost as much as the call (see the dispatcher section of
+//! docs/BENCHMARKS.md). The raft loop, the apply task and the leader-only
+//! background work stay on the main runtime; handlers reach them through channels.
 
 use std::{future::Future, sync::Arc};
 
@@ -42,12 +51,18 @@ fn raft_service(
         .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES))
 }
 
-/// Serves until `shutdown` resolves.
+/// Default for `threads` in [`serve`]. One thread served 10 000 agents' heartbeats
+/// with the fewest CPU seconds and kept the quorum's write throughput within a few
+/// per cent of two (docs/BENCHMARKS.md); a busier manager can use more.
+pub const DEFAULT_THREADS: usize = 1;
+
+/// Serves on `threads` gRPC threads until `shutdown` resolves or one of them fails.
 pub async fn serve(
     listener: TcpListener,
     credentials: &Credentials,
     store: Store,
     this_manager: Manager,
+    threads: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let verifier = credentials
@@ -71,7 +86,7 @@ pub async fn serve(
     crate::orchestrator::spawn(store.clone());
     crate::scheduler_api::spawn_challenge_sweeper(store.clone());
 
-    Server::builder()
+    let router = Server::builder()
         .layer(AuthzLayer::new(verifier, NodeScope::PerRequest))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -89,8 +104,53 @@ pub async fn serve(
             DispatcherConfig::default(),
         )))
         .add_service(raft_service(&store)?)
-        .add_service(SchedulerServer::new(SchedulerService::new(store.clone())))
-        .serve_with_incoming_shutdown(tls::incoming(listener, tls_config), shutdown)
-        .await
-        .context("serving gRPC")
+        .add_service(SchedulerServer::new(SchedulerService::new(store.clone())));
+
+    let listener = listener.into_std().context("detaching the listener")?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut exits = Vec::new();
+    for i in 0..threads.max(1) {
+        let (router, tls_config, mut stopped) =
+            (router.clone(), tls_config.clone(), stopped.clone());
+        let listener = listener.try_clone().context("sharing the listener")?;
+        let (exit, exited) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("grpc-{i}"))
+            .spawn(move || {
+                let served = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("starting a gRPC runtime")
+                    .and_then(|runtime| {
+                        runtime.block_on(async move {
+                            let listener = TcpListener::from_std(listener)?;
+                            let stop = async move {
+                                let _ = stopped.wait_for(|stop| *stop).await;
+                            };
+                            router
+                                .serve_with_incoming_shutdown(
+                                    tls::incoming(listener, tls_config),
+                                    stop,
+                                )
+                                .await
+                                .context("serving gRPC")
+                        })
+                    });
+                let _ = exit.send(served);
+            })
+            .context("starting a gRPC thread")?;
+        exits.push(exited);
+    }
+    // Stop every thread on shutdown or when one fails, then wait for all of them.
+    use futures::StreamExt;
+    let mut exits: futures::stream::FuturesUnordered<_> = exits.into_iter().collect();
+    let first = tokio::select! {
+        () = shutdown => Ok(()),
+        Some(exited) = exits.next() => {
+            exited.unwrap_or_else(|_| Err(anyhow::anyhow!("a gRPC thread panicked")))
+        }
+    };
+    let _ = stop.send(true);
+    while exits.next().await.is_some() {}
+    first
 }
