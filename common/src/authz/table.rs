@@ -2,6 +2,8 @@
 //!
 //! A test walks the descriptor set and fails if an RPC is missing here.
 
+use std::{collections::HashMap, sync::LazyLock};
+
 use crate::pki::Role;
 
 /// Who an RPC admits.
@@ -110,8 +112,11 @@ pub static TABLE: &[(&str, Access)] = &[
 ];
 
 /// The access rule for an RPC path, or `None` for a path not in the table (refused).
+/// Asked on every call, so the table is indexed once.
 pub fn access_for(path: &str) -> Option<Access> {
-    TABLE.iter().find(|(p, _)| *p == path).map(|(_, a)| *a)
+    static INDEX: LazyLock<HashMap<&str, Access>> =
+        LazyLock::new(|| TABLE.iter().copied().collect());
+    INDEX.get(path).copied()
 }
 
 #[cfg(test)]
