@@ -128,6 +128,15 @@ pub struct TestAgent {
     pub task_slots: Option<u32>,
 }
 
+/// The agent dies with SIGKILL, which its hosted nodes (in their own process groups)
+/// outlive; they are found by their config path under the agent's data directory.
+impl Drop for TestAgent {
+    fn drop(&mut self) {
+        self.proc.take();
+        crate::process::kill_strays_under(&self.data_dir);
+    }
+}
+
 impl TestAgent {
     /// `lnswarm-agent join` into `dir/<name>`.
     pub fn join(m: &TestManager, dir: &Path, name: &str) -> TestAgent {

@@ -96,6 +96,42 @@ impl Drop for Proc {
     }
 }
 
+/// SIGKILLs every process whose command line names a path under `dir`: what a
+/// process started in its own process group (an agent's hosted nodes) left behind
+/// when its parent was killed.
+pub fn kill_strays_under(dir: &Path) {
+    let Some(dir) = dir.to_str() else { return };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let me = std::process::id();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let names_dir = cmdline.split(|b| *b == 0).any(|arg| {
+            let arg = String::from_utf8_lossy(arg);
+            arg == dir
+                || arg
+                    .strip_prefix(dir)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        });
+        if names_dir {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+    }
+}
+
 fn tail(s: &str, lines: usize) -> String {
     let v: Vec<&str> = s.lines().collect();
     v[v.len().saturating_sub(lines)..].join("\n")
