@@ -35,10 +35,7 @@ pub async fn create(store: &Store, ca: &ClusterCa) -> Result<ClusterRecord, Clus
         settings: Some(default_settings()),
         created_unix_ms: now_unix_ms(),
     };
-    let txn = TxnBuilder::new()
-        .require_absent(keys::CLUSTER)
-        .put_tagged(keys::CLUSTER, &record, [keys::CLUSTER_TAG])
-        .build();
+    let txn = put(TxnBuilder::new().require_absent(keys::CLUSTER), &record).build();
     match store.propose(txn).await? {
         Applied::Committed(_) => Ok(record),
         Applied::CheckFailed(_) => Err(ClusterError::AlreadyInitialized),
@@ -73,6 +70,12 @@ pub fn role_for_token(record: &ClusterRecord, presented: &JoinToken) -> Option<R
     worker.or(manager)
 }
 
+/// Adds the write of the cluster object to `txn`, with the watch tag that wakes
+/// whoever follows its settings (the dispatcher).
+pub fn put(txn: TxnBuilder, record: &ClusterRecord) -> TxnBuilder {
+    txn.put_tagged(keys::CLUSTER, record, [keys::CLUSTER_TAG])
+}
+
 /// Replaces the worker or manager token; the old one is refused from then on.
 pub async fn rotate_token(store: &Store, role: Role) -> Result<String, ClusterError> {
     loop {
@@ -83,10 +86,11 @@ pub async fn rotate_token(store: &Store, role: Role) -> Result<String, ClusterEr
             Role::Manager => record.manager_token = token.clone(),
             _ => record.worker_token = token.clone(),
         }
-        let txn = TxnBuilder::new()
-            .require_version(keys::CLUSTER, version)
-            .put_tagged(keys::CLUSTER, &record, [keys::CLUSTER_TAG])
-            .build();
+        let txn = put(
+            TxnBuilder::new().require_version(keys::CLUSTER, version),
+            &record,
+        )
+        .build();
         if let Applied::Committed(_) = store.propose(txn).await? {
             return Ok(token);
         }

@@ -108,7 +108,7 @@ pub async fn serve(
 
     let listener = listener.into_std().context("detaching the listener")?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut exits = Vec::new();
+    let mut exits = futures::stream::FuturesUnordered::new();
     for i in 0..threads.max(1) {
         let (router, tls_config, mut stopped) =
             (router.clone(), tls_config.clone(), stopped.clone());
@@ -143,7 +143,6 @@ pub async fn serve(
     }
     // Stop every thread on shutdown or when one fails, then wait for all of them.
     use futures::StreamExt;
-    let mut exits: futures::stream::FuturesUnordered<_> = exits.into_iter().collect();
     let first = tokio::select! {
         () = shutdown => Ok(()),
         Some(exited) = exits.next() => {

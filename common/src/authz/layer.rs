@@ -61,10 +61,11 @@ impl AuthzLayer {
     /// verification.
     fn identity_of(&self, peer: &PeerInfo, cert: &[u8]) -> Result<Arc<Identity>, Status> {
         let now = crate::ids::now_unix_ms() / 1000;
-        let remembered = match peer.verified.get() {
-            Some(known) => Some(known.clone()),
-            None => self.cached(cert),
-        };
+        let remembered = peer.verified.get().cloned().or_else(|| {
+            let known = self.cached(cert)?;
+            let _ = peer.verified.set(known.clone());
+            Some(known)
+        });
         if let Some((who, not_after)) = remembered {
             if now < not_after {
                 if self.verifier.is_revoked(&who) {
@@ -72,7 +73,6 @@ impl AuthzLayer {
                         crate::pki::PkiError::Revoked.to_string(),
                     ));
                 }
-                let _ = peer.verified.set((who.clone(), not_after));
                 return Ok(who);
             }
         }

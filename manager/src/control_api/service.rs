@@ -111,10 +111,11 @@ impl Control for ControlService {
             }
             settings.require_invite_code = new.require_invite_code;
             record.settings = Some(settings);
-            let txn = TxnBuilder::new()
-                .require_version(keys::CLUSTER, version)
-                .put_tagged(keys::CLUSTER, &record, [keys::CLUSTER_TAG])
-                .build();
+            let txn = cluster::put(
+                TxnBuilder::new().require_version(keys::CLUSTER, version),
+                &record,
+            )
+            .build();
             if let Applied::Committed(_) = self.store.propose(txn).await? {
                 break;
             }

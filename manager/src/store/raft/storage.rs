@@ -687,15 +687,7 @@ mod tests {
             let mut s = open(dir.path());
             s.append(&(1..=100).map(|i| entry(i, 1)).collect::<Vec<_>>())
                 .unwrap();
-            let txns: Vec<_> = (1..=60)
-                .map(|_| lnswarm_common::api::StoreTxn::default())
-                .collect();
-            let items: Vec<_> = txns
-                .iter()
-                .enumerate()
-                .map(|(i, t)| (i as u64 + 1, t, None))
-                .collect();
-            s.sm.apply_batch(&items).unwrap();
+            apply_empty(&s, 60);
             s.compact(50).unwrap();
             // A new leader replaces 81.. with entries of term 2.
             s.append(&[entry(81, 2), entry(82, 2)]).unwrap();
