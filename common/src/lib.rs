@@ -6,6 +6,7 @@ pub mod api;
 pub mod authz;
 pub mod codec;
 pub mod credentials;
+pub mod grpc_server;
 pub mod ids;
 pub mod join;
 pub mod json_file;

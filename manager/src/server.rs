@@ -20,10 +20,10 @@ use lnswarm_common::{
     },
     authz::{AuthzLayer, NodeScope},
     credentials::Credentials,
-    tls,
+    grpc_server, tls,
 };
 use tokio::net::TcpListener;
-use tonic::transport::Server;
+use tonic::service::Routes;
 
 use crate::{
     ca::{CaService, StoreRevocations},
@@ -86,9 +86,7 @@ pub async fn serve(
     crate::orchestrator::spawn(store.clone());
     crate::scheduler_api::spawn_challenge_sweeper(store.clone());
 
-    let router = Server::builder()
-        .layer(AuthzLayer::new(verifier, NodeScope::PerRequest))
-        .add_service(health_service)
+    let routes = Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(
@@ -105,13 +103,18 @@ pub async fn serve(
         )))
         .add_service(raft_service(&store)?)
         .add_service(SchedulerServer::new(SchedulerService::new(store.clone())));
+    let authz = AuthzLayer::new(verifier, NodeScope::PerRequest);
 
     let listener = listener.into_std().context("detaching the listener")?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut exits = futures::stream::FuturesUnordered::new();
     for i in 0..threads.max(1) {
-        let (router, tls_config, mut stopped) =
-            (router.clone(), tls_config.clone(), stopped.clone());
+        let (authz, routes, tls_config, mut stopped) = (
+            authz.clone(),
+            routes.clone(),
+            tls_config.clone(),
+            stopped.clone(),
+        );
         let listener = listener.try_clone().context("sharing the listener")?;
         let (exit, exited) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
@@ -123,17 +126,13 @@ pub async fn serve(
                     .context("starting a gRPC runtime")
                     .and_then(|runtime| {
                         runtime.block_on(async move {
-                            let listener = TcpListener::from_std(listener)?;
+                            let listener = TcpListener::from_std(listener)
+                                .context("registering the listener")?;
                             let stop = async move {
                                 let _ = stopped.wait_for(|stop| *stop).await;
                             };
-                            router
-                                .serve_with_incoming_shutdown(
-                                    tls::incoming(listener, tls_config),
-                                    stop,
-                                )
-                                .await
-                                .context("serving gRPC")
+                            grpc_server::serve(listener, tls_config, authz, routes, stop).await;
+                            Ok(())
                         })
                     });
                 let _ = exit.send(served);

@@ -209,14 +209,13 @@ async fn node_api_server(ca: &TestCa, node_a: &str) -> String {
     let listener = tokio::net::TcpListener::bind(&addr).await.unwrap();
     let (_, health) = tonic_health::server::health_reporter();
     let layer = AuthzLayer::new(verifier, NodeScope::Node(node_a.to_string()));
-    tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .layer(layer)
-            .add_service(health)
-            .serve_with_incoming(tls::incoming(listener, tls_config))
-            .await
-            .unwrap();
-    });
+    tokio::spawn(lnswarm_common::grpc_server::serve(
+        listener,
+        tls_config,
+        layer,
+        tonic::service::Routes::new(health),
+        std::future::pending(),
+    ));
     addr
 }
 

@@ -8,10 +8,12 @@ use lnswarm_common::{
     api::node_server::NodeServer,
     authz::{AuthzLayer, NodeScope},
     credentials::Credentials,
+    grpc_server,
     pki::Role,
     tls,
 };
 use tokio::sync::broadcast;
+use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tracing::Instrument;
 
@@ -44,8 +46,6 @@ pub enum RunError {
     },
     #[error(transparent)]
     Start(#[from] ldk::StartError),
-    #[error("the Node API server failed: {0}")]
-    Serve(#[from] tonic::transport::Error),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -121,13 +121,15 @@ async fn run_checked(config: NodeConfig, seed: Seed, node_id: String) -> Result<
 
     let state: Arc<OnceLock<Running>> = Arc::new(OnceLock::new());
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tonic::transport::Server::builder()
-        .layer(AuthzLayer::new(verifier, NodeScope::Node(node_id.clone())))
-        .add_service(health_service)
-        .add_service(NodeServer::new(NodeApi::new(state.clone())))
-        .serve_with_incoming_shutdown(tls::incoming(listener, server_tls), async {
+    let server = grpc_server::serve(
+        listener,
+        server_tls,
+        AuthzLayer::new(verifier, NodeScope::Node(node_id.clone())),
+        Routes::new(health_service).add_service(NodeServer::new(NodeApi::new(state.clone()))),
+        async {
             let _ = api_stopped.await;
-        });
+        },
+    );
     let mut server = tokio::spawn(server.in_current_span());
     tracing::info!(api = %api_addr, "Node API listening (not serving until the node has started)");
 
@@ -150,11 +152,8 @@ async fn run_checked(config: NodeConfig, seed: Seed, node_id: String) -> Result<
             tracing::info!("interrupted while starting: exiting");
             return Ok(());
         }
-        served = &mut server => {
-            return Err(match served {
-                Ok(Err(e)) => RunError::Serve(e),
-                _ => RunError::Internal("the Node API server stopped".into()),
-            });
+        _ = &mut server => {
+            return Err(RunError::Internal("the Node API server stopped".into()));
         }
     };
 
@@ -180,10 +179,7 @@ async fn run_checked(config: NodeConfig, seed: Seed, node_id: String) -> Result<
     let result = tokio::select! {
         _ = term.recv() => { tracing::info!("SIGTERM: stopping"); Ok(()) }
         _ = tokio::signal::ctrl_c() => { tracing::info!("interrupted: stopping"); Ok(()) }
-        served = &mut server => match served {
-            Ok(Err(e)) => Err(RunError::Serve(e)),
-            _ => Err(RunError::Internal("the Node API server stopped".into())),
-        },
+        _ = &mut server => Err(RunError::Internal("the Node API server stopped".into())),
     };
 
     health
@@ -193,9 +189,8 @@ async fn run_checked(config: NodeConfig, seed: Seed, node_id: String) -> Result<
         .set_service_status(NODE_SERVICE, ServingStatus::NotServing)
         .await;
     let _ = stop_api.send(());
-    // Open streams (SubscribeEvents) would hold a graceful shutdown forever.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), &mut server).await;
-    server.abort();
+    // Open streams (SubscribeEvents) are cut after the server's grace period.
+    let _ = server.await;
     pump.abort();
     let stopping = node.clone();
     match blocking(move || stopping.stop()).await {

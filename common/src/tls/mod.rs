@@ -12,7 +12,7 @@ mod server;
 
 pub use bootstrap::{fetch_root_ca_unverified, FetchCaError};
 pub use client::{client_config, connect, connect_lazy, ClientTls};
-pub use server::{incoming, server_config, PeerInfo, TlsConn};
+pub use server::{handshake, server_config, PeerInfo};
 
 /// TLS setup failures.
 #[derive(Debug, thiserror::Error)]

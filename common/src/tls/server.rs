@@ -1,13 +1,10 @@
 //! The server half: a rustls config that asks for (but does not require) a client
-//! certificate, and a stream of accepted TLS connections that carry the peer's
-//! certificate to tonic as connect info.
+//! certificate, and the handshake that captures the peer's certificate for the
+//! authorization layer.
 
 use std::{
-    io,
     net::SocketAddr,
-    pin::Pin,
     sync::{Arc, OnceLock},
-    task::{Context, Poll},
     time::Duration,
 };
 
@@ -18,12 +15,7 @@ use rustls::{
     DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme,
 };
 use rustls_pki_types::{CertificateDer, UnixTime};
-use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
-    net::{TcpListener, TcpStream},
-};
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::server::Connected;
+use tokio::net::TcpStream;
 
 use super::{certs_from_pem, key_from_pem, provider, TlsError};
 use crate::pki::Identity;
@@ -108,106 +100,36 @@ pub fn server_config(cert_pem: &str, key_pem: &str) -> Result<Arc<ServerConfig>,
     Ok(Arc::new(config))
 }
 
-/// An accepted TLS connection with what we learned about the peer.
-pub struct TlsConn {
-    inner: tokio_rustls::server::TlsStream<TcpStream>,
-    info: PeerInfo,
-}
-
-impl Connected for TlsConn {
-    type ConnectInfo = PeerInfo;
-    fn connect_info(&self) -> PeerInfo {
-        self.info.clone()
-    }
-}
-
-impl AsyncRead for TlsConn {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for TlsConn {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
-
-/// Accepts TCP connections and completes TLS handshakes concurrently (a slow client
-/// cannot stall the accept loop), yielding finished connections for
-/// `Server::serve_with_incoming`.
-pub fn incoming(
-    listener: TcpListener,
-    config: Arc<ServerConfig>,
-) -> ReceiverStream<Result<TlsConn, io::Error>> {
-    let (tx, rx) = tokio::sync::mpsc::channel(256);
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    tokio::spawn(async move {
-        loop {
-            let (tcp, remote_addr) = match listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
+/// Completes the TLS handshake on an accepted connection within
+/// [`HANDSHAKE_TIMEOUT`], returning the stream and what it proved about the peer;
+/// `None` (logged at debug) when the peer failed or stalled.
+pub async fn handshake(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    tcp: TcpStream,
+    remote_addr: SocketAddr,
+) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, PeerInfo)> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => {
+            let certificates = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+                .unwrap_or_default();
+            let info = PeerInfo {
+                remote_addr,
+                certificates: Arc::new(certificates),
+                verified: Arc::default(),
             };
-            let _ = tcp.set_nodelay(true);
-            if tx.is_closed() {
-                break;
-            }
-            let acceptor = acceptor.clone();
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
-                        let certificates = stream
-                            .get_ref()
-                            .1
-                            .peer_certificates()
-                            .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
-                            .unwrap_or_default();
-                        let info = PeerInfo {
-                            remote_addr,
-                            certificates: Arc::new(certificates),
-                            verified: Arc::default(),
-                        };
-                        let _ = tx
-                            .send(Ok(TlsConn {
-                                inner: stream,
-                                info,
-                            }))
-                            .await;
-                    }
-                    Ok(Err(e)) => tracing::debug!(%remote_addr, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%remote_addr, "TLS handshake timed out"),
-                }
-            });
+            Some((stream, info))
         }
-    });
-    ReceiverStream::new(rx)
+        Ok(Err(e)) => {
+            tracing::debug!(%remote_addr, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%remote_addr, "TLS handshake timed out");
+            None
+        }
+    }
 }
