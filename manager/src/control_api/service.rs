@@ -22,7 +22,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     cluster,
-    store::{keys, Applied, Store, TxnBuilder},
+    store::{keys, Applied, Store, StoreError, TxnBuilder},
 };
 
 pub struct ControlService {
@@ -53,6 +53,20 @@ impl ControlService {
     }
 }
 
+/// Runs a read of whole prefixes on the blocking pool. With 10 000 agents such a
+/// read takes milliseconds, and on the gRPC thread it would stall every other
+/// connection (agents' heartbeats among them) for as long.
+async fn off_thread<T: Send + 'static>(
+    store: &Store,
+    read: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Status> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || read(&store))
+        .await
+        .map_err(|_| Status::internal("a store read did not finish"))?
+        .map_err(Status::from)
+}
+
 fn not_yet(what: &str) -> Status {
     Status::unimplemented(format!("{what} is not available in this version"))
 }
@@ -66,14 +80,23 @@ impl Control for ControlService {
         self.store.read_barrier().await?;
         let (_, record) = cluster::load(&self.store)?;
         let ca = cluster::ca(&record)?;
+        let (managers, agents, hosted_nodes) = off_thread(&self.store, |store| {
+            let count = |prefix| Ok::<_, StoreError>(store.state().scan(prefix)?.len() as u32);
+            Ok((
+                count(keys::MANAGERS)?,
+                count(keys::AGENTS)?,
+                count(keys::HOSTED_NODES)?,
+            ))
+        })
+        .await?;
         Ok(Response::new(ClusterInfo {
             cluster_id: record.cluster_id,
             root_ca_digest: ca_digest(ca.cert_der()),
             root_ca: record.ca_cert_pem.into_bytes(),
             settings: record.settings,
-            managers: self.store.state().scan(keys::MANAGERS)?.len() as u32,
-            agents: self.store.state().scan(keys::AGENTS)?.len() as u32,
-            hosted_nodes: self.store.state().scan(keys::HOSTED_NODES)?.len() as u32,
+            managers,
+            agents,
+            hosted_nodes,
             created_unix_ms: record.created_unix_ms,
         }))
     }
@@ -191,7 +214,7 @@ impl Control for ControlService {
         _req: Request<ListAgentsRequest>,
     ) -> Result<Response<ListAgentsResponse>, Status> {
         self.store.read_barrier().await?;
-        let agents = self.store.list::<Agent>(keys::AGENTS)?;
+        let agents = off_thread(&self.store, |store| store.list::<Agent>(keys::AGENTS)).await?;
         Ok(Response::new(ListAgentsResponse {
             agents: agents.into_iter().map(|(_, a)| a).collect(),
         }))
@@ -239,9 +262,8 @@ impl Control for ControlService {
     ) -> Result<Response<ListTasksResponse>, Status> {
         self.store.read_barrier().await?;
         let req = req.into_inner();
-        let tasks = self
-            .store
-            .list::<Task>(keys::TASKS)?
+        let tasks = off_thread(&self.store, |store| store.list::<Task>(keys::TASKS))
+            .await?
             .into_iter()
             .map(|(_, t)| t)
             .filter(|t| req.agent_id.is_empty() || t.agent_id == req.agent_id)
@@ -275,7 +297,10 @@ impl Control for ControlService {
         _req: Request<ListHostedNodesRequest>,
     ) -> Result<Response<ListHostedNodesResponse>, Status> {
         self.store.read_barrier().await?;
-        let nodes = self.store.list::<HostedNode>(keys::HOSTED_NODES)?;
+        let nodes = off_thread(&self.store, |store| {
+            store.list::<HostedNode>(keys::HOSTED_NODES)
+        })
+        .await?;
         Ok(Response::new(ListHostedNodesResponse {
             nodes: nodes.into_iter().map(|(_, n)| n).collect(),
         }))

@@ -98,12 +98,18 @@ pub async fn run(n: usize, opts: &Options) -> Result<RunResult> {
 
     // Validity: nobody was marked DOWN while heartbeating.
     let op = m.operator();
+    let listed = Instant::now();
     let agents = ControlClient::new(m.channel_as(Some(&op)).await)
         .max_decoding_message_size(256 * 1024 * 1024)
         .list_agents(ListAgentsRequest {})
         .await?
         .into_inner()
         .agents;
+    eprintln!(
+        "[lnswarm] N={n}: ListAgents returned {} agents in {:.1} ms",
+        agents.len(),
+        listed.elapsed().as_secs_f64() * 1e3
+    );
     let ready = agents
         .iter()
         .filter(|a| a.status.as_ref().map(|s| s.state) == Some(AgentState::Ready as i32))
