@@ -3,8 +3,8 @@
 use anyhow::Result;
 use clap::{Subcommand, ValueEnum};
 use lnswarm_common::api::{
-    control_client::ControlClient, Agent, AgentState, Availability, GetAgentRequest,
-    ListAgentsRequest, RemoveAgentRequest, UpdateAgentRequest,
+    Agent, AgentState, Availability, GetAgentRequest, ListAgentsRequest, RemoveAgentRequest,
+    UpdateAgentRequest,
 };
 use serde_json::{json, Value};
 
@@ -91,7 +91,7 @@ pub fn agent_json(a: &Agent) -> Value {
 }
 
 pub async fn run(conn: &Connection, cmd: AgentCommand) -> Result<()> {
-    let mut control = ControlClient::new(conn.manager_channel().await?);
+    let mut control = conn.control().await?;
     match cmd {
         AgentCommand::Ls { format } => {
             let agents = control

@@ -3,8 +3,8 @@
 use anyhow::Result;
 use clap::{Subcommand, ValueEnum};
 use lnswarm_common::api::{
-    chain_source::Source, control_client::ControlClient, BitcoindRpc, ChainSource,
-    GetClusterInfoRequest, GetJoinTokenRequest, JoinRole, UpdateClusterSettingsRequest,
+    chain_source::Source, BitcoindRpc, ChainSource, GetClusterInfoRequest, GetJoinTokenRequest,
+    JoinRole, UpdateClusterSettingsRequest,
 };
 use serde_json::json;
 
@@ -80,7 +80,7 @@ pub enum TokenRole {
 }
 
 pub async fn run(conn: &Connection, cmd: ClusterCommand) -> Result<()> {
-    let mut control = ControlClient::new(conn.manager_channel().await?);
+    let mut control = conn.control().await?;
     match cmd {
         ClusterCommand::Info { format } => {
             let info = control

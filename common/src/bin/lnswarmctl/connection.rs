@@ -6,8 +6,14 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use lnswarm_common::{credentials::Credentials, pki::Role, tls};
+use lnswarm_common::{
+    api::control_client::ControlClient, credentials::Credentials, pki::Role, tls,
+};
 use tonic::transport::Channel;
+
+/// Largest Control API answer accepted: the lists of a large cluster (tens of
+/// thousands of agents, tasks or hosted nodes) outgrow tonic's 4 MiB default.
+const MAX_CONTROL_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
 #[derive(Args, Clone)]
 pub struct Connection {
@@ -43,5 +49,11 @@ impl Connection {
             .await
             .with_context(|| format!("connecting to manager {addr}"))?;
         Ok(channel)
+    }
+
+    /// A Control API client on [`Self::manager_channel`].
+    pub async fn control(&self) -> Result<ControlClient<Channel>> {
+        Ok(ControlClient::new(self.manager_channel().await?)
+            .max_decoding_message_size(MAX_CONTROL_MESSAGE_BYTES))
     }
 }

@@ -3,9 +3,7 @@
 
 use anyhow::Result;
 use clap::Subcommand;
-use lnswarm_common::api::{
-    control_client::ControlClient, ListManagersRequest, RemoveManagerRequest,
-};
+use lnswarm_common::api::{ListManagersRequest, RemoveManagerRequest};
 use serde_json::json;
 
 use crate::{
@@ -31,7 +29,7 @@ pub enum ManagerCommand {
 }
 
 pub async fn run(conn: &Connection, cmd: ManagerCommand) -> Result<()> {
-    let mut client = ControlClient::new(conn.manager_channel().await?);
+    let mut client = conn.control().await?;
     match cmd {
         ManagerCommand::Ls { format } => {
             let managers = client

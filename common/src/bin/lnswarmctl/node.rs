@@ -7,9 +7,9 @@ use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use lnswarm_common::{
     api::{
-        control_client::ControlClient, scheduler_client::SchedulerClient, ChallengeRequest,
-        ChallengeScope, HostedNode, HostedNodeState, InspectHostedNodeRequest,
-        ListHostedNodesRequest, RecoveryRequest, RegistrationRequest,
+        scheduler_client::SchedulerClient, ChallengeRequest, ChallengeScope, HostedNode,
+        HostedNodeState, InspectHostedNodeRequest, ListHostedNodesRequest, RecoveryRequest,
+        RegistrationRequest,
     },
     credentials::Credentials,
     join::fetch_pinned_ca,
@@ -170,7 +170,7 @@ pub async fn run(conn: &Connection, profile: &ProfileArgs, cmd: NodeCommand) -> 
             println!("profile: {}", dir.display());
         }
         NodeCommand::Ls { format } => {
-            let mut control = ControlClient::new(conn.manager_channel().await?);
+            let mut control = conn.control().await?;
             let nodes = control
                 .list_hosted_nodes(ListHostedNodesRequest {})
                 .await?
@@ -196,7 +196,7 @@ pub async fn run(conn: &Connection, profile: &ProfileArgs, cmd: NodeCommand) -> 
             }
         }
         NodeCommand::Inspect { node_id, format } => {
-            let mut control = ControlClient::new(conn.manager_channel().await?);
+            let mut control = conn.control().await?;
             let node = control
                 .inspect_hosted_node(InspectHostedNodeRequest { node_id })
                 .await?

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use lnswarm_common::api::{
-    control_client::ControlClient, task_spec::Runtime, CommandSpec, CreateTaskRequest,
-    GetTaskRequest, ListTasksRequest, RemoveTaskRequest, Secret, Task, TaskSpec, TaskState,
+    task_spec::Runtime, CommandSpec, CreateTaskRequest, GetTaskRequest, ListTasksRequest,
+    RemoveTaskRequest, Secret, Task, TaskSpec, TaskState,
 };
 use serde_json::{json, Value};
 
@@ -89,7 +89,7 @@ pub fn task_json(t: &Task) -> Value {
 }
 
 pub async fn run(conn: &Connection, cmd: TaskCommand) -> Result<()> {
-    let mut control = ControlClient::new(conn.manager_channel().await?);
+    let mut control = conn.control().await?;
     match cmd {
         TaskCommand::Ls { agent, format } => {
             let tasks = control
