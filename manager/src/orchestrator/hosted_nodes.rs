@@ -26,7 +26,7 @@ use tracing::info;
 use crate::{
     ca::sign_leaf,
     cluster,
-    placement::{self, agent_state, is_live},
+    placement::{self, agent_state, is_live, Load},
     scheduler_api::seed_secret_id,
     store::{keys, Store, TxnBuilder},
 };
@@ -51,7 +51,7 @@ pub async fn reconcile(store: &Store) -> Result<(), Status> {
     if nodes.is_empty() {
         return Ok(());
     }
-    let agents: Vec<Agent> = store
+    let agent_list: Vec<Agent> = store
         .list::<Agent>(keys::AGENTS)?
         .into_iter()
         .map(|(_, a)| a)
@@ -67,11 +67,24 @@ pub async fn reconcile(store: &Store) -> Result<(), Status> {
             by_node.entry(t.node_id.as_str()).or_default().push(t);
         }
     }
+    let mut agents = Agents {
+        all: &agent_list,
+        by_id: agent_list.iter().map(|a| (a.id.as_str(), a)).collect(),
+        load: Load::of(&tasks),
+    };
     for (version, node) in nodes {
         let node_tasks = by_node.remove(node.node_id.as_str()).unwrap_or_default();
-        reconcile_node(store, version, node, &node_tasks, &agents, &tasks).await?;
+        reconcile_node(store, version, node, &node_tasks, &mut agents).await?;
     }
     Ok(())
+}
+
+/// What one pass knows about the agents, indexed once for all its nodes.
+struct Agents<'a> {
+    all: &'a [Agent],
+    by_id: HashMap<&'a str, &'a Agent>,
+    /// Live tasks per agent, including those this pass started.
+    load: Load,
 }
 
 fn task_state(t: &Task) -> i32 {
@@ -83,8 +96,7 @@ async fn reconcile_node(
     version: u64,
     node: HostedNode,
     node_tasks: &[&Task],
-    agents: &[Agent],
-    all_tasks: &[Task],
+    agents: &mut Agents<'_>,
 ) -> Result<(), Status> {
     if node.state == HostedNodeState::Exported as i32 {
         return Ok(());
@@ -94,7 +106,7 @@ async fn reconcile_node(
     let mut txn = TxnBuilder::new().require_version(&key, version);
     let mut changed_tasks = false;
     let now = now_unix_ms();
-    let agent = agents.iter().find(|a| a.id == node.agent_id);
+    let agent = agents.by_id.get(node.agent_id.as_str()).copied();
     let live: Vec<&Task> = node_tasks.iter().copied().filter(|t| is_live(t)).collect();
     let draining = agent.is_some_and(|a| a.availability == Availability::Drain as i32);
 
@@ -162,12 +174,9 @@ async fn reconcile_node(
     } else {
         // No live task: start one, on the sticky agent if the node has one.
         let target = if node.agent_id.is_empty() {
-            placement::choose(agents, all_tasks)
+            placement::choose(agents.all, &agents.load)
         } else {
-            let live_on = all_tasks
-                .iter()
-                .filter(|t| t.agent_id == node.agent_id && is_live(t))
-                .count();
+            let live_on = agents.load.on(&node.agent_id);
             match agent {
                 None => Err(format!(
                     "its agent {} has left the cluster; the node is not moved",
@@ -204,7 +213,13 @@ async fn reconcile_node(
                 // Backing off; a later pass starts it.
             }
             Ok(agent_id) => {
-                let (task, secret_ops) = new_task(store, &node, &agent_id, agents)?;
+                let host = agents
+                    .by_id
+                    .get(agent_id.as_str())
+                    .and_then(|a| a.description.as_ref())
+                    .map(|d| d.advertised_address.clone());
+                let (task, secret_ops) = new_task(store, &node, &agent_id, host)?;
+                agents.load.add(&agent_id);
                 for (k, v) in secret_ops {
                     txn = txn.put_tagged(k, &v, [keys::agent_tag(&agent_id)]);
                 }
@@ -246,20 +261,17 @@ async fn reconcile_node(
 }
 
 /// A task for `node` on `agent_id`, and the secret writes it needs (its TLS
-/// certificate; the seed secret already exists from registration).
+/// certificate; the seed secret already exists from registration). `host` is the
+/// agent's advertised address, which the node's certificate names.
 fn new_task(
     store: &Store,
     node: &HostedNode,
     agent_id: &str,
-    agents: &[Agent],
+    host: Option<String>,
 ) -> Result<(Task, Vec<(String, Secret)>), Status> {
     let (_, record) = cluster::load(store)?;
     let settings = record.settings.unwrap_or_else(cluster::default_settings);
-    let host = agents
-        .iter()
-        .find(|a| a.id == agent_id)
-        .and_then(|a| a.description.as_ref())
-        .map(|d| d.advertised_address.clone())
+    let host = host
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "127.0.0.1".into());
     let key = new_key_and_csr(&node.node_id, Some(Role::Node))

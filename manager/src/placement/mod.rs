@@ -2,6 +2,8 @@
 //! with a free task slot qualify; among them the one running the fewest live tasks
 //! wins, so work spreads across agents.
 
+use std::collections::HashMap;
+
 use lnswarm_common::{
     api::{Agent, AgentState, Availability, Task, TaskSpec, TaskState, TaskStatus},
     ids::{new_id, now_unix_ms},
@@ -57,29 +59,63 @@ fn state_word(state: AgentState) -> &'static str {
     }
 }
 
+/// Live tasks per agent, counted once: placement asks for every candidate agent,
+/// and the orchestrator for every node, so counting by scanning the task list each
+/// time cost agents × tasks.
+#[derive(Default)]
+pub struct Load(HashMap<String, usize>);
+
+impl Load {
+    pub fn of(tasks: &[Task]) -> Self {
+        let mut load = Load::default();
+        for t in tasks.iter().filter(|t| is_live(t)) {
+            load.add(&t.agent_id);
+        }
+        load
+    }
+
+    /// Live tasks on `agent_id`.
+    pub fn on(&self, agent_id: &str) -> usize {
+        self.0.get(agent_id).copied().unwrap_or(0)
+    }
+
+    /// Counts a task placed on `agent_id` since the count was taken, so several
+    /// placements in one pass spread out.
+    pub fn add(&mut self, agent_id: &str) {
+        *self.0.entry(agent_id.to_string()).or_default() += 1;
+    }
+}
+
+/// Most reasons listed when no agent can take a task.
+const MAX_REASONS: usize = 5;
+
 /// The agent a new task should go to, or why none can take it.
-pub fn choose(agents: &[Agent], tasks: &[Task]) -> Result<String, String> {
-    let live_on = |id: &str| {
-        tasks
-            .iter()
-            .filter(|t| t.agent_id == id && is_live(t))
-            .count()
-    };
+pub fn choose(agents: &[Agent], load: &Load) -> Result<String, String> {
     let mut reasons = Vec::new();
+    let mut unfit_count = 0;
     let best = agents
         .iter()
-        .filter(|a| match unfit(a, live_on(&a.id)) {
+        .filter(|a| match unfit(a, load.on(&a.id)) {
             None => true,
             Some(why) => {
-                reasons.push(why);
+                unfit_count += 1;
+                if reasons.len() < MAX_REASONS {
+                    reasons.push(why);
+                }
                 false
             }
         })
-        .min_by_key(|a| (live_on(&a.id), a.id.clone()));
+        .min_by_key(|a| (load.on(&a.id), a.id.as_str()));
     match best {
         Some(a) => Ok(a.id.clone()),
         None if agents.is_empty() => Err("no agent has joined the cluster".into()),
-        None => Err(format!("no agent can take it: {}", reasons.join("; "))),
+        None => {
+            let more = unfit_count - reasons.len();
+            if more > 0 {
+                reasons.push(format!("and {more} more"));
+            }
+            Err(format!("no agent can take it: {}", reasons.join("; ")))
+        }
     }
 }
 
@@ -95,7 +131,7 @@ pub fn choose_from(store: &Store) -> Result<Result<String, String>, StoreError> 
         .into_iter()
         .map(|(_, t)| t)
         .collect();
-    Ok(choose(&agents, &tasks))
+    Ok(choose(&agents, &Load::of(&tasks)))
 }
 
 /// A new task placed on `agent_id`, wanted running, not yet started.
@@ -160,15 +196,40 @@ mod tests {
             agent("d", AgentState::Ready, Availability::Drain, 10),
         ];
         let tasks = vec![task("a", TaskState::Running), task("b", TaskState::Failed)];
+        let mut load = Load::of(&tasks);
         assert_eq!(
-            choose(&agents, &tasks).unwrap(),
+            choose(&agents, &load).unwrap(),
             "b",
             "finished tasks do not count"
         );
+        load.add("b");
+        load.add("b");
+        assert_eq!(
+            choose(&agents, &load).unwrap(),
+            "a",
+            "tasks placed since the count was taken count"
+        );
         let full = vec![agent("a", AgentState::Ready, Availability::Active, 1)];
-        let err = choose(&full, &[task("a", TaskState::Running)]).unwrap_err();
+        let err = choose(&full, &Load::of(&[task("a", TaskState::Running)])).unwrap_err();
         assert!(err.contains("no free task slot"), "{err}");
-        let err = choose(&agents[2..], &[]).unwrap_err();
+        let err = choose(&agents[2..], &Load::default()).unwrap_err();
         assert!(err.contains("DOWN") && err.contains("draining"), "{err}");
+    }
+
+    #[test]
+    fn lists_a_few_reasons_when_no_agent_fits() {
+        let agents: Vec<Agent> = (0..12)
+            .map(|i| {
+                agent(
+                    &format!("a{i:02}"),
+                    AgentState::Down,
+                    Availability::Active,
+                    1,
+                )
+            })
+            .collect();
+        let err = choose(&agents, &Load::default()).unwrap_err();
+        assert_eq!(err.matches("is DOWN").count(), MAX_REASONS, "{err}");
+        assert!(err.ends_with("and 7 more"), "{err}");
     }
 }
