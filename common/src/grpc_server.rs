@@ -4,9 +4,10 @@
 //! tonic's `Server` does the same job, but hyper's `date` response header cannot be
 //! turned off through it. Agents heartbeat once per period on long-lived
 //! connections, so every response carried a date that had changed since the last
-//! one and HPACK encoded it as a new literal; with the per-call layers we do not use
-//! (a boxed service, a tracing span, a deadline timer) that was several per cent of a
-//! manager's CPU at 10 000 agents (docs/BENCHMARKS.md). gRPC does not use the header.
+//! one and HPACK encoded it as a new literal. With tonic's per-call layers that we
+//! do not use (a boxed service, a tracing span, a deadline timer), that cost about
+//! 8 % of a manager's CPU at 10 000 agents (docs/BENCHMARKS.md). gRPC does not use
+//! the header.
 //!
 //! Deadlines: a client whose deadline passes resets its stream, and hyper then
 //! drops the handler's future, so the server needs no timer of its own.
@@ -26,7 +27,7 @@ use tower::{Layer, ServiceExt};
 use crate::{authz::AuthzLayer, tls};
 
 /// What a served service receives.
-pub type Request = http::Request<hyper::body::Incoming>;
+type Request = http::Request<hyper::body::Incoming>;
 
 /// How long open calls may run on after shutdown begins. Streams (an agent's
 /// session, a node's event subscription) never end on their own, so they are cut
