@@ -40,21 +40,27 @@ const MAX_VERIFIED: usize = 100_000;
 /// A verified identity and when its certificate expires (Unix seconds).
 type Verified = (Arc<Identity>, i64);
 
+/// Behind an `Arc`: hyper clones the service, and so the layer, for every call.
 #[derive(Clone)]
-pub struct AuthzLayer {
+pub struct AuthzLayer(Arc<Authz>);
+
+struct Authz {
     verifier: PeerVerifier,
     scope: NodeScope,
-    verified: Arc<Mutex<HashMap<[u8; 32], Verified>>>,
+    verified: Mutex<HashMap<[u8; 32], Verified>>,
 }
 
 impl AuthzLayer {
     pub fn new(verifier: PeerVerifier, scope: NodeScope) -> Self {
-        AuthzLayer {
+        AuthzLayer(Arc::new(Authz {
             verifier,
             scope,
-            verified: Arc::default(),
-        }
+            verified: Mutex::default(),
+        }))
     }
+}
+
+impl Authz {
 
     /// The identity `peer`'s leaf certificate proves: remembered on the connection
     /// or in the cache while it is unexpired and not revoked, else by full
@@ -102,7 +108,7 @@ impl AuthzLayer {
 
     /// The decision for one call: the caller's identity (if it showed one) or the
     /// refusal.
-    pub fn authorize(
+    fn authorize(
         &self,
         path: &str,
         peer: Option<&PeerInfo>,
@@ -170,6 +176,7 @@ where
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         let decision = self
             .layer
+            .0
             .authorize(req.uri().path(), req.extensions().get::<PeerInfo>());
         match decision {
             Ok(identity) => {
