@@ -61,7 +61,6 @@ impl AuthzLayer {
 }
 
 impl Authz {
-
     /// The identity `peer`'s leaf certificate proves: remembered on the connection
     /// or in the cache while it is unexpired and not revoked, else by full
     /// verification.
