@@ -15,6 +15,9 @@ pub struct DispatcherConfig {
     pub default_grace_multiplier: u32,
     /// Each period handed to an agent is the period ± this fraction.
     pub period_jitter: f64,
+    /// ...then stretched so the next heartbeat is due on a multiple of this on the
+    /// leader's clock (zero: not aligned). See [`HeartbeatTiming::next_period`].
+    pub heartbeat_slot: Duration,
     /// After a leader change, how many TTLs (but at least `leader_change_grace_min`)
     /// an agent has to open a session before it is written DOWN (its status is
     /// UNKNOWN meanwhile): agents must first notice, back off and find the leader.
@@ -45,6 +48,7 @@ impl Default for DispatcherConfig {
             default_period: Duration::from_secs(5),
             default_grace_multiplier: 3,
             period_jitter: 0.1,
+            heartbeat_slot: Duration::from_millis(10),
             leader_change_grace_ttls: 3,
             leader_change_grace_min: Duration::from_secs(10),
             max_registrations: 3,
@@ -89,14 +93,50 @@ impl HeartbeatTiming {
         self.period * self.grace_multiplier
     }
 
-    /// The period to hand an agent: the period ± `jitter`.
-    pub fn jittered_period(&self, jitter: f64) -> Duration {
+    /// The period to hand an agent at `now_ms` (Unix milliseconds): the period ±
+    /// `jitter`, stretched by less than `slot` so that the next heartbeat is due on
+    /// a multiple of `slot`.
+    ///
+    /// Jitter spreads agents over the period; the slots gather the beats due close
+    /// together. The server then wakes once for the beats of a slot instead of
+    /// once for each, and a wake-up costs about as much as the call it serves.
+    pub fn next_period(&self, jitter: f64, slot: Duration, now_ms: u64) -> Duration {
         use rand::Rng;
         let f = if jitter > 0.0 {
             rand::thread_rng().gen_range(1.0 - jitter..=1.0 + jitter)
         } else {
             1.0
         };
-        self.period.mul_f64(f)
+        let period = self.period.mul_f64(f);
+        let slot_ms = slot.as_millis() as u64;
+        if slot_ms == 0 {
+            return period;
+        }
+        let due_ms = now_ms + period.as_millis() as u64;
+        Duration::from_millis(due_ms.div_ceil(slot_ms) * slot_ms - now_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_heartbeat_is_due_on_a_slot_within_the_jitter() {
+        let timing = HeartbeatTiming {
+            period: Duration::from_secs(5),
+            grace_multiplier: 3,
+        };
+        let slot = Duration::from_millis(10);
+        for now_ms in [1_764_638_400_123, 1_764_638_400_130, 7] {
+            for _ in 0..200 {
+                let period = timing.next_period(0.1, slot, now_ms);
+                assert_eq!((now_ms + period.as_millis() as u64) % 10, 0, "{period:?}");
+                assert!(period >= Duration::from_millis(4_500), "{period:?}");
+                assert!(period < Duration::from_millis(5_510), "{period:?}");
+            }
+        }
+        let unaligned = timing.next_period(0.0, Duration::ZERO, 1_764_638_400_123);
+        assert_eq!(unaligned, Duration::from_secs(5));
     }
 }

@@ -340,7 +340,12 @@ impl dispatcher_server::Dispatcher for Dispatcher {
                 message: "the agent shut down".into(),
             });
         }
-        let period = timing.jittered_period(self.shared.config.period_jitter);
+        let config = &self.shared.config;
+        let period = timing.next_period(
+            config.period_jitter,
+            config.heartbeat_slot,
+            now_unix_ms() as u64,
+        );
         Ok(Response::new(HeartbeatResponse {
             period_ms: period.as_millis() as u64,
         }))
