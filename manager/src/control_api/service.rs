@@ -53,20 +53,6 @@ impl ControlService {
     }
 }
 
-/// Runs a read of whole prefixes on the blocking pool. With 10 000 agents such a
-/// read takes milliseconds, and on the gRPC thread it would stall every other
-/// connection (agents' heartbeats among them) for as long.
-async fn off_thread<T: Send + 'static>(
-    store: &Store,
-    read: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, Status> {
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || read(&store))
-        .await
-        .map_err(|_| Status::internal("a store read did not finish"))?
-        .map_err(Status::from)
-}
-
 fn not_yet(what: &str) -> Status {
     Status::unimplemented(format!("{what} is not available in this version"))
 }
@@ -80,15 +66,17 @@ impl Control for ControlService {
         self.store.read_barrier().await?;
         let (_, record) = cluster::load(&self.store)?;
         let ca = cluster::ca(&record)?;
-        let (managers, agents, hosted_nodes) = off_thread(&self.store, |store| {
-            let count = |prefix| Ok::<_, StoreError>(store.state().scan(prefix)?.len() as u32);
-            Ok((
-                count(keys::MANAGERS)?,
-                count(keys::AGENTS)?,
-                count(keys::HOSTED_NODES)?,
-            ))
-        })
-        .await?;
+        let (managers, agents, hosted_nodes) = self
+            .store
+            .read_off_thread(|store| {
+                let count = |prefix| Ok::<_, StoreError>(store.state().scan(prefix)?.len() as u32);
+                Ok((
+                    count(keys::MANAGERS)?,
+                    count(keys::AGENTS)?,
+                    count(keys::HOSTED_NODES)?,
+                ))
+            })
+            .await?;
         Ok(Response::new(ClusterInfo {
             cluster_id: record.cluster_id,
             root_ca_digest: ca_digest(ca.cert_der()),
@@ -214,7 +202,10 @@ impl Control for ControlService {
         _req: Request<ListAgentsRequest>,
     ) -> Result<Response<ListAgentsResponse>, Status> {
         self.store.read_barrier().await?;
-        let agents = off_thread(&self.store, |store| store.list::<Agent>(keys::AGENTS)).await?;
+        let agents = self
+            .store
+            .read_off_thread(|store| store.list::<Agent>(keys::AGENTS))
+            .await?;
         Ok(Response::new(ListAgentsResponse {
             agents: agents.into_iter().map(|(_, a)| a).collect(),
         }))
@@ -262,7 +253,9 @@ impl Control for ControlService {
     ) -> Result<Response<ListTasksResponse>, Status> {
         self.store.read_barrier().await?;
         let req = req.into_inner();
-        let tasks = off_thread(&self.store, |store| store.list::<Task>(keys::TASKS))
+        let tasks = self
+            .store
+            .read_off_thread(|store| store.list::<Task>(keys::TASKS))
             .await?
             .into_iter()
             .map(|(_, t)| t)
@@ -297,10 +290,10 @@ impl Control for ControlService {
         _req: Request<ListHostedNodesRequest>,
     ) -> Result<Response<ListHostedNodesResponse>, Status> {
         self.store.read_barrier().await?;
-        let nodes = off_thread(&self.store, |store| {
-            store.list::<HostedNode>(keys::HOSTED_NODES)
-        })
-        .await?;
+        let nodes = self
+            .store
+            .read_off_thread(|store| store.list::<HostedNode>(keys::HOSTED_NODES))
+            .await?;
         Ok(Response::new(ListHostedNodesResponse {
             nodes: nodes.into_iter().map(|(_, n)| n).collect(),
         }))

@@ -41,7 +41,10 @@ pub async fn create_task(store: &Store, req: CreateTaskRequest) -> Result<Task, 
         None => return Err(Status::invalid_argument("spec.runtime is required")),
     }
     let agent_id = if req.agent_id.is_empty() {
-        crate::placement::choose_from(store)?.map_err(Status::failed_precondition)?
+        store
+            .read_off_thread(crate::placement::choose_from)
+            .await?
+            .map_err(Status::failed_precondition)?
     } else {
         if store.get::<Agent>(&keys::agent(&req.agent_id))?.is_none() {
             return Err(Status::not_found(format!("no agent {:?}", req.agent_id)));
@@ -139,7 +142,10 @@ pub async fn remove_agent(store: &Store, req: RemoveAgentRequest) -> Result<(), 
         let mut txn = TxnBuilder::new()
             .require_version(&key, version)
             .delete_tagged(&key, [tag.clone()]);
-        for (v, task) in store.list::<Task>(keys::TASKS)? {
+        let tasks = store
+            .read_off_thread(|store| store.list::<Task>(keys::TASKS))
+            .await?;
+        for (v, task) in tasks {
             if task.agent_id == req.id {
                 let tkey = keys::task(&task.id);
                 txn = txn

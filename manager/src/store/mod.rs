@@ -23,6 +23,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    #[error("a store read did not finish: {0}")]
+    Interrupted(String),
 }
 
 impl From<StoreError> for Status {
@@ -143,6 +145,19 @@ impl Store {
             .into_iter()
             .map(|(_, v)| Ok((v.version, v.decode::<M>()?)))
             .collect()
+    }
+
+    /// Runs `read` on the blocking pool. Reads of whole prefixes take milliseconds
+    /// in a large cluster (10 000 agents), and on the gRPC thread they would stall
+    /// every other connection, agents' heartbeats among them, for as long.
+    pub async fn read_off_thread<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || read(&store))
+            .await
+            .map_err(|e| StoreError::Interrupted(e.to_string()))?
     }
 }
 
