@@ -24,7 +24,7 @@ use lnswarm_common::{
 use lnswarm_tests::{agents::description, certs::TestCa, manager::TestManager};
 
 use crate::{
-    stats::{cpu_seconds, rss_mib, RunResult},
+    stats::{measure_windows, rss_mib, RunResult},
     Options,
 };
 
@@ -87,13 +87,10 @@ pub async fn run(n: usize, opts: &Options) -> Result<RunResult> {
     );
     tokio::time::sleep(opts.period + Duration::from_secs(1)).await;
 
-    let cpu0 = cpu_seconds(pid);
     shared.measuring.store(true, Ordering::SeqCst);
-    let t0 = Instant::now();
-    tokio::time::sleep(opts.measure).await;
+    let (windows, window) =
+        measure_windows(opts.measure, opts.windows, &shared.beats, &[pid]).await;
     shared.measuring.store(false, Ordering::SeqCst);
-    let window = t0.elapsed();
-    let cpu = cpu_seconds(pid) - cpu0;
     let rss = rss_mib(pid);
 
     // Validity: nobody was marked DOWN while heartbeating.
@@ -119,10 +116,9 @@ pub async fn run(n: usize, opts: &Options) -> Result<RunResult> {
     }
     let latencies = std::mem::take(&mut *shared.latencies.lock().unwrap());
     Ok(RunResult {
-        beats: shared.beats.load(Ordering::Relaxed),
+        windows,
         window,
         latencies_us: latencies,
-        server_cpu_s: cpu,
         server_rss_mib: rss,
         errors: shared.errors.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed),
         note: if ready == n {

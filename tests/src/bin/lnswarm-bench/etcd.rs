@@ -18,7 +18,7 @@ use lnswarm_tests::etcd::{put, start_cluster};
 use tonic::transport::Endpoint;
 
 use crate::{
-    stats::{cpu_seconds, rss_mib, RunResult},
+    stats::{measure_windows, rss_mib, RunResult},
     Options,
 };
 
@@ -111,13 +111,9 @@ pub async fn run(n: usize, opts: &Options) -> Result<RunResult> {
         }));
     }
     tokio::time::sleep(opts.period + Duration::from_secs(1)).await;
-    let cpu0: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
     measuring.store(true, Ordering::SeqCst);
-    let t0 = Instant::now();
-    tokio::time::sleep(opts.measure).await;
+    let (windows, window) = measure_windows(opts.measure, opts.windows, &beats, &pids).await;
     measuring.store(false, Ordering::SeqCst);
-    let window = t0.elapsed();
-    let cpu = pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>() - cpu0;
     let rss = pids.iter().map(|p| rss_mib(*p)).sum();
     for h in handles {
         h.abort();
@@ -125,10 +121,9 @@ pub async fn run(n: usize, opts: &Options) -> Result<RunResult> {
     drop(members);
     let latencies = std::mem::take(&mut *latencies.lock().unwrap());
     Ok(RunResult {
-        beats: beats.load(Ordering::Relaxed),
+        windows,
         window,
         latencies_us: latencies,
-        server_cpu_s: cpu,
         server_rss_mib: rss,
         errors: errors.load(Ordering::Relaxed),
         note: String::new(),

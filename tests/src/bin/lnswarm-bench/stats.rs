@@ -1,14 +1,59 @@
 //! Measuring both sides alike: latencies into a sorted list for percentiles, and a
-//! server's CPU seconds and RSS read from /proc.
+//! server's CPU seconds and RSS read from /proc, over several consecutive windows.
+//!
+//! The machine is a shared VM, and a burst of outside load can double a server's
+//! CPU for part of a run. Each side is therefore measured over a few consecutive
+//! windows, every window is printed, and the comparison uses each side's median
+//! window, so that one disturbed window does not decide it.
 
-use std::time::Duration;
+use std::{
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
+
+/// Beats and server CPU in one measurement window.
+#[derive(Clone, Copy)]
+pub struct Window {
+    pub beats: usize,
+    pub cpu_s: f64,
+}
+
+impl Window {
+    pub fn per_cpu_second(&self) -> f64 {
+        self.beats as f64 / self.cpu_s.max(1e-9)
+    }
+}
+
+/// Splits `total` into `count` consecutive windows, reading `beats` and the CPU
+/// of `pids` at each boundary.
+pub async fn measure_windows(
+    total: Duration,
+    count: usize,
+    beats: &AtomicUsize,
+    pids: &[u32],
+) -> (Vec<Window>, Duration) {
+    let cpu = || pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>();
+    let count = count.max(1);
+    let started = Instant::now();
+    let mut windows = Vec::with_capacity(count);
+    let (mut beats0, mut cpu0) = (beats.load(Ordering::Relaxed), cpu());
+    for i in 1..=count {
+        tokio::time::sleep_until((started + total.mul_f64(i as f64 / count as f64)).into()).await;
+        let (beats1, cpu1) = (beats.load(Ordering::Relaxed), cpu());
+        windows.push(Window {
+            beats: beats1 - beats0,
+            cpu_s: cpu1 - cpu0,
+        });
+        (beats0, cpu0) = (beats1, cpu1);
+    }
+    (windows, started.elapsed())
+}
 
 /// What one run measured.
 pub struct RunResult {
-    pub beats: usize,
+    pub windows: Vec<Window>,
     pub window: Duration,
     pub latencies_us: Vec<u32>,
-    pub server_cpu_s: f64,
     pub server_rss_mib: f64,
     pub errors: usize,
     /// Anything the reader should know (for example agents marked DOWN).
@@ -16,12 +61,36 @@ pub struct RunResult {
 }
 
 impl RunResult {
-    pub fn per_second(&self) -> f64 {
-        self.beats as f64 / self.window.as_secs_f64()
+    fn beats(&self) -> usize {
+        self.windows.iter().map(|w| w.beats).sum()
     }
 
+    fn cpu_s(&self) -> f64 {
+        self.windows.iter().map(|w| w.cpu_s).sum()
+    }
+
+    pub fn per_second(&self) -> f64 {
+        self.beats() as f64 / self.window.as_secs_f64()
+    }
+
+    /// The median window's beats per CPU-second.
     pub fn per_cpu_second(&self) -> f64 {
-        self.beats as f64 / self.server_cpu_s.max(1e-9)
+        let mut v: Vec<f64> = self.windows.iter().map(Window::per_cpu_second).collect();
+        v.sort_by(f64::total_cmp);
+        match v.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        }
+    }
+
+    /// Every window's beats per CPU-second, in order.
+    fn each_window(&self) -> String {
+        self.windows
+            .iter()
+            .map(|w| format!("{:.0}", w.per_cpu_second()))
+            .collect::<Vec<_>>()
+            .join(" / ")
     }
 
     fn pct(&self, p: f64) -> f64 {
@@ -36,12 +105,13 @@ impl RunResult {
 
     pub fn line(&self, what: &str, n: usize) -> String {
         format!(
-            "{what:30} N={n:>6}: {:>8.1} beats/s  p50 {:>7.2} ms  p99 {:>7.2} ms  CPU {:>6.2} s  {:>8.0} beats/CPU-s  RSS {:>7.1} MiB  errors {} {}",
+            "{what:30} N={n:>6}: {:>8.1} beats/s  p50 {:>7.2} ms  p99 {:>7.2} ms  CPU {:>6.2} s  {:>8.0} beats/CPU-s (median of {})  RSS {:>7.1} MiB  errors {} {}",
             self.per_second(),
             self.pct(0.50),
             self.pct(0.99),
-            self.server_cpu_s,
+            self.cpu_s(),
             self.per_cpu_second(),
+            self.each_window(),
             self.server_rss_mib,
             self.errors,
             self.note
@@ -50,12 +120,13 @@ impl RunResult {
 
     pub fn markdown(&self, what: &str, n: usize) -> String {
         format!(
-            "| {n} | {what} | {:.1} | {:.2} | {:.2} | {:.2} | {:.0} | {:.1} | {}{} |",
+            "| {n} | {what} | {:.1} | {:.2} | {:.2} | {:.2} | {:.0} | {} | {:.1} | {}{} |",
             self.per_second(),
             self.pct(0.50),
             self.pct(0.99),
-            self.server_cpu_s,
+            self.cpu_s(),
             self.per_cpu_second(),
+            self.each_window(),
             self.server_rss_mib,
             self.errors,
             if self.note.is_empty() {
