@@ -51,16 +51,22 @@ pub async fn reconcile(store: &Store) -> Result<(), Status> {
     if nodes.is_empty() {
         return Ok(());
     }
-    let agent_list: Vec<Agent> = store
-        .list::<Agent>(keys::AGENTS)?
-        .into_iter()
-        .map(|(_, a)| a)
-        .collect();
-    let tasks: Vec<Task> = store
-        .list::<Task>(keys::TASKS)?
-        .into_iter()
-        .map(|(_, t)| t)
-        .collect();
+    // Off the runtime's threads: in a large cluster these take milliseconds.
+    let (agent_list, tasks) = store
+        .read_off_thread(|store| {
+            let agents: Vec<Agent> = store
+                .list::<Agent>(keys::AGENTS)?
+                .into_iter()
+                .map(|(_, a)| a)
+                .collect();
+            let tasks: Vec<Task> = store
+                .list::<Task>(keys::TASKS)?
+                .into_iter()
+                .map(|(_, t)| t)
+                .collect();
+            Ok((agents, tasks))
+        })
+        .await?;
     let mut by_node: HashMap<&str, Vec<&Task>> = HashMap::new();
     for t in &tasks {
         if !t.node_id.is_empty() {
