@@ -55,6 +55,20 @@ pub struct Dispatcher {
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
+/// Messages queued for a session's or an assignments stream, boxed: a tokio channel
+/// allocates room for 32 items up front, and unboxed a `SessionMessage` made that
+/// 9 KiB per connected agent.
+type BoxedSender<T> = mpsc::Sender<Result<Box<T>, Status>>;
+
+fn boxed_channel<T>() -> (BoxedSender<T>, mpsc::Receiver<Result<Box<T>, Status>>) {
+    mpsc::channel(4)
+}
+
+fn unboxed<T: Send + 'static>(rx: mpsc::Receiver<Result<Box<T>, Status>>) -> BoxStream<T> {
+    use futures::StreamExt;
+    Box::pin(ReceiverStream::new(rx).map(|item| item.map(|boxed| *boxed)))
+}
+
 impl Dispatcher {
     /// Starts the dispatcher's background work (leadership, timers, the writer).
     pub fn start(store: Store, config: DispatcherConfig) -> Self {
@@ -261,7 +275,7 @@ impl dispatcher_server::Dispatcher for Dispatcher {
             managers: shared.managers.borrow().clone(),
             root_ca: root_ca(&shared.store)?,
         };
-        let (tx, rx) = mpsc::channel(4);
+        let (tx, rx) = boxed_channel::<SessionMessage>();
         let store = shared.store.clone();
         let mut managers_rx = shared.managers.subscribe();
         managers_rx.borrow_and_update();
@@ -271,7 +285,7 @@ impl dispatcher_server::Dispatcher for Dispatcher {
         tokio::spawn(
             async move {
                 let mut last = first.clone();
-                if tx.send(Ok(first)).await.is_err() {
+                if tx.send(Ok(Box::new(first))).await.is_err() {
                     return;
                 }
                 loop {
@@ -305,7 +319,7 @@ impl dispatcher_server::Dispatcher for Dispatcher {
                                 .map(|a| (&a.description, a.availability));
                     if changed {
                         last = next.clone();
-                        if tx.send(Ok(next)).await.is_err() {
+                        if tx.send(Ok(Box::new(next))).await.is_err() {
                             return;
                         }
                     }
@@ -313,7 +327,7 @@ impl dispatcher_server::Dispatcher for Dispatcher {
             }
             .instrument(span),
         );
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(unboxed(rx)))
     }
 
     async fn heartbeat(
@@ -414,7 +428,7 @@ impl dispatcher_server::Dispatcher for Dispatcher {
         let mut wake = store.state().watch().subscribe(&keys::agent_tag(&agent_id));
         wake.borrow_and_update();
         let span = info_span!("assignments", agent = %agent_id, session = %req.session_id);
-        let (tx, rx) = mpsc::channel::<Result<AssignmentsMessage, Status>>(4);
+        let (tx, rx) = boxed_channel::<AssignmentsMessage>();
         tokio::spawn(
             async move {
                 let mut set = AgentAssignments::new(&agent_id);
@@ -442,7 +456,7 @@ impl dispatcher_server::Dispatcher for Dispatcher {
                                 .unwrap_or_default();
                             debug!(since, upto, "resuming with an incremental update");
                             for m in messages {
-                                if tx.send(Ok(m)).await.is_err() {
+                                if tx.send(Ok(Box::new(m))).await.is_err() {
                                     return;
                                 }
                             }
@@ -464,7 +478,7 @@ impl dispatcher_server::Dispatcher for Dispatcher {
                             Ok((message, index)) => {
                                 debug!(index, items = message.changes.len(), "complete set sent");
                                 let results_in = message.results_in.clone();
-                                if tx.send(Ok(message)).await.is_err() {
+                                if tx.send(Ok(Box::new(message))).await.is_err() {
                                     return;
                                 }
                                 (index, results_in)
@@ -491,7 +505,7 @@ impl dispatcher_server::Dispatcher for Dispatcher {
                             let mut last = last_sent;
                             for m in messages {
                                 last = m.results_in.clone();
-                                if tx.send(Ok(m)).await.is_err() {
+                                if tx.send(Ok(Box::new(m))).await.is_err() {
                                     return;
                                 }
                             }
@@ -508,6 +522,6 @@ impl dispatcher_server::Dispatcher for Dispatcher {
             }
             .instrument(span),
         );
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(unboxed(rx)))
     }
 }
