@@ -52,21 +52,7 @@ pub async fn reconcile(store: &Store) -> Result<(), Status> {
         return Ok(());
     }
     // Off the runtime's threads: in a large cluster these take milliseconds.
-    let (agent_list, tasks) = store
-        .read_off_thread(|store| {
-            let agents: Vec<Agent> = store
-                .list::<Agent>(keys::AGENTS)?
-                .into_iter()
-                .map(|(_, a)| a)
-                .collect();
-            let tasks: Vec<Task> = store
-                .list::<Task>(keys::TASKS)?
-                .into_iter()
-                .map(|(_, t)| t)
-                .collect();
-            Ok((agents, tasks))
-        })
-        .await?;
+    let (agent_list, tasks) = store.read_off_thread(placement::agents_and_tasks).await?;
     let mut by_node: HashMap<&str, Vec<&Task>> = HashMap::new();
     for t in &tasks {
         if !t.node_id.is_empty() {

@@ -119,18 +119,19 @@ pub fn choose(agents: &[Agent], load: &Load) -> Result<String, String> {
     }
 }
 
+/// Every agent and every task in the store: what placement decides from.
+pub fn agents_and_tasks(store: &Store) -> Result<(Vec<Agent>, Vec<Task>), StoreError> {
+    let agents = store.list::<Agent>(keys::AGENTS)?;
+    let tasks = store.list::<Task>(keys::TASKS)?;
+    Ok((
+        agents.into_iter().map(|(_, a)| a).collect(),
+        tasks.into_iter().map(|(_, t)| t).collect(),
+    ))
+}
+
 /// [`choose`] over the agents and tasks in the store.
 pub fn choose_from(store: &Store) -> Result<Result<String, String>, StoreError> {
-    let agents: Vec<Agent> = store
-        .list::<Agent>(keys::AGENTS)?
-        .into_iter()
-        .map(|(_, a)| a)
-        .collect();
-    let tasks: Vec<Task> = store
-        .list::<Task>(keys::TASKS)?
-        .into_iter()
-        .map(|(_, t)| t)
-        .collect();
+    let (agents, tasks) = agents_and_tasks(store)?;
     Ok(choose(&agents, &Load::of(&tasks)))
 }
 

@@ -47,7 +47,7 @@ fn parse(args: &[String]) -> Result<Options> {
             }
             "--period-ms" => o.period = Duration::from_millis(value()?.parse()?),
             "--measure-secs" => o.measure = Duration::from_secs(value()?.parse()?),
-            "--windows" => o.windows = value()?.parse::<usize>()?.max(1),
+            "--windows" => o.windows = value()?.parse()?,
             "--no-etcd" => o.etcd = false,
             other => bail!("unknown option {other}"),
         }
