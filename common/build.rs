@@ -13,6 +13,7 @@ const PROTOS: &[&str] = &[
     "scheduler.proto",
     "node.proto",
     "store.proto",
+    "unlock.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

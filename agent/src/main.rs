@@ -60,6 +60,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    lnswarm_common::private_files::private_umask();
     telemetry::init();
     match Cli::parse().command {
         Command::Join {

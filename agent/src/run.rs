@@ -60,6 +60,8 @@ fn hostname() -> String {
 
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let dir = DataDir::new(&opts.data_dir);
+    lnswarm_common::private_files::restrict_tree(dir.root())
+        .with_context(|| format!("making {} private", dir.root().display()))?;
     let config = dir.read_config()?;
     let credentials = Credentials::load(&dir.credentials())
         .with_context(|| format!("loading credentials from {}", dir.credentials().display()))?;

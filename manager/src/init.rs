@@ -1,6 +1,7 @@
-//! `lnswarm-manager init`: creates a cluster in an empty data directory: the root CA
-//! (new, or one the operator brings), the cluster object with both join tokens, this
-//! manager's certificate, and an operator credential for lnswarmctl.
+//! `lnswarm-manager init`: creates a cluster in an empty data directory: the
+//! cluster's data key, the root CA (new, or one the operator brings), the cluster
+//! object with both join tokens, this manager's certificate, and an operator
+//! credential for lnswarmctl.
 
 use std::path::PathBuf;
 
@@ -9,14 +10,17 @@ use lnswarm_common::{
     api::{ClusterRecord, Manager},
     credentials::Credentials,
     ids::new_id,
-    pki::{new_key_and_csr, subject_of, ClusterCa, Role},
+    pki::{ip_of_address, new_key_and_csr, subject_of, ClusterCa, Role},
 };
 
 use crate::{
     ca::issue_and_record,
     cluster,
     layout::{open_db, DataDir, ManagerConfig},
-    store::{keys, Store, TxnBuilder},
+    store::{
+        at_rest::{key_file, write_key, DataKey},
+        keys, Store, TxnBuilder,
+    },
 };
 
 pub struct InitOptions {
@@ -31,9 +35,8 @@ pub struct InitOptions {
 pub struct Initialized {
     pub config: ManagerConfig,
     pub record: ClusterRecord,
-    pub store: Store,
-    pub credentials: Credentials,
-    pub manager: Manager,
+    /// The database `init` wrote, for the raft store that takes it over.
+    pub db: sled::Db,
 }
 
 pub async fn init(opts: InitOptions) -> anyhow::Result<Initialized> {
@@ -53,38 +56,39 @@ pub async fn init(opts: InitOptions) -> anyhow::Result<Initialized> {
         None => ClusterCa::create(&new_id()).context("creating the root CA")?,
     };
 
+    let data_key = DataKey::generate();
+    write_key(&key_file(dir.root()), &data_key, None)?;
+
     let advertise = opts
         .advertise
         .clone()
         .unwrap_or_else(|| opts.listen.clone());
     let manager_id = new_id();
+    let db = open_db(&dir)?;
     let store = Store::open_local(
-        open_db(&dir)?,
+        db.clone(),
         Some((manager_id.clone(), advertise.clone())),
+        Some(data_key),
     )?;
     let record = cluster::create(&store, &ca).await?;
 
-    let host: Vec<String> = advertise
-        .rsplit_once(':')
-        .map(|(h, _)| h.to_string())
-        .into_iter()
-        .collect();
+    let host: Vec<std::net::IpAddr> = ip_of_address(&advertise).into_iter().collect();
     let key = new_key_and_csr("manager", Some(Role::Manager))?;
     let cert = issue_and_record(&store, &key.csr_pem, Role::Manager, &manager_id, &host)
         .await
-        .map_err(|s| anyhow::anyhow!("issuing the manager certificate: {}", s.message()))?;
-    let credentials = Credentials {
+        .context("issuing the manager certificate")?;
+    Credentials {
         cert_pem: cert,
         key_pem: key.key_pem,
         ca_pem: ca.cert_pem().to_string(),
-    };
-    credentials.save(&dir.credentials())?;
+    }
+    .save(&dir.credentials())?;
 
     let operator_id = format!("operator-{}", &new_id()[..8]);
     let key = new_key_and_csr("operator", Some(Role::Operator))?;
     let cert = issue_and_record(&store, &key.csr_pem, Role::Operator, &operator_id, &[])
         .await
-        .map_err(|s| anyhow::anyhow!("issuing the operator certificate: {}", s.message()))?;
+        .context("issuing the operator certificate")?;
     Credentials {
         cert_pem: cert,
         key_pem: key.key_pem,
@@ -112,11 +116,5 @@ pub async fn init(opts: InitOptions) -> anyhow::Result<Initialized> {
         advertise,
     };
     dir.write_config(&config)?;
-    Ok(Initialized {
-        config,
-        record,
-        store,
-        credentials,
-        manager,
-    })
+    Ok(Initialized { config, record, db })
 }

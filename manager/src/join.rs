@@ -1,24 +1,20 @@
 //! `lnswarm-manager join`: a new manager gets a manager certificate with the manager
 //! join token (the CA is pinned by the token's digest), asks the quorum to add it as
-//! a voter, and starts its raft node empty; the leader catches it up (from a
-//! snapshot when the log was compacted).
+//! a voter, keeps the cluster's data key it is handed, and starts its raft node
+//! empty; the leader catches it up (from a snapshot when the log was compacted).
 
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::{bail, Context};
 use lnswarm_common::{
-    api::{raft_client::RaftClient, JoinRequest, Manager},
-    credentials::Credentials,
+    api::{raft_client::RaftClient, JoinRequest, RaftMember},
     pki::Role,
     tls,
 };
 
 use crate::{
-    layout::{open_db, DataDir, ManagerConfig},
-    store::{
-        raft::{RaftConfig, RaftOptions},
-        Store,
-    },
+    layout::{DataDir, ManagerConfig},
+    store::at_rest::{key_file, write_key, DataKey},
 };
 
 pub struct JoinOptions {
@@ -28,14 +24,18 @@ pub struct JoinOptions {
     pub token: String,
     /// Any manager of the cluster.
     pub manager: String,
-    pub raft: RaftConfig,
+}
+
+/// What the first start of a joined manager's raft node needs.
+pub struct JoinSeed {
+    pub raft_id: u64,
+    /// Members to dial before the store knows them.
+    pub members: Vec<RaftMember>,
 }
 
 pub struct Joined {
     pub config: ManagerConfig,
-    pub credentials: Credentials,
-    pub store: Store,
-    pub manager: Manager,
+    pub seed: JoinSeed,
 }
 
 pub async fn join(opts: JoinOptions) -> anyhow::Result<Joined> {
@@ -72,34 +72,23 @@ pub async fn join(opts: JoinOptions) -> anyhow::Result<Joined> {
             Err(s) => bail!("the cluster refused to add this manager: {}", s.message()),
         }
     };
+    // A cluster from before data keys hands none; this manager then fetches the
+    // cluster's once its leader has made one (see `data_key`).
+    let data_key = DataKey::from_bytes(&answer.data_key).unwrap_or_else(DataKey::generate);
+    write_key(&key_file(dir.root()), &data_key, None)?;
 
     let config = ManagerConfig {
         id: joined.id.clone(),
         cluster_id: joined.cluster_id,
         listen: opts.listen,
-        advertise: advertise.clone(),
+        advertise,
     };
     dir.write_config(&config)?;
-    let store = Store::open_raft(
-        open_db(&dir)?,
-        RaftOptions {
-            manager_id: joined.id.clone(),
-            addr: advertise.clone(),
-            tls: client_tls,
-            config: opts.raft,
-            join_as: Some(answer.raft_id),
-            seeds: answer.members,
-            force_new_cluster: false,
-        },
-    )?;
     Ok(Joined {
-        manager: Manager {
-            id: joined.id,
-            addr: advertise,
-            raft_id: answer.raft_id,
-        },
         config,
-        credentials: joined.credentials,
-        store,
+        seed: JoinSeed {
+            raft_id: answer.raft_id,
+            members: answer.members,
+        },
     })
 }

@@ -5,6 +5,7 @@
 //! D/state/         sled: the state machine (and, with a quorum, the raft log)
 //! D/credentials/   this manager's certificate, key and the root CA (mode 0600)
 //! D/operator/      an operator credential for lnswarmctl (written by `init`)
+//! D/keys/          the cluster's data key (mode 0600; wrapped when autolocked)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -53,8 +54,20 @@ impl DataDir {
             self.root().display(),
             self.root().display()
         );
-        std::fs::create_dir_all(self.root())
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(self.root())
             .with_context(|| format!("creating {}", self.root().display()))
+    }
+
+    /// Makes everything under the data directory private to its owner (a directory
+    /// from an older version, or one made under a loose umask).
+    pub fn restrict_permissions(&self) -> anyhow::Result<()> {
+        use anyhow::Context;
+        lnswarm_common::private_files::restrict_tree(self.root())
+            .with_context(|| format!("making {} private", self.root().display()))
     }
 
     pub fn read_config(&self) -> anyhow::Result<ManagerConfig> {

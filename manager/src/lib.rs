@@ -4,12 +4,15 @@
 pub mod ca;
 pub mod cluster;
 pub mod control_api;
+pub mod data_key;
 pub mod dispatcher;
 pub mod init;
 pub mod join;
 pub mod layout;
+pub mod locked;
 pub mod orchestrator;
 pub mod placement;
+pub mod run;
 pub mod scheduler_api;
 pub mod server;
 pub mod store;

@@ -1,23 +1,18 @@
-//! `lnswarm-manager`: create a cluster (`init`) or run a manager from its data
-//! directory (`run`).
+//! `lnswarm-manager`: create a cluster (`init`), join one (`join`), run a manager
+//! from its data directory (`run`), or unlock an autolocked one (`unlock`).
 
-use std::path::PathBuf;
+use std::{io::Read, path::PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use lnswarm_common::{api::Manager, credentials::Credentials, telemetry};
+use lnswarm_common::{credentials::Credentials, telemetry};
 use lnswarm_manager::{
     init::{init, InitOptions},
     join::{join, JoinOptions},
-    layout::{open_db, DataDir},
-    server,
-    store::{
-        keys,
-        raft::{RaftConfig, RaftOptions},
-        Store,
-    },
+    layout::DataDir,
+    locked, run, server,
+    store::raft::RaftConfig,
 };
-use tokio::net::TcpListener;
 use tracing::info;
 
 /// The manager allocates per request and per raft entry; mimalloc spends far less
@@ -71,7 +66,7 @@ enum Command {
         #[arg(long)]
         advertise_addr: Option<String>,
         /// The cluster's manager join token.
-        #[arg(long, env = "LNSWARM_MANAGER_TOKEN")]
+        #[arg(long, env = "LNSWARM_MANAGER_TOKEN", hide_env_values = true)]
         token: String,
         /// Address of any manager of the cluster.
         #[arg(long)]
@@ -96,6 +91,15 @@ enum Command {
         raft: RaftArgs,
         #[command(flatten)]
         serve: ServeArgs,
+    },
+    /// Give an autolocked manager (on this host) its unlock key, read from stdin or
+    /// --key-file.
+    Unlock {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// File holding the unlock key (LNSKEY-1-...); stdin if absent.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
     },
 }
 
@@ -139,10 +143,22 @@ impl RaftArgs {
     }
 }
 
+fn bind(addr: &str) -> anyhow::Result<std::net::TcpListener> {
+    let listener =
+        std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+fn read_file(path: &PathBuf) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    lnswarm_common::private_files::private_umask();
     telemetry::init();
-    match Cli::parse().command {
+    let config = match Cli::parse().command {
         Command::Init {
             data_dir,
             listen,
@@ -153,18 +169,11 @@ async fn main() -> anyhow::Result<()> {
             serve,
         } => {
             let external_ca = match (ca_cert, ca_key) {
-                (Some(c), Some(k)) => Some((
-                    std::fs::read_to_string(&c)
-                        .with_context(|| format!("reading {}", c.display()))?,
-                    std::fs::read_to_string(&k)
-                        .with_context(|| format!("reading {}", k.display()))?,
-                )),
+                (Some(c), Some(k)) => Some((read_file(&c)?, read_file(&k)?)),
                 _ => None,
             };
             // Bind first so a busy port fails before anything is written.
-            let listener = TcpListener::bind(&listen)
-                .await
-                .with_context(|| format!("listening on {listen}"))?;
+            let listener = bind(&listen)?;
             let done = init(InitOptions {
                 data_dir: data_dir.clone(),
                 listen,
@@ -187,28 +196,15 @@ async fn main() -> anyhow::Result<()> {
             info!(manager = %done.config.id, cluster = %done.record.cluster_id, "cluster created");
             // From here on the store is replicated: what init wrote becomes the start
             // of a one-member raft log.
-            let store = Store::open_raft(
-                done.store.state().db().clone(),
-                RaftOptions {
-                    manager_id: done.config.id.clone(),
-                    addr: done.config.advertise.clone(),
-                    tls: done.credentials.client_tls()?,
-                    config: raft.config(),
-                    join_as: None,
-                    seeds: vec![],
-                    force_new_cluster: false,
-                },
-            )?;
-            drop(done.store);
-            server::serve(
+            run::RunConfig {
+                data_dir,
                 listener,
-                &done.credentials,
-                store,
-                done.manager,
-                serve.grpc_threads,
-                shutdown_signal(),
-            )
-            .await
+                raft: raft.config(),
+                grpc_threads: serve.grpc_threads,
+                force_new_cluster: false,
+                joined: None,
+                db: Some(done.db),
+            }
         }
         Command::Join {
             data_dir,
@@ -219,32 +215,29 @@ async fn main() -> anyhow::Result<()> {
             raft,
             serve,
         } => {
-            let listener = TcpListener::bind(&listen)
-                .await
-                .with_context(|| format!("listening on {listen}"))?;
+            let listener = bind(&listen)?;
             let done = join(JoinOptions {
-                data_dir,
+                data_dir: data_dir.clone(),
                 listen,
                 advertise: advertise_addr,
                 token,
                 manager,
-                raft: raft.config(),
             })
             .await?;
             println!(
                 "manager {} joined cluster {} as raft member {:x}",
-                done.config.id, done.config.cluster_id, done.manager.raft_id
+                done.config.id, done.config.cluster_id, done.seed.raft_id
             );
-            info!(manager = %done.config.id, raft_id = %format!("{:x}", done.manager.raft_id), "joined the cluster");
-            server::serve(
+            info!(manager = %done.config.id, raft_id = %format!("{:x}", done.seed.raft_id), "joined the cluster");
+            run::RunConfig {
+                data_dir,
                 listener,
-                &done.credentials,
-                done.store,
-                done.manager,
-                serve.grpc_threads,
-                shutdown_signal(),
-            )
-            .await
+                raft: raft.config(),
+                grpc_threads: serve.grpc_threads,
+                force_new_cluster: false,
+                joined: Some(done.seed),
+                db: None,
+            }
         }
         Command::Run {
             data_dir,
@@ -258,43 +251,36 @@ async fn main() -> anyhow::Result<()> {
             if let Some(listen) = listen {
                 config.listen = listen;
             }
-            let credentials = Credentials::load(&dir.credentials())?;
-            let store = Store::open_raft(
-                open_db(&dir)?,
-                RaftOptions {
-                    manager_id: config.id.clone(),
-                    addr: config.advertise.clone(),
-                    tls: credentials.client_tls()?,
-                    config: raft.config(),
-                    join_as: None,
-                    seeds: vec![],
-                    force_new_cluster,
-                },
-            )?;
-            // A manager that joined but has not caught up yet has no record of itself.
-            let manager = store
-                .get::<Manager>(&keys::manager(&config.id))?
-                .map(|(_, m)| m)
-                .unwrap_or_else(|| Manager {
-                    id: config.id.clone(),
-                    addr: config.advertise.clone(),
-                    raft_id: store.raft().map(|r| r.raft_id()).unwrap_or(0),
-                });
-            let listener = TcpListener::bind(&config.listen)
-                .await
-                .with_context(|| format!("listening on {}", config.listen))?;
-            info!(manager = %config.id, addr = %config.listen, "manager running");
-            server::serve(
-                listener,
-                &credentials,
-                store,
-                manager,
-                serve.grpc_threads,
-                shutdown_signal(),
-            )
-            .await
+            run::RunConfig {
+                listener: bind(&config.listen)?,
+                data_dir,
+                raft: raft.config(),
+                grpc_threads: serve.grpc_threads,
+                force_new_cluster,
+                joined: None,
+                db: None,
+            }
         }
-    }
+        Command::Unlock { data_dir, key_file } => {
+            let dir = DataDir::new(&data_dir);
+            let config = dir.read_config()?;
+            let ca_pem = Credentials::load(&dir.credentials())?.ca_pem;
+            let key = match key_file {
+                Some(path) => zeroize::Zeroizing::new(read_file(&path)?),
+                None => {
+                    let mut s = zeroize::Zeroizing::new(String::new());
+                    std::io::stdin()
+                        .read_to_string(&mut s)
+                        .context("reading the unlock key from stdin")?;
+                    s
+                }
+            };
+            locked::unlock_client(&config.advertise, &config.id, &ca_pem, &key).await?;
+            println!("manager {} unlocked", config.id);
+            return Ok(());
+        }
+    };
+    run::run(config, shutdown_signal()).await
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

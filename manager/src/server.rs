@@ -42,11 +42,9 @@ fn raft_service(
     store: &Store,
 ) -> anyhow::Result<RaftServer<crate::store::raft::service::RaftService>> {
     use crate::store::raft::service::{RaftService, MAX_RAFT_MESSAGE_BYTES};
-    let handle = store
-        .raft()
-        .context("the manager serves a replicated store")?
-        .clone();
-    Ok(RaftServer::new(RaftService::new(handle))
+    let service =
+        RaftService::new(store.clone()).context("the manager serves a replicated store")?;
+    Ok(RaftServer::new(service)
         .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES))
 }
@@ -58,7 +56,7 @@ pub const DEFAULT_THREADS: usize = 1;
 
 /// Serves on `threads` gRPC threads until `shutdown` resolves or one of them fails.
 pub async fn serve(
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     credentials: &Credentials,
     store: Store,
     this_manager: Manager,
@@ -105,7 +103,6 @@ pub async fn serve(
         .add_service(SchedulerServer::new(SchedulerService::new(store.clone())));
     let authz = AuthzLayer::new(verifier, NodeScope::PerRequest);
 
-    let listener = listener.into_std().context("detaching the listener")?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut exits = futures::stream::FuturesUnordered::new();
     for i in 0..threads.max(1) {

@@ -11,7 +11,7 @@ use std::{
 use lnswarm_common::{
     api::{
         control_client::ControlClient, dispatcher_client::DispatcherClient, AgentDescription,
-        ClusterSettings, HeartbeatRequest, SessionMessage, SessionRequest,
+        ClusterSettingsUpdate, HeartbeatRequest, SessionMessage, SessionRequest,
         UpdateClusterSettingsRequest,
     },
     credentials::Credentials,
@@ -30,9 +30,9 @@ pub async fn set_heartbeat(m: &TestManager, period_ms: u64, grace: u32) {
     let mut control = ControlClient::new(m.channel_as(Some(&op)).await);
     control
         .update_cluster_settings(UpdateClusterSettingsRequest {
-            settings: Some(ClusterSettings {
-                heartbeat_period_ms: period_ms,
-                heartbeat_grace_multiplier: grace,
+            update: Some(ClusterSettingsUpdate {
+                heartbeat_period_ms: Some(period_ms),
+                heartbeat_grace_multiplier: Some(grace),
                 ..Default::default()
             }),
         })

@@ -69,7 +69,7 @@ impl TestCa {
                 csr_pem: &key.csr_pem,
                 role,
                 common_name: cn,
-                extra_sans: &[],
+                ip_sans: &[],
                 validity,
             })
             .unwrap();

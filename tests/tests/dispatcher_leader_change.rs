@@ -12,7 +12,7 @@ use std::{
 
 use lnswarm_common::{
     api::{
-        task_spec::Runtime, AgentState, ClusterSettings, CommandSpec, CreateTaskRequest,
+        task_spec::Runtime, AgentState, ClusterSettingsUpdate, CommandSpec, CreateTaskRequest,
         GetTaskRequest, ListAgentsRequest, TaskSpec, TaskState, UpdateClusterSettingsRequest,
     },
     ids::now_unix_ms,
@@ -88,9 +88,9 @@ async fn leader_killed_agents_move_to_the_new_leader_and_tasks_keep_running() {
         .await
         .unwrap()
         .update_cluster_settings(UpdateClusterSettingsRequest {
-            settings: Some(ClusterSettings {
-                heartbeat_period_ms: 500,
-                heartbeat_grace_multiplier: 3,
+            update: Some(ClusterSettingsUpdate {
+                heartbeat_period_ms: Some(500),
+                heartbeat_grace_multiplier: Some(3),
                 ..Default::default()
             }),
         })

@@ -211,7 +211,7 @@ async fn main() -> anyhow::Result<()> {
         csr_pem: &key.csr_pem,
         role: Role::Node,
         common_name: &node_id,
-        extra_sans: &[],
+        ip_sans: &[],
         validity: None,
     })?;
     let tls_dir = work.join("tls");

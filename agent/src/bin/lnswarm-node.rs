@@ -5,6 +5,7 @@ use clap::Parser;
 use lnswarm_agent::node::{self, seed, NodeArgs, NodeConfig};
 
 fn main() -> anyhow::Result<()> {
+    lnswarm_common::private_files::private_umask();
     lnswarm_common::telemetry::init();
     let config = NodeConfig::from_args(NodeArgs::parse()).context("configuration")?;
     let seed = seed::read_seed(std::io::stdin().lock()).context("reading the seed")?;

@@ -13,12 +13,20 @@ use crate::executor::ReadinessCheck;
 pub struct NodeApiHealth {
     pub addr: String,
     pub tls: tls::ClientTls,
+    /// The node the task runs: another node answering on the port is not it.
+    pub node_id: String,
 }
 
 impl ReadinessCheck for NodeApiHealth {
     fn ready(&self) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
         Box::pin(async move {
-            let Ok(channel) = tls::connect(&self.addr, &self.tls, Role::Node).await else {
+            let Ok(channel) = tls::connect(
+                &self.addr,
+                &self.tls,
+                tls::ServerIdentity::exact(Role::Node, &self.node_id),
+            )
+            .await
+            else {
                 return false;
             };
             HealthClient::new(channel)

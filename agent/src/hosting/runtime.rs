@@ -147,6 +147,7 @@ impl TaskRuntime for HostedNodeRuntime {
             readiness: Readiness::Check(Arc::new(NodeApiHealth {
                 addr: format!("127.0.0.1:{}", ports.api),
                 tls,
+                node_id: spec.node_id.clone(),
             })),
             endpoint: format!("https://{}:{}", self.config.advertise_host, ports.api),
         })

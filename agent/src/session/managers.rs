@@ -2,7 +2,7 @@
 //! agent.json, is replaced by each session's manager list, and prefers a leader
 //! address that a follower pointed at.
 
-use lnswarm_common::api::WeightedPeer;
+use lnswarm_common::{api::WeightedPeer, pki::Role, tls::ServerIdentity};
 use rand::Rng;
 
 #[derive(Debug, Clone)]
@@ -37,6 +37,17 @@ impl Managers {
 
     pub fn hint(&mut self, addr: String) {
         self.hint = Some(addr);
+    }
+
+    /// Who the agent must find at `addr`: the manager the list names there, or, for
+    /// an address it has no id for yet (agent.json, a leader hint), any manager of
+    /// the cluster.
+    pub fn expected_at(&self, addr: &str) -> ServerIdentity {
+        self.peers
+            .iter()
+            .find(|p| p.addr == addr && !p.manager_id.is_empty())
+            .map(|p| ServerIdentity::exact(Role::Manager, &p.manager_id))
+            .unwrap_or_else(|| Role::Manager.into())
     }
 
     pub fn addrs(&self) -> Vec<String> {

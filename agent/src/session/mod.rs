@@ -17,7 +17,6 @@ use lnswarm_common::{
         TaskStatusUpdate, UpdateTaskStatusRequest,
     },
     credentials::Credentials,
-    pki::Role,
     tls::{self, ClientTls},
 };
 use tonic::{transport::Channel, Code, Status};
@@ -133,7 +132,7 @@ async fn one_session(
     managers: &mut Managers,
     on_managers: &(impl Fn(&[String]) + Send + Sync),
 ) -> Result<(), SessionError> {
-    let channel = tls::connect(addr, tls, Role::Manager).await?;
+    let channel = tls::connect(addr, tls, managers.expected_at(addr)).await?;
     let mut client =
         DispatcherClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let mut session = client

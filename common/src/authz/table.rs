@@ -50,6 +50,7 @@ pub static TABLE: &[(&str, Access)] = &[
     ("/lnswarm.v1.Raft/ForwardProposal", Roles(MANAGERS)),
     ("/lnswarm.v1.Raft/ReadIndex", Roles(MANAGERS)),
     ("/lnswarm.v1.Raft/GetStatus", Roles(MANAGERS)),
+    ("/lnswarm.v1.Raft/GetDataKey", Roles(MANAGERS)),
     // Control: operators.
     ("/lnswarm.v1.Control/GetClusterInfo", Roles(OPERATORS)),
     (
@@ -57,6 +58,7 @@ pub static TABLE: &[(&str, Access)] = &[
         Roles(OPERATORS),
     ),
     ("/lnswarm.v1.Control/GetJoinToken", Roles(OPERATORS)),
+    ("/lnswarm.v1.Control/GetUnlockKey", Roles(OPERATORS)),
     ("/lnswarm.v1.Control/ListManagers", Roles(OPERATORS)),
     ("/lnswarm.v1.Control/RemoveManager", Roles(OPERATORS)),
     ("/lnswarm.v1.Control/ListAgents", Roles(OPERATORS)),
@@ -98,6 +100,8 @@ pub static TABLE: &[(&str, Access)] = &[
     ("/lnswarm.v1.Node/Pay", Owner),
     ("/lnswarm.v1.Node/ListPayments", Owner),
     ("/lnswarm.v1.Node/SubscribeEvents", Owner),
+    // A locked manager: whoever holds the unlock key.
+    ("/lnswarm.v1.Unlock/Unlock", Open),
     // Standard services every server carries.
     ("/grpc.health.v1.Health/Check", Open),
     ("/grpc.health.v1.Health/Watch", Open),

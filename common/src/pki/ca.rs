@@ -2,7 +2,7 @@
 //! the replicated store. It signs every leaf certificate; the leaf's subject (CN, OU,
 //! O) is always set here, never copied from the request.
 
-use std::time::Duration;
+use std::{net::IpAddr, time::Duration};
 
 use rand::RngCore;
 use rcgen::{
@@ -22,8 +22,9 @@ pub struct LeafRequest<'a> {
     /// The holder's id: agent or manager id, operator name, `<node id>/<device>`, or
     /// a hosted node's id.
     pub common_name: &'a str,
-    /// Extra subject alternative names (IP addresses or DNS names) besides the role.
-    pub extra_sans: &'a [String],
+    /// IP addresses the holder is reached at, as IP SANs. The CA never puts a DNS
+    /// name of the caller's choosing in a certificate: the only DNS SAN is the role.
+    pub ip_sans: &'a [IpAddr],
     /// Validity; `None` picks the role's default.
     pub validity: Option<(OffsetDateTime, OffsetDateTime)>,
 }
@@ -127,11 +128,8 @@ impl ClusterCa {
         let mut sans = vec![SanType::DnsName(
             req.role.ou().try_into().map_err(sign_err)?,
         )];
-        for extra in req.extra_sans {
-            let san = match extra.parse::<std::net::IpAddr>() {
-                Ok(ip) => SanType::IpAddress(ip),
-                Err(_) => SanType::DnsName(extra.as_str().try_into().map_err(sign_err)?),
-            };
+        for ip in req.ip_sans {
+            let san = SanType::IpAddress(*ip);
             if !sans.contains(&san) {
                 sans.push(san);
             }
@@ -161,6 +159,21 @@ impl ClusterCa {
             der: cert.der().to_vec(),
         })
     }
+}
+
+/// The IP address in `addr` (`host:port`, `[v6]:port` or a bare host), if its host
+/// is an IP address. Host names give `None`: they never become SANs.
+pub fn ip_of_address(addr: &str) -> Option<IpAddr> {
+    let addr = addr.trim();
+    if let Ok(ip) = addr.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(sock) = addr.parse::<std::net::SocketAddr>() {
+        return Some(sock.ip());
+    }
+    let (host, port) = addr.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    host.parse().ok()
 }
 
 fn random_serial() -> SerialNumber {

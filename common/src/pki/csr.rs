@@ -44,10 +44,5 @@ pub fn csr_requested_ous(csr_pem: &str) -> Result<Vec<String>, PkiError> {
         .map_err(|e| PkiError::MalformedCsr(e.to_string()))?;
     let (_, csr) = X509CertificationRequest::from_der(der.as_ref())
         .map_err(|e| PkiError::MalformedCsr(e.to_string()))?;
-    Ok(csr
-        .certification_request_info
-        .subject
-        .iter_organizational_unit()
-        .filter_map(|a| a.as_str().ok().map(str::to_string))
-        .collect())
+    Ok(super::names::name_fields(&csr.certification_request_info.subject)?.organizational_units)
 }

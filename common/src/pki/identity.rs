@@ -8,7 +8,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::*;
 
-use super::{ca::pem_to_der, PkiError, Role};
+use super::{ca::pem_to_der, names::name_fields, PkiError, Role};
 
 /// Hex SHA-256 of a certificate's DER: the CA digest that join tokens carry.
 pub fn ca_digest(der: &[u8]) -> String {
@@ -27,21 +27,12 @@ pub fn subject_of(pem: &str) -> Result<Subject, PkiError> {
     let der = pem_to_der(pem)?;
     let (_, cert) = X509Certificate::from_der(&der)
         .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
-    let s = cert.subject();
-    let subject = Subject {
-        common_name: s
-            .iter_common_name()
-            .find_map(|a| a.as_str().ok().map(str::to_string)),
-        organizational_units: s
-            .iter_organizational_unit()
-            .filter_map(|a| a.as_str().ok().map(str::to_string))
-            .collect(),
-        organizations: s
-            .iter_organization()
-            .filter_map(|a| a.as_str().ok().map(str::to_string))
-            .collect(),
-    };
-    Ok(subject)
+    let fields = name_fields(cert.subject())?;
+    Ok(Subject {
+        common_name: fields.common_names.into_iter().next(),
+        organizational_units: fields.organizational_units,
+        organizations: fields.organizations,
+    })
 }
 
 /// A verified caller.
@@ -89,6 +80,14 @@ pub struct PeerVerifier {
     revocations: Arc<dyn Revocations>,
 }
 
+impl std::fmt::Debug for PeerVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerVerifier")
+            .field("cluster_id", &self.cluster_id)
+            .finish_non_exhaustive()
+    }
+}
+
 impl PeerVerifier {
     pub fn new(ca_pem: &str, cluster_id: &str) -> Result<Self, PkiError> {
         Ok(PeerVerifier {
@@ -111,12 +110,12 @@ impl PeerVerifier {
         &self.ca_der
     }
 
-    /// The identity a DER certificate proves, or why it proves none.
     /// Whether `who` was revoked since its certificate was verified.
     pub fn is_revoked(&self, who: &Identity) -> bool {
         self.revocations.is_revoked(who.role, &who.id)
     }
 
+    /// The identity a DER certificate proves, or why it proves none.
     pub fn verify(&self, cert_der: &[u8]) -> Result<Identity, PkiError> {
         let (_, ca) = X509Certificate::from_der(&self.ca_der)
             .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
@@ -130,29 +129,23 @@ impl PeerVerifier {
         if !cert.validity().is_valid() {
             return Err(PkiError::NotValidNow);
         }
-        let subject = cert.subject();
-        let orgs: Vec<&str> = subject
-            .iter_organization()
-            .filter_map(|a| a.as_str().ok())
-            .collect();
-        if orgs != [self.cluster_id.as_str()] {
+        let fields = name_fields(cert.subject())?;
+        if fields.organizations != [self.cluster_id.as_str()] {
             return Err(PkiError::WrongCluster);
         }
-        let ous: Vec<&str> = subject
-            .iter_organizational_unit()
-            .filter_map(|a| a.as_str().ok())
-            .collect();
-        if ous.len() != 1 {
-            return Err(PkiError::OuCount(ous.len()));
+        if fields.organizational_units.len() != 1 {
+            return Err(PkiError::OuCount(fields.organizational_units.len()));
         }
-        let role: Role = ous[0].parse()?;
-        let id = subject
-            .iter_common_name()
-            .next()
-            .and_then(|a| a.as_str().ok())
-            .filter(|s| !s.is_empty())
-            .ok_or(PkiError::MissingCommonName)?
-            .to_string();
+        let role: Role = fields.organizational_units[0].parse()?;
+        let id = match fields.common_names.as_slice() {
+            [cn] if !cn.is_empty() => cn.clone(),
+            [] | [_] => return Err(PkiError::MissingCommonName),
+            _ => {
+                return Err(PkiError::MalformedCertificate(
+                    "certificate carries more than one CN".into(),
+                ))
+            }
+        };
         if self.revocations.is_revoked(role, &id) {
             return Err(PkiError::Revoked);
         }

@@ -4,15 +4,17 @@
 mod ca;
 mod csr;
 mod identity;
+mod names;
 mod role;
 mod token;
 
-pub use ca::{ClusterCa, IssuedCertificate, LeafRequest};
+pub use ca::{ip_of_address, ClusterCa, IssuedCertificate, LeafRequest};
 pub use csr::{csr_requested_ous, new_key_and_csr, KeyAndCsr};
 pub use identity::{
     ca_digest, not_after_unix, subject_of, Identity, PeerVerifier, Revocations, Subject,
     NO_REVOCATIONS,
 };
+pub use names::{directory_string, name_fields, NameFields};
 pub use role::Role;
 pub use token::JoinToken;
 

@@ -1,44 +1,190 @@
-//! The client half: a tonic `Channel` over rustls that trusts only the cluster CA and
-//! expects the server to hold a certificate for a given role (the role's name is a
-//! DNS SAN of every certificate the CA issues for it).
+//! The client half: a tonic `Channel` over rustls that accepts a server only if its
+//! certificate is one of this cluster's, for the role the client meant to reach and,
+//! where the client knows it, for the exact holder (a raft peer's manager id, the
+//! hosted node's id). The check reads the certificate's OU and CN through the same
+//! [`PeerVerifier`] the servers use for their callers, never a DNS name alone: DNS
+//! names are not what the CA vouches for.
 
 use std::{sync::Arc, time::Duration};
 
-use rustls::ClientConfig;
-use rustls_pki_types::ServerName;
+use rustls::{
+    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    crypto::WebPkiSupportedAlgorithms,
+    pki_types::{CertificateDer, ServerName, UnixTime},
+    ClientConfig, DigitallySignedStruct, SignatureScheme,
+};
 use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint};
 
-use super::{certs_from_pem, key_from_pem, provider, roots_from_pem, TlsError};
-use crate::pki::Role;
+use super::{certs_from_pem, key_from_pem, provider, TlsError};
+use crate::pki::{PeerVerifier, Role};
 
-/// A client TLS setup: the CA to trust and, optionally, our own certificate.
+/// Which server a client means to reach.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerIdentity {
+    pub role: Role,
+    /// The certificate's CN must be this, when set.
+    pub id: Option<String>,
+}
+
+impl ServerIdentity {
+    /// A server of `role` whose certificate names exactly `id`.
+    pub fn exact(role: Role, id: impl Into<String>) -> Self {
+        ServerIdentity {
+            role,
+            id: Some(id.into()),
+        }
+    }
+}
+
+impl From<Role> for ServerIdentity {
+    fn from(role: Role) -> Self {
+        ServerIdentity { role, id: None }
+    }
+}
+
+impl std::fmt::Display for ServerIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.id {
+            Some(id) => write!(f, "{} {id}", self.role),
+            None => write!(f, "a {}", self.role),
+        }
+    }
+}
+
+/// A client TLS setup: the cluster to trust and, optionally, our own certificate.
 #[derive(Clone)]
 pub struct ClientTls {
-    config: Arc<ClientConfig>,
+    verifier: Option<PeerVerifier>,
+    identity: Option<
+        Arc<(
+            Vec<CertificateDer<'static>>,
+            rustls::pki_types::PrivateKeyDer<'static>,
+        )>,
+    >,
+    /// A finished config (the unverified bootstrap fetch of the root CA).
+    fixed: Option<Arc<ClientConfig>>,
 }
 
 impl ClientTls {
     pub(crate) fn from_config(config: ClientConfig) -> Self {
         ClientTls {
-            config: Arc::new(config),
+            verifier: None,
+            identity: None,
+            fixed: Some(Arc::new(config)),
         }
+    }
+
+    /// The rustls config for a connection to `server`.
+    fn config_for(&self, server: &ServerIdentity) -> Result<Arc<ClientConfig>, TlsError> {
+        if let Some(fixed) = &self.fixed {
+            return Ok(fixed.clone());
+        }
+        let provider = provider();
+        let verifier = ClusterServerVerifier {
+            peers: self
+                .verifier
+                .clone()
+                .ok_or_else(|| TlsError::Pem("no cluster CA".into()))?,
+            expected: server.clone(),
+            algorithms: provider.signature_verification_algorithms,
+        };
+        let builder = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier));
+        let mut config = match &self.identity {
+            Some(id) => builder.with_client_auth_cert(id.0.clone(), id.1.clone_key())?,
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(Arc::new(config))
     }
 }
 
-/// Trust `ca_pem`; present `identity` (certificate PEM, key PEM) if given.
+/// Trust the cluster whose root CA is `ca_pem` (its O names the cluster); present
+/// `identity` (certificate PEM, key PEM) if given.
 pub fn client_config(ca_pem: &str, identity: Option<(&str, &str)>) -> Result<ClientTls, TlsError> {
-    let builder = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots_from_pem(ca_pem)?);
-    let mut config = match identity {
-        Some((cert, key)) => {
-            builder.with_client_auth_cert(certs_from_pem(cert)?, key_from_pem(key)?)?
-        }
-        None => builder.with_no_client_auth(),
+    let cluster_id = crate::pki::subject_of(ca_pem)
+        .map_err(|e| TlsError::Pem(e.to_string()))?
+        .organizations
+        .into_iter()
+        .next()
+        .ok_or_else(|| TlsError::Pem("the root CA names no cluster (O)".into()))?;
+    let verifier =
+        PeerVerifier::new(ca_pem, &cluster_id).map_err(|e| TlsError::Pem(e.to_string()))?;
+    let identity = match identity {
+        Some((cert, key)) => Some(Arc::new((certs_from_pem(cert)?, key_from_pem(key)?))),
+        None => None,
     };
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(ClientTls::from_config(config))
+    Ok(ClientTls {
+        verifier: Some(verifier),
+        identity,
+        fixed: None,
+    })
+}
+
+/// Accepts the server's certificate only if the cluster's verifier accepts it and it
+/// names the expected role (and holder).
+#[derive(Debug)]
+struct ClusterServerVerifier {
+    peers: PeerVerifier,
+    expected: ServerIdentity,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for ClusterServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let refuse = |why: String| rustls::Error::General(why);
+        let who = self
+            .peers
+            .verify(end_entity)
+            .map_err(|e| refuse(format!("the server's certificate is not acceptable: {e}")))?;
+        if who.role != self.expected.role {
+            return Err(refuse(format!(
+                "the server is {} {}, not {}",
+                who.role, who.id, self.expected
+            )));
+        }
+        if let Some(id) = &self.expected.id {
+            if &who.id != id {
+                return Err(refuse(format!(
+                    "the server is {} {}, not {}",
+                    who.role, who.id, self.expected
+                )));
+            }
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
 }
 
 fn endpoint(addr: &str) -> Result<Endpoint, TlsError> {
@@ -59,9 +205,10 @@ type Connector = tower::util::BoxCloneSyncService<
     std::io::Error,
 >;
 
-fn connector(addr: &str, tls: &ClientTls, server_role: Role) -> Connector {
-    let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
-    let name = ServerName::try_from(server_role.ou()).expect("role names are DNS names");
+fn connector(addr: &str, config: Arc<ClientConfig>, server: &ServerIdentity) -> Connector {
+    let connector = tokio_rustls::TlsConnector::from(config);
+    // The name only fills SNI: the verifier above decides by OU and CN.
+    let name = ServerName::try_from(server.role.ou()).expect("role names are DNS names");
     let addr = addr.to_string();
     tower::util::BoxCloneSyncService::new(tower::service_fn(move |_uri: http::Uri| {
         let connector = connector.clone();
@@ -76,11 +223,16 @@ fn connector(addr: &str, tls: &ClientTls, server_role: Role) -> Connector {
     }))
 }
 
-/// Connects now; fails if the server cannot be reached or its certificate is not a
-/// `server_role` certificate of this cluster.
-pub async fn connect(addr: &str, tls: &ClientTls, server_role: Role) -> Result<Channel, TlsError> {
+/// Connects now; fails if the server cannot be reached or its certificate is not
+/// `server`'s in this cluster.
+pub async fn connect(
+    addr: &str,
+    tls: &ClientTls,
+    server: impl Into<ServerIdentity>,
+) -> Result<Channel, TlsError> {
+    let server = server.into();
     endpoint(addr)?
-        .connect_with_connector(connector(addr, tls, server_role))
+        .connect_with_connector(connector(addr, tls.config_for(&server)?, &server))
         .await
         .map_err(|source| TlsError::Connect {
             addr: addr.to_string(),
@@ -89,6 +241,15 @@ pub async fn connect(addr: &str, tls: &ClientTls, server_role: Role) -> Result<C
 }
 
 /// A channel that connects on first use and reconnects as needed.
-pub fn connect_lazy(addr: &str, tls: &ClientTls, server_role: Role) -> Result<Channel, TlsError> {
-    Ok(endpoint(addr)?.connect_with_connector_lazy(connector(addr, tls, server_role)))
+pub fn connect_lazy(
+    addr: &str,
+    tls: &ClientTls,
+    server: impl Into<ServerIdentity>,
+) -> Result<Channel, TlsError> {
+    let server = server.into();
+    Ok(endpoint(addr)?.connect_with_connector_lazy(connector(
+        addr,
+        tls.config_for(&server)?,
+        &server,
+    )))
 }

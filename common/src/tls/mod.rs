@@ -11,7 +11,7 @@ mod client;
 mod server;
 
 pub use bootstrap::{fetch_root_ca_unverified, FetchCaError};
-pub use client::{client_config, connect, connect_lazy, ClientTls};
+pub use client::{client_config, connect, connect_lazy, ClientTls, ServerIdentity};
 pub use server::{handshake, server_config, PeerInfo};
 
 /// TLS setup failures.
@@ -48,12 +48,4 @@ pub fn certs_from_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>, TlsErro
 
 pub(crate) fn key_from_pem(pem: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
     PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| TlsError::Pem(e.to_string()))
-}
-
-pub(crate) fn roots_from_pem(ca_pem: &str) -> Result<rustls::RootCertStore, TlsError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in certs_from_pem(ca_pem)? {
-        roots.add(cert)?;
-    }
-    Ok(roots)
 }

@@ -1,6 +1,8 @@
 //! `lnswarm.v1.CA`: root CA distribution, certificate issuance against join tokens,
 //! renewal, and issuance status.
 
+use std::net::IpAddr;
+
 use lnswarm_common::{
     api::{
         ca_server::Ca, CertificateRecord, GetRootCaCertificateRequest,
@@ -9,7 +11,7 @@ use lnswarm_common::{
     },
     authz::caller,
     ids::{new_id, now_unix_ms},
-    pki::{csr_requested_ous, JoinToken, LeafRequest, PkiError, Role},
+    pki::{csr_requested_ous, ip_of_address, JoinToken, LeafRequest, PkiError, Role},
 };
 use tonic::{Request, Response, Status};
 use tracing::info;
@@ -29,6 +31,9 @@ impl CaService {
     }
 }
 
+/// Longest `host:port` accepted (a DNS name is at most 253 bytes).
+const MAX_ADDR_BYTES: usize = 261;
+
 /// Largest CSR accepted; a P-256 CSR is well under 1 KiB.
 const MAX_CSR_BYTES: usize = 16 * 1024;
 
@@ -39,16 +44,16 @@ pub fn sign_leaf(
     csr_pem: &str,
     role: Role,
     id: &str,
-    extra_sans: &[String],
+    ip_sans: &[IpAddr],
 ) -> Result<CertificateRecord, Status> {
     let (_, record) = cluster::load(store)?;
-    let ca = cluster::ca(&record)?;
+    let ca = cluster::ca(store, &record)?;
     let issued = ca
         .issue(&LeafRequest {
             csr_pem,
             role,
             common_name: id,
-            extra_sans,
+            ip_sans,
             validity: None,
         })
         .map_err(pki_status)?;
@@ -68,9 +73,9 @@ pub async fn issue_and_record(
     csr_pem: &str,
     role: Role,
     id: &str,
-    extra_sans: &[String],
+    ip_sans: &[IpAddr],
 ) -> Result<String, Status> {
-    let cert = sign_leaf(store, csr_pem, role, id, extra_sans)?;
+    let cert = sign_leaf(store, csr_pem, role, id, ip_sans)?;
     let key = keys::certificate(id);
     let txn = match store.get::<CertificateRecord>(&key)? {
         // A renewal replaces the record, unless it was revoked meanwhile.
@@ -154,13 +159,13 @@ impl Ca for CaService {
             (role, new_id())
         };
         let csr_pem = check_csr(&req.csr, role)?;
-        let sans: Vec<String> = req
-            .addr
-            .rsplit_once(':')
-            .map(|(host, _)| host.trim_matches(['[', ']']).to_string())
-            .filter(|h| !h.is_empty())
-            .into_iter()
-            .collect();
+        // The address is recorded only as an IP SAN, and only when it is one: the
+        // caller never names its certificate (a worker token must not buy a
+        // certificate for "swarm-manager" or a wildcard).
+        if req.addr.len() > MAX_ADDR_BYTES {
+            return Err(Status::invalid_argument("addr is too long for host:port"));
+        }
+        let sans: Vec<IpAddr> = ip_of_address(&req.addr).into_iter().collect();
         let cert_pem = issue_and_record(&self.store, csr_pem, role, &id, &sans).await?;
         info!(%id, %role, "issued certificate");
         Ok(Response::new(IssueNodeCertificateResponse {

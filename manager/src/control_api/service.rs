@@ -8,10 +8,11 @@ use lnswarm_common::{
     api::{
         control_server::Control, Agent, Availability, ClusterInfo, CreateTaskRequest,
         GetAgentRequest, GetClusterInfoRequest, GetJoinTokenRequest, GetJoinTokenResponse,
-        GetTaskRequest, HostedNode, InspectHostedNodeRequest, JoinRole, ListAgentsRequest,
-        ListAgentsResponse, ListHostedNodesRequest, ListHostedNodesResponse, ListManagersRequest,
-        ListManagersResponse, ListTasksRequest, ListTasksResponse, Manager, ManagerInfo,
-        RemoveAgentRequest, RemoveAgentResponse, RemoveHostedNodeRequest, RemoveHostedNodeResponse,
+        GetTaskRequest, GetUnlockKeyRequest, GetUnlockKeyResponse, HostedNode,
+        InspectHostedNodeRequest, JoinRole, ListAgentsRequest, ListAgentsResponse,
+        ListHostedNodesRequest, ListHostedNodesResponse, ListManagersRequest, ListManagersResponse,
+        ListTasksRequest, ListTasksResponse, Manager, ManagerInfo, RemoveAgentRequest,
+        RemoveAgentResponse, RemoveHostedNodeRequest, RemoveHostedNodeResponse,
         RemoveManagerRequest, RemoveManagerResponse, RemoveTaskRequest, RemoveTaskResponse, Task,
         UpdateAgentRequest, UpdateClusterSettingsRequest,
     },
@@ -21,7 +22,8 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    cluster,
+    cluster::{self, settings},
+    store::at_rest::UnlockKey,
     store::{keys, Applied, Store, StoreError, TxnBuilder},
 };
 
@@ -65,7 +67,8 @@ impl Control for ControlService {
     ) -> Result<Response<ClusterInfo>, Status> {
         self.store.read_barrier().await?;
         let (_, record) = cluster::load(&self.store)?;
-        let ca = cluster::ca(&record)?;
+        let ca_der = lnswarm_common::tls::certs_from_pem(&record.ca_cert_pem)
+            .map_err(|e| Status::internal(format!("cluster CA: {e}")))?;
         let (managers, agents, hosted_nodes) = self
             .store
             .read_off_thread(|store| {
@@ -79,13 +82,14 @@ impl Control for ControlService {
             .await?;
         Ok(Response::new(ClusterInfo {
             cluster_id: record.cluster_id,
-            root_ca_digest: ca_digest(ca.cert_der()),
+            root_ca_digest: ca_digest(&ca_der[0]),
             root_ca: record.ca_cert_pem.into_bytes(),
             settings: record.settings,
             managers,
             agents,
             hosted_nodes,
             created_unix_ms: record.created_unix_ms,
+            unlock_key: String::new(),
         }))
     }
 
@@ -93,46 +97,71 @@ impl Control for ControlService {
         &self,
         req: Request<UpdateClusterSettingsRequest>,
     ) -> Result<Response<ClusterInfo>, Status> {
-        let new = req
+        let update = req
             .into_inner()
-            .settings
-            .ok_or_else(|| Status::invalid_argument("settings are required"))?;
-        if new.heartbeat_period_ms != 0 && new.heartbeat_period_ms < 100 {
-            return Err(Status::invalid_argument(
-                "heartbeat period must be at least 100 ms",
-            ));
+            .update
+            .ok_or_else(|| Status::invalid_argument("update is required"))?;
+        let store = &self.store;
+        // Checked as a whole before anything is stored.
+        let shown_key = cluster::update(store, |record| {
+            let current = cluster::effective_settings(record);
+            let next = settings::apply(&current, &update)?;
+            let mut shown = None;
+            match (current.autolock, next.autolock) {
+                (false, true) => {
+                    let key = UnlockKey::generate();
+                    cluster::set_unlock_key(store, record, Some(&key))?;
+                    shown = Some(key.display().to_string());
+                }
+                (true, false) => cluster::set_unlock_key(store, record, None)?,
+                _ => {}
+            }
+            record.settings = Some(next);
+            Ok(shown)
+        })
+        .await?;
+        if shown_key.is_some() {
+            tracing::info!("autolock turned on");
         }
-        loop {
-            let (version, mut record) = cluster::load(&self.store)?;
-            let mut settings = record
-                .settings
-                .clone()
-                .unwrap_or_else(cluster::default_settings);
-            if new.heartbeat_period_ms != 0 {
-                settings.heartbeat_period_ms = new.heartbeat_period_ms;
+        let mut info = self
+            .get_cluster_info(Request::new(GetClusterInfoRequest {}))
+            .await?
+            .into_inner();
+        info.unlock_key = shown_key.unwrap_or_default();
+        Ok(Response::new(info))
+    }
+
+    async fn get_unlock_key(
+        &self,
+        req: Request<GetUnlockKeyRequest>,
+    ) -> Result<Response<GetUnlockKeyResponse>, Status> {
+        let rotate = req.into_inner().rotate;
+        let store = &self.store;
+        let key = if rotate {
+            cluster::update(store, |record| {
+                if !cluster::effective_settings(record).autolock {
+                    return Err(cluster::ClusterError::AutolockOff);
+                }
+                let key = UnlockKey::generate();
+                cluster::set_unlock_key(store, record, Some(&key))?;
+                Ok(key)
+            })
+            .await?
+        } else {
+            store.read_barrier().await?;
+            let (_, record) = cluster::load(store)?;
+            if !cluster::effective_settings(&record).autolock {
+                return Err(cluster::ClusterError::AutolockOff.into());
             }
-            if new.heartbeat_grace_multiplier != 0 {
-                settings.heartbeat_grace_multiplier = new.heartbeat_grace_multiplier;
-            }
-            if !new.network.is_empty() {
-                settings.network = new.network.clone();
-            }
-            if new.chain_source.is_some() {
-                settings.chain_source = new.chain_source.clone();
-            }
-            settings.require_invite_code = new.require_invite_code;
-            record.settings = Some(settings);
-            let txn = cluster::put(
-                TxnBuilder::new().require_version(keys::CLUSTER, version),
-                &record,
-            )
-            .build();
-            if let Applied::Committed(_) = self.store.propose(txn).await? {
-                break;
-            }
+            cluster::unlock_key(store, &record)?
+                .ok_or_else(|| Status::internal("autolock is on but no unlock key is stored"))?
+        };
+        if rotate {
+            tracing::info!("unlock key rotated");
         }
-        self.get_cluster_info(Request::new(GetClusterInfoRequest {}))
-            .await
+        Ok(Response::new(GetUnlockKeyResponse {
+            unlock_key: key.display().to_string(),
+        }))
     }
 
     async fn get_join_token(

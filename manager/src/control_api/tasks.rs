@@ -15,7 +15,7 @@ use lnswarm_common::{
 use tonic::Status;
 use tracing::info;
 
-use crate::store::{keys, Applied, Store, TxnBuilder};
+use crate::store::{keys, secrets, Applied, Store, TxnBuilder};
 
 /// Largest secret a task may carry.
 const MAX_SECRET_BYTES: usize = 64 * 1024;
@@ -73,11 +73,12 @@ pub async fn create_task(store: &Store, req: CreateTaskRequest) -> Result<Task, 
         if !spec.secret_ids.contains(&secret.id) {
             spec.secret_ids.push(secret.id.clone());
         }
-        txn = txn.require_absent(keys::secret(&secret.id)).put_tagged(
-            keys::secret(&secret.id),
+        txn = secrets::put(
+            store,
+            txn.require_absent(keys::secret(&secret.id)),
             &secret,
             [tag.clone()],
-        );
+        )?;
     }
     for id in &spec.secret_ids {
         if !created.contains(id) && store.get::<Secret>(&keys::secret(id))?.is_none() {

@@ -21,7 +21,7 @@ use lnswarm_common::api::{
 use prost::Message;
 
 use super::config::DispatcherConfig;
-use crate::store::{keys, StateMachine, Store, StoreError};
+use crate::store::{keys, secrets, StateMachine, Store, StoreError};
 
 /// The parsed form of a `results_in` / `applies_to` value.
 pub fn parse_version(s: &str) -> Option<u64> {
@@ -105,7 +105,7 @@ impl AgentAssignments {
             changes.push(change(Item::Task(task), AssignmentAction::Update));
         }
         for secret_id in self.secret_refs.keys() {
-            if let Some((_, secret)) = store.get::<Secret>(&keys::secret(secret_id))? {
+            if let Some(secret) = secrets::get(store, secret_id)? {
                 changes.push(change(Item::Secret(secret), AssignmentAction::Update));
             }
         }
@@ -223,7 +223,7 @@ impl AgentAssignments {
                             self.task_secrets.get(task_id).cloned().unwrap_or_default();
                         let added = self.hold_task(&task);
                         for id in added {
-                            if let Some((_, secret)) = store.get::<Secret>(&keys::secret(&id))? {
+                            if let Some(secret) = secrets::get(store, &id)? {
                                 pending.push(Pending {
                                     index,
                                     change: change(Item::Secret(secret), AssignmentAction::Update),
@@ -320,7 +320,11 @@ fn read_value(store: &Store, key: &str) -> Result<Option<Value>, StoreError> {
             .get::<Task>(key)?
             .map(|(v, t)| Value::Task(Box::new(with_version(v, t))))
     } else {
-        store.get::<Secret>(key)?.map(|(_, s)| Value::Secret(s))
+        secret_id_of(key)
+            .map(|id| secrets::get(store, id))
+            .transpose()?
+            .flatten()
+            .map(Value::Secret)
     })
 }
 

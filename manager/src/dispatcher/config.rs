@@ -71,26 +71,27 @@ pub struct HeartbeatTiming {
 }
 
 impl HeartbeatTiming {
+    /// The timing the settings ask for, clamped into the settings' bounds: a value
+    /// stored before those bounds existed can make no reader overflow.
     pub fn from_settings(settings: Option<&ClusterSettings>, config: &DispatcherConfig) -> Self {
-        let period_ms = settings.map(|s| s.heartbeat_period_ms).unwrap_or(0);
-        let grace = settings.map(|s| s.heartbeat_grace_multiplier).unwrap_or(0);
+        let Some(settings) = settings else {
+            return HeartbeatTiming {
+                period: config.default_period,
+                grace_multiplier: config.default_grace_multiplier,
+            };
+        };
+        let s = crate::cluster::settings::effective(Some(settings));
         HeartbeatTiming {
-            period: if period_ms == 0 {
-                config.default_period
-            } else {
-                Duration::from_millis(period_ms)
-            },
-            grace_multiplier: if grace == 0 {
-                config.default_grace_multiplier
-            } else {
-                grace
-            },
+            period: Duration::from_millis(s.heartbeat_period_ms),
+            grace_multiplier: s.heartbeat_grace_multiplier,
         }
     }
 
     /// How long after a heartbeat the session stays alive.
     pub fn ttl(&self) -> Duration {
-        self.period * self.grace_multiplier
+        self.period
+            .checked_mul(self.grace_multiplier)
+            .unwrap_or(crate::cluster::settings::MAX_TTL)
     }
 
     /// The period to hand an agent at `now_ms` (Unix milliseconds): the period ±
@@ -107,7 +108,8 @@ impl HeartbeatTiming {
         } else {
             1.0
         };
-        let period = self.period.mul_f64(f);
+        let period =
+            Duration::try_from_secs_f64(self.period.as_secs_f64() * f).unwrap_or(self.period);
         let slot_ms = slot.as_millis() as u64;
         if slot_ms == 0 {
             return period;

@@ -65,7 +65,9 @@ pub(super) async fn run(shared: Arc<Shared>) {
 /// gives it the leader-change grace.
 async fn on_elected(shared: &Shared) -> Result<(), StoreError> {
     let timing = *shared.timing.read().expect("timing lock");
-    let grace = (timing.ttl() * shared.config.leader_change_grace_ttls.max(1))
+    let grace = timing
+        .ttl()
+        .saturating_mul(shared.config.leader_change_grace_ttls.max(1))
         .max(shared.config.leader_change_grace_min);
     for _ in 0..5 {
         let agents = shared.store.list::<Agent>(keys::AGENTS)?;

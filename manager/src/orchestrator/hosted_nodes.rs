@@ -28,7 +28,7 @@ use crate::{
     cluster,
     placement::{self, agent_state, is_live, Load},
     scheduler_api::seed_secret_id,
-    store::{keys, Store, TxnBuilder},
+    store::{keys, secrets, Store, TxnBuilder},
 };
 
 /// Watch tag of one hosted node's record.
@@ -212,8 +212,8 @@ async fn reconcile_node(
                     .map(|d| d.advertised_address.clone());
                 let (task, secret_ops) = new_task(store, &node, &agent_id, host)?;
                 agents.load.add(&agent_id);
-                for (k, v) in secret_ops {
-                    txn = txn.put_tagged(k, &v, [keys::agent_tag(&agent_id)]);
+                for secret in secret_ops {
+                    txn = secrets::put(store, txn, &secret, [keys::agent_tag(&agent_id)])?;
                 }
                 txn = txn.require_absent(keys::task(&task.id)).put_tagged(
                     keys::task(&task.id),
@@ -260,15 +260,17 @@ fn new_task(
     node: &HostedNode,
     agent_id: &str,
     host: Option<String>,
-) -> Result<(Task, Vec<(String, Secret)>), Status> {
+) -> Result<(Task, Vec<Secret>), Status> {
     let (_, record) = cluster::load(store)?;
-    let settings = record.settings.unwrap_or_else(cluster::default_settings);
-    let host = host
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "127.0.0.1".into());
+    let settings = cluster::effective_settings(&record);
+    let host: Vec<std::net::IpAddr> = host
+        .as_deref()
+        .and_then(lnswarm_common::pki::ip_of_address)
+        .into_iter()
+        .collect();
     let key = new_key_and_csr(&node.node_id, Some(Role::Node))
         .map_err(|e| Status::internal(e.to_string()))?;
-    let cert = sign_leaf(store, &key.csr_pem, Role::Node, &node.node_id, &[host])?;
+    let cert = sign_leaf(store, &key.csr_pem, Role::Node, &node.node_id, &host)?;
     let tls = Secret {
         id: tls_secret_id(&node.node_id),
         version: None,
@@ -293,5 +295,5 @@ fn new_task(
         agent_id,
         &node.node_id,
     );
-    Ok((task, vec![(keys::secret(&tls.id), tls)]))
+    Ok((task, vec![tls]))
 }

@@ -40,9 +40,16 @@ async fn serves(tls: &ClientTls, node: &HostedNode) -> bool {
     };
     let addr = node.grpc_uri.trim_start_matches("https://");
     let probe = async {
-        let channel = lnswarm_common::tls::connect(addr, tls, lnswarm_common::pki::Role::Node)
-            .await
-            .ok()?;
+        let channel = lnswarm_common::tls::connect(
+            addr,
+            tls,
+            lnswarm_common::tls::ServerIdentity::exact(
+                lnswarm_common::pki::Role::Node,
+                &node.node_id,
+            ),
+        )
+        .await
+        .ok()?;
         let status = HealthClient::new(channel)
             .check(HealthCheckRequest {
                 service: String::new(),

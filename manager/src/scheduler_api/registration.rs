@@ -20,7 +20,7 @@ use super::challenge;
 use crate::{
     ca::{check_csr, sign_leaf},
     cluster,
-    store::{keys, Applied, Store, TxnBuilder},
+    store::{keys, secrets, Applied, Store, TxnBuilder},
 };
 
 /// Invite codes each registered node receives to hand out.
@@ -88,7 +88,8 @@ pub async fn register(store: &Store, req: RegistrationRequest) -> Result<Registe
         &req.signature,
     )?;
     let csr_pem = check_csr(&req.csr, Role::User)?;
-    let seed = seal::open(&cluster_record.seal_secret_key, &req.sealed_seed).map_err(|_| {
+    let seal_key = cluster::seal_secret_key(store, &cluster_record)?;
+    let seed = seal::open(&seal_key, &req.sealed_seed).map_err(|_| {
         Status::invalid_argument("the sealed seed cannot be opened with this cluster's key")
     })?;
     let seeded_id = node_keys::node_id(&seed).map_err(|e| {
@@ -139,10 +140,13 @@ pub async fn register(store: &Store, req: RegistrationRequest) -> Result<Registe
         version: None,
         data: seed,
     };
-    txn = txn
-        .put(&node_key, &node)
-        .put(keys::secret(&secret.id), &secret)
-        .put(keys::certificate(&cn), &cert);
+    txn = secrets::put(
+        store,
+        txn.put(&node_key, &node),
+        &secret,
+        Vec::<String>::new(),
+    )?
+    .put(keys::certificate(&cn), &cert);
     for _ in 0..INVITE_CODES_PER_NODE {
         let mut code = [0u8; 10];
         rand::thread_rng().fill_bytes(&mut code);

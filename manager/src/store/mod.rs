@@ -3,11 +3,15 @@
 //! come from the local state machine. On a lone manager the proposer applies directly
 //! ([`local`]); with a quorum, the raft driver replicates the command first.
 
+pub mod at_rest;
 pub mod keys;
 mod local;
 pub mod raft;
+pub mod secrets;
 mod state_machine;
 pub mod watch;
+
+use std::sync::{atomic::Ordering, Arc};
 
 use lnswarm_common::api::StoreTxn;
 use prost::Message;
@@ -25,14 +29,43 @@ pub enum StoreError {
     Unavailable(String),
     #[error("a store read did not finish: {0}")]
     Interrupted(String),
+    #[error("{0} changed concurrently {UPDATE_ATTEMPTS} times in a row; retry")]
+    Contended(String),
+}
+
+/// How many times [`Store::update`] tries before giving up with
+/// [`StoreError::Contended`].
+pub const UPDATE_ATTEMPTS: usize = 8;
+
+/// What one attempt of [`Store::update`] wants to do.
+pub enum Attempt<T> {
+    /// Propose this transaction (whose checks guard what the attempt read); on
+    /// commit, `update` returns the value.
+    Propose(StoreTxn, T),
+    /// Nothing needs writing.
+    Done(T),
 }
 
 impl From<StoreError> for Status {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(m) => Status::unavailable(m),
+            StoreError::Contended(_) => Status::aborted(e.to_string()),
             other => Status::internal(other.to_string()),
         }
+    }
+}
+
+fn no_data_key() -> StoreError {
+    StoreError::Unavailable("this manager does not hold the cluster's data key yet".into())
+}
+
+impl DataKeySlot {
+    fn holding(key: Option<at_rest::DataKey>) -> Arc<Self> {
+        Arc::new(DataKeySlot {
+            key: std::sync::RwLock::new(key),
+            adopted: Default::default(),
+        })
     }
 }
 
@@ -59,12 +92,27 @@ pub struct Store {
     sm: StateMachine,
     proposer: Proposer,
     leadership: tokio::sync::watch::Receiver<Leadership>,
+    keys: Arc<DataKeySlot>,
+}
+
+/// The cluster's data key as this manager holds it (see [`at_rest`]).
+#[derive(Default)]
+struct DataKeySlot {
+    key: std::sync::RwLock<Option<at_rest::DataKey>>,
+    /// Set once the cluster object names this key: only then does this manager
+    /// seal with it (a key the cluster has not adopted would make values other
+    /// managers cannot read).
+    adopted: std::sync::atomic::AtomicBool,
 }
 
 impl Store {
     /// A store for a manager that is the whole cluster by itself.
     /// `me` is this manager's (id, address): a lone manager always leads.
-    pub fn open_local(db: sled::Db, me: Option<(String, String)>) -> Result<Self, StoreError> {
+    pub fn open_local(
+        db: sled::Db,
+        me: Option<(String, String)>,
+        data_key: Option<at_rest::DataKey>,
+    ) -> Result<Self, StoreError> {
         let sm = StateMachine::open(db)?;
         let (_, leadership) = tokio::sync::watch::channel(Leadership {
             is_leader: true,
@@ -76,19 +124,79 @@ impl Store {
             proposer: Proposer::Local(local::LocalProposer::start(sm.clone())),
             sm,
             leadership,
+            keys: DataKeySlot::holding(data_key),
         })
     }
 
     /// A store replicated by raft over `db` (bootstrapping a one-member log from a
     /// state `init` wrote, joining, or restarting from disk).
-    pub fn open_raft(db: sled::Db, opts: raft::RaftOptions) -> Result<Self, raft::RaftStartError> {
+    pub fn open_raft(
+        db: sled::Db,
+        opts: raft::RaftOptions,
+        data_key: Option<at_rest::DataKey>,
+    ) -> Result<Self, raft::RaftStartError> {
         let sm = StateMachine::open(db)?;
         let handle = raft::RaftHandle::start(sm.clone(), opts)?;
         Ok(Store {
             leadership: handle.leadership(),
             proposer: Proposer::Raft(handle),
             sm,
+            keys: DataKeySlot::holding(data_key),
         })
+    }
+
+    /// The data key this manager holds, if any.
+    pub fn data_key(&self) -> Option<at_rest::DataKey> {
+        self.keys.key.read().expect("data key lock").clone()
+    }
+
+    /// Takes `key` as this manager's data key (fetched from a peer, or made for a
+    /// store from before data keys).
+    pub fn set_data_key(&self, key: at_rest::DataKey) {
+        *self.keys.key.write().expect("data key lock") = Some(key);
+        self.keys.adopted.store(false, Ordering::Release);
+    }
+
+    /// The data key, once the cluster has adopted it.
+    fn adopted_key(&self) -> Result<at_rest::DataKey, StoreError> {
+        let key = self.data_key().ok_or_else(no_data_key)?;
+        if self.keys.adopted.load(Ordering::Acquire) {
+            return Ok(key);
+        }
+        let adopted = self
+            .get::<lnswarm_common::api::ClusterRecord>(keys::CLUSTER)?
+            .is_some_and(|(_, c)| c.data_key_id == key.id());
+        if !adopted {
+            return Err(no_data_key());
+        }
+        self.keys.adopted.store(true, Ordering::Release);
+        Ok(key)
+    }
+
+    /// `plaintext` sealed for the store key `key` (see [`at_rest`]).
+    pub fn seal(&self, key: &str, plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {
+        Ok(self.adopted_key()?.seal(key, plaintext))
+    }
+
+    /// Seals with this manager's key whether or not the cluster names it yet: only
+    /// for the write that makes the cluster adopt it (init, migration).
+    pub fn seal_for_adoption(&self, key: &str, plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {
+        Ok(self
+            .data_key()
+            .ok_or_else(no_data_key)?
+            .seal(key, plaintext))
+    }
+
+    /// The plaintext of a value stored for `key`, sealed or (from before sealing)
+    /// in the clear.
+    pub fn open_sealed(&self, key: &str, stored: &[u8]) -> Result<Vec<u8>, StoreError> {
+        if !at_rest::is_sealed(stored) {
+            return Ok(stored.to_vec());
+        }
+        self.data_key()
+            .ok_or_else(no_data_key)?
+            .open(key, stored)
+            .map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))
     }
 
     /// The raft node, when the store is replicated.
@@ -119,6 +227,27 @@ impl Store {
             Proposer::Local(p) => p.propose(txn).await,
             Proposer::Raft(h) => h.propose(txn).await,
         }
+    }
+
+    /// Read, change, propose under version checks, and retry on a failed check, at
+    /// most [`UPDATE_ATTEMPTS`] times. `what` names the object in the error. Returns
+    /// the attempt's value and the index it committed at (0 when nothing was
+    /// written).
+    pub async fn update<T, E: From<StoreError>>(
+        &self,
+        what: &str,
+        mut attempt: impl FnMut(&Store) -> Result<Attempt<T>, E>,
+    ) -> Result<(T, u64), E> {
+        for _ in 0..UPDATE_ATTEMPTS {
+            match attempt(self)? {
+                Attempt::Done(v) => return Ok((v, 0)),
+                Attempt::Propose(txn, v) => match self.propose(txn).await? {
+                    Applied::Committed(index) => return Ok((v, index)),
+                    Applied::CheckFailed(_) => continue,
+                },
+            }
+        }
+        Err(StoreError::Contended(what.to_string()).into())
     }
 
     /// Waits until local reads reflect every write acknowledged anywhere before this

@@ -3,8 +3,8 @@
 use anyhow::Result;
 use clap::{Subcommand, ValueEnum};
 use lnswarm_common::api::{
-    chain_source::Source, BitcoindRpc, ChainSource, GetClusterInfoRequest, GetJoinTokenRequest,
-    JoinRole, UpdateClusterSettingsRequest,
+    chain_source::Source, BitcoindRpc, ChainSource, ClusterSettingsUpdate, GetClusterInfoRequest,
+    GetJoinTokenRequest, GetUnlockKeyRequest, JoinRole, UpdateClusterSettingsRequest,
 };
 use serde_json::json;
 
@@ -22,9 +22,9 @@ pub enum ClusterCommand {
     },
     /// Change settings; options not given keep their value.
     Update {
-        /// Network hosted nodes run on (bitcoin, testnet, signet, regtest).
-        #[arg(long)]
-        network: Option<String>,
+        /// Network hosted nodes run on.
+        #[arg(long, value_enum)]
+        network: Option<Network>,
         /// Chain source: bitcoind JSON-RPC as USER:PASSWORD@HOST:PORT.
         #[arg(long, env = "LNSWARM_BITCOIND_RPC", hide_env_values = true, value_parser = parse_bitcoind)]
         bitcoind_rpc: Option<BitcoindRpc>,
@@ -34,15 +34,27 @@ pub enum ClusterCommand {
         /// Chain source: an Electrum server URL.
         #[arg(long, conflicts_with_all = ["bitcoind_rpc", "esplora_url"])]
         electrum_url: Option<String>,
-        /// Heartbeat period agents are told to use.
-        #[arg(long)]
+        /// Heartbeat period agents are told to use, 100 to 600000 ms.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(100..=600_000))]
         heartbeat_period_ms: Option<u64>,
-        /// Missed periods before an agent is DOWN.
-        #[arg(long)]
+        /// Missed periods before an agent is DOWN, 2 to 100 (period × grace is at
+        /// most an hour).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(2..=100))]
         heartbeat_grace: Option<u32>,
         /// Whether Register requires an invite code.
         #[arg(long)]
         require_invite_code: Option<bool>,
+        /// Autolock: a restarted manager serves nothing until it is given the unlock
+        /// key, which turning this on prints once.
+        #[arg(long)]
+        autolock: Option<bool>,
+    },
+    /// Print the autolock unlock key (only the key).
+    UnlockKey {
+        /// Make a new key first; managers stop accepting the old one once they have
+        /// seen the change.
+        #[arg(long)]
+        rotate: bool,
     },
     /// Print a join token (only the token, so scripts can capture it).
     JoinToken {
@@ -52,6 +64,28 @@ pub enum ClusterCommand {
         #[arg(long)]
         rotate: bool,
     },
+}
+
+/// The networks a hosted node can run on.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Network {
+    Bitcoin,
+    Testnet,
+    Testnet4,
+    Signet,
+    Regtest,
+}
+
+impl Network {
+    fn as_str(self) -> &'static str {
+        match self {
+            Network::Bitcoin => "bitcoin",
+            Network::Testnet => "testnet",
+            Network::Testnet4 => "testnet4",
+            Network::Signet => "signet",
+            Network::Regtest => "regtest",
+        }
+    }
 }
 
 /// `USER:PASSWORD@HOST:PORT` of a bitcoind JSON-RPC endpoint.
@@ -131,42 +165,44 @@ pub async fn run(conn: &Connection, cmd: ClusterCommand) -> Result<()> {
             heartbeat_period_ms,
             heartbeat_grace,
             require_invite_code,
+            autolock,
         } => {
-            let mut settings = control
-                .get_cluster_info(GetClusterInfoRequest {})
-                .await?
-                .into_inner()
-                .settings
-                .unwrap_or_default();
-            if let Some(n) = network {
-                settings.network = n;
-            }
             let source = match (bitcoind_rpc, esplora_url, electrum_url) {
                 (Some(rpc), _, _) => Some(Source::BitcoindRpc(rpc)),
                 (_, Some(url), _) => Some(Source::EsploraUrl(url)),
                 (_, _, Some(url)) => Some(Source::ElectrumUrl(url)),
                 _ => None,
             };
-            if let Some(source) = source {
-                settings.chain_source = Some(ChainSource {
-                    source: Some(source),
-                });
+            let update = ClusterSettingsUpdate {
+                heartbeat_period_ms,
+                heartbeat_grace_multiplier: heartbeat_grace,
+                network: network.map(|n| n.as_str().to_string()),
+                chain_source: source.map(|s| ChainSource { source: Some(s) }),
+                require_invite_code,
+                autolock,
+            };
+            if update == ClusterSettingsUpdate::default() {
+                anyhow::bail!("nothing to change: give at least one setting (see --help)");
             }
-            if let Some(p) = heartbeat_period_ms {
-                settings.heartbeat_period_ms = p;
-            }
-            if let Some(g) = heartbeat_grace {
-                settings.heartbeat_grace_multiplier = g;
-            }
-            if let Some(r) = require_invite_code {
-                settings.require_invite_code = r;
-            }
-            control
+            let info = control
                 .update_cluster_settings(UpdateClusterSettingsRequest {
-                    settings: Some(settings),
+                    update: Some(update),
                 })
-                .await?;
+                .await?
+                .into_inner();
             println!("updated");
+            if !info.unlock_key.is_empty() {
+                println!("autolock is on. The unlock key, shown only this once (a restarted manager needs it: `lnswarm-manager unlock`):");
+                println!("{}", info.unlock_key);
+            }
+        }
+        ClusterCommand::UnlockKey { rotate } => {
+            let key = control
+                .get_unlock_key(GetUnlockKeyRequest { rotate })
+                .await?
+                .into_inner()
+                .unlock_key;
+            println!("{key}");
         }
         ClusterCommand::JoinToken { role, rotate } => {
             let role = match role {

@@ -56,6 +56,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() {
+    lnswarm_common::private_files::private_umask();
     telemetry::init();
     let cli = Cli::parse();
     let result = match cli.command {

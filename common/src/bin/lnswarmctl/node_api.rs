@@ -152,9 +152,15 @@ pub(crate) async fn node_client(
         .trim_start_matches("https://")
         .trim_start_matches("http://")
         .to_string();
-    let channel = tls::connect(&addr, &creds.client_tls()?, Role::Node)
-        .await
-        .with_context(|| format!("connecting to the node at {addr}"))?;
+    // The node reached must be this node: any hosted node's certificate is a
+    // lightning-node certificate of this cluster.
+    let channel = tls::connect(
+        &addr,
+        &creds.client_tls()?,
+        tls::ServerIdentity::exact(Role::Node, node_id),
+    )
+    .await
+    .with_context(|| format!("connecting to the node at {addr}"))?;
     Ok(NodeClient::new(channel))
 }
 

@@ -84,6 +84,7 @@ pub async fn join(h: &RaftHandle, id: &str, addr: &str) -> Result<JoinResponse, 
             return Ok(JoinResponse {
                 raft_id: m.raft_id,
                 members: members(h)?,
+                ..Default::default()
             });
         }
     }
@@ -106,6 +107,7 @@ pub async fn join(h: &RaftHandle, id: &str, addr: &str) -> Result<JoinResponse, 
     Ok(JoinResponse {
         raft_id,
         members: members(h)?,
+        ..Default::default()
     })
 }
 

@@ -17,11 +17,17 @@ pub use super::transport::MAX_RAFT_MESSAGE_BYTES;
 
 pub struct RaftService {
     handle: RaftHandle,
+    /// For the data key a joining (or migrating) manager asks for.
+    store: crate::store::Store,
 }
 
 impl RaftService {
-    pub fn new(handle: RaftHandle) -> Self {
-        RaftService { handle }
+    /// The service of `store`'s raft node (a store without one serves no raft).
+    pub fn new(store: crate::store::Store) -> Option<Self> {
+        Some(RaftService {
+            handle: store.raft()?.clone(),
+            store,
+        })
     }
 }
 
@@ -73,9 +79,14 @@ impl Raft for RaftService {
         if addr.is_empty() {
             return Err(bad("the joiner's address is required"));
         }
-        Ok(Response::new(
-            membership::join(&self.handle, &id, &addr).await?,
-        ))
+        let mut answer = membership::join(&self.handle, &id, &addr).await?;
+        // The joiner needs the data key to read the sealed values it will
+        // replicate. The caller holds a manager certificate (the table admits
+        // nothing else here).
+        if let Some(key) = self.store.data_key() {
+            answer.data_key = key.bytes().to_vec();
+        }
+        Ok(Response::new(answer))
     }
 
     async fn leave(&self, req: Request<LeaveRequest>) -> Result<Response<LeaveResponse>, Status> {
@@ -122,6 +133,21 @@ impl Raft for RaftService {
     ) -> Result<Response<ReadIndexResponse>, Status> {
         let index = self.handle.read_barrier().await?;
         Ok(Response::new(ReadIndexResponse { index }))
+    }
+
+    async fn get_data_key(
+        &self,
+        req: Request<GetDataKeyRequest>,
+    ) -> Result<Response<GetDataKeyResponse>, Status> {
+        let wanted = req.into_inner().key_id;
+        match self.store.data_key() {
+            Some(k) if k.id() == wanted => Ok(Response::new(GetDataKeyResponse {
+                data_key: k.bytes().to_vec(),
+            })),
+            _ => Err(Status::not_found(format!(
+                "this manager does not hold data key {wanted}"
+            ))),
+        }
     }
 
     async fn get_status(

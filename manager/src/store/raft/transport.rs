@@ -16,7 +16,7 @@ use std::{
 use lnswarm_common::{
     api::{raft_client::RaftClient, Manager, ProcessRaftMessageRequest, RaftMember, SnapshotChunk},
     pki::Role,
-    tls::{self, ClientTls},
+    tls::{self, ClientTls, ServerIdentity},
 };
 use protobuf::Message as _;
 use raft::prelude::{Message, MessageType};
@@ -42,7 +42,8 @@ pub struct Transport {
 struct Inner {
     tls: ClientTls,
     sm: StateMachine,
-    seeds: Mutex<HashMap<u64, String>>,
+    /// raft id → (manager id, address), from the join answer.
+    seeds: Mutex<HashMap<u64, (String, String)>>,
     peers: Mutex<HashMap<u64, Peer>>,
     events: mpsc::Sender<Event>,
 }
@@ -66,7 +67,12 @@ impl Transport {
             inner: Arc::new(Inner {
                 tls,
                 sm,
-                seeds: Mutex::new(seeds.into_iter().map(|m| (m.raft_id, m.addr)).collect()),
+                seeds: Mutex::new(
+                    seeds
+                        .into_iter()
+                        .map(|m| (m.raft_id, (m.manager_id, m.addr)))
+                        .collect(),
+                ),
                 peers: Mutex::new(HashMap::new()),
                 events,
             }),
@@ -75,6 +81,11 @@ impl Transport {
 
     /// Where raft id `id` listens: the managers/<id> records, else the join seeds.
     pub fn addr_of(&self, id: u64) -> Option<String> {
+        self.member(id).map(|(_, addr)| addr)
+    }
+
+    /// The manager id (certificate CN) and address of raft id `id`.
+    fn member(&self, id: u64) -> Option<(String, String)> {
         let from_store = self
             .inner
             .sm
@@ -84,7 +95,7 @@ impl Transport {
             .flatten()
             .filter_map(|(_, v)| v.decode::<Manager>().ok())
             .find(|m| m.raft_id == id)
-            .map(|m| m.addr);
+            .map(|m| (m.id, m.addr));
         from_store.or_else(|| self.inner.seeds.lock().expect("seeds").get(&id).cloned())
     }
 
@@ -92,8 +103,15 @@ impl Transport {
         if let Some(p) = self.inner.peers.lock().expect("peers").get(&id) {
             return Some(p.clone());
         }
-        let addr = self.addr_of(id)?;
-        let channel = match tls::connect_lazy(&addr, &self.inner.tls, Role::Manager) {
+        let (manager_id, addr) = self.member(id)?;
+        // The peer must be the manager this raft id belongs to, not merely some
+        // manager (or whoever answers at the address now).
+        let expected = if manager_id.is_empty() {
+            ServerIdentity::from(Role::Manager)
+        } else {
+            ServerIdentity::exact(Role::Manager, manager_id)
+        };
+        let channel = match tls::connect_lazy(&addr, &self.inner.tls, expected) {
             Ok(c) => c,
             Err(e) => {
                 warn!(peer = %format!("{id:x}"), %addr, error = %e, "cannot dial peer");

@@ -181,27 +181,24 @@ impl LocalCluster {
         }
 
         // Hosted nodes learn the chain from the cluster's settings.
-        let mut settings = control
-            .get_cluster_info(GetClusterInfoRequest {})
-            .await?
-            .into_inner()
-            .settings
-            .unwrap_or_default();
         let (host, port) = self.regtest.addr.rsplit_once(':').expect("host:port");
-        settings.network = "regtest".into();
-        settings.chain_source = Some(lnswarm_common::api::ChainSource {
-            source: Some(lnswarm_common::api::chain_source::Source::BitcoindRpc(
-                lnswarm_common::api::BitcoindRpc {
-                    host: host.into(),
-                    port: port.parse()?,
-                    user: self.regtest.user.clone(),
-                    password: self.regtest.password.clone(),
-                },
-            )),
-        });
+        let update = lnswarm_common::api::ClusterSettingsUpdate {
+            network: Some("regtest".into()),
+            chain_source: Some(lnswarm_common::api::ChainSource {
+                source: Some(lnswarm_common::api::chain_source::Source::BitcoindRpc(
+                    lnswarm_common::api::BitcoindRpc {
+                        host: host.into(),
+                        port: port.parse()?,
+                        user: self.regtest.user.clone(),
+                        password: self.regtest.password.clone(),
+                    },
+                )),
+            }),
+            ..Default::default()
+        };
         control
             .update_cluster_settings(lnswarm_common::api::UpdateClusterSettingsRequest {
-                settings: Some(settings),
+                update: Some(update),
             })
             .await?;
         let info = control

@@ -1,0 +1,120 @@
+//! Running a manager from its data directory, whichever command made it (`init`,
+//! `join`, `run`): open the data key (waiting to be unlocked when autolock wrapped
+//! it), open the replicated store, keep the data key in step with the cluster, and
+//! serve until shutdown.
+
+use std::{future::Future, path::PathBuf};
+
+use anyhow::Context;
+use lnswarm_common::{api::Manager, credentials::Credentials};
+use tracing::info;
+
+use crate::{
+    data_key,
+    join::JoinSeed,
+    layout::{open_db, DataDir},
+    locked, server,
+    store::{
+        at_rest::{key_file, read_key, write_key, DataKey, StoredKey},
+        keys,
+        raft::{RaftConfig, RaftOptions},
+        Store,
+    },
+};
+
+/// How to run a manager.
+pub struct RunConfig {
+    pub data_dir: PathBuf,
+    /// Bound before anything else happens, so a busy port fails first.
+    pub listener: std::net::TcpListener,
+    pub raft: RaftConfig,
+    pub grpc_threads: usize,
+    /// Recovery after losing quorum: this manager alone keeps every committed change.
+    pub force_new_cluster: bool,
+    /// The first start after `join`.
+    pub joined: Option<JoinSeed>,
+    /// The database `init` just wrote (sled cannot be reopened at once).
+    pub db: Option<sled::Db>,
+}
+
+/// Runs the manager until `shutdown` resolves.
+pub async fn run(
+    config: RunConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let dir = DataDir::new(&config.data_dir);
+    dir.restrict_permissions()?;
+    let manager_config = dir.read_config()?;
+    let credentials = Credentials::load(&dir.credentials())?;
+    let key_path = key_file(dir.root());
+    let mut shutdown = Box::pin(shutdown);
+
+    let data_key = match read_key(&key_path)? {
+        Some(StoredKey::Plain(key)) => key,
+        Some(locked) => tokio::select! {
+            key = locked::wait_for_unlock(&config.listener, &credentials, locked) => key?,
+            () = &mut shutdown => return Ok(()),
+        },
+        None => {
+            // A store from before data keys: this key becomes the cluster's when
+            // this manager leads, or it is replaced by the cluster's (`data_key`).
+            let key = DataKey::generate();
+            write_key(&key_path, &key, None)?;
+            info!("made a data key for a store that had none");
+            key
+        }
+    };
+
+    let db = match config.db {
+        Some(db) => db,
+        None => open_db(&dir)?,
+    };
+    let (join_as, seeds) = match config.joined {
+        Some(seed) => (Some(seed.raft_id), seed.members),
+        None => (None, vec![]),
+    };
+    let store = Store::open_raft(
+        db,
+        RaftOptions {
+            manager_id: manager_config.id.clone(),
+            addr: manager_config.advertise.clone(),
+            tls: credentials.client_tls()?,
+            config: config.raft,
+            join_as,
+            seeds,
+            force_new_cluster: config.force_new_cluster,
+        },
+        Some(data_key),
+    )
+    .context("opening the replicated store")?;
+    // A manager that joined but has not caught up yet has no record of itself.
+    let manager = store
+        .get::<Manager>(&keys::manager(&manager_config.id))?
+        .map(|(_, m)| m)
+        .unwrap_or_else(|| Manager {
+            id: manager_config.id.clone(),
+            addr: manager_config.advertise.clone(),
+            raft_id: store.raft().map(|r| r.raft_id()).unwrap_or(0),
+        });
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let keeper = tokio::spawn(data_key::keep(
+        store.clone(),
+        key_path,
+        credentials.client_tls()?,
+        stopped,
+    ));
+    info!(manager = %manager_config.id, addr = %manager_config.listen, "manager running");
+    let served = server::serve(
+        config.listener,
+        &credentials,
+        store,
+        manager,
+        config.grpc_threads,
+        shutdown,
+    )
+    .await;
+    let _ = stop.send(true);
+    let _ = keeper.await;
+    served
+}
