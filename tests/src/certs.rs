@@ -11,7 +11,8 @@ use lnswarm_common::{
     pki::{new_key_and_csr, ClusterCa, LeafRequest, Role},
 };
 use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair, SanType,
+    CertificateParams, DistinguishedName, DnType, DnValue, ExtendedKeyUsagePurpose, Issuer,
+    KeyPair, SanType,
 };
 
 pub struct TestCa {
@@ -83,6 +84,12 @@ impl TestCa {
     /// A credential signed by this CA with an arbitrary subject: `ous` as given and
     /// `org` as the O. Used for certificates the cluster's CA would never issue.
     pub fn mint_raw(&self, cn: &str, ous: &[&str], org: &str) -> Credentials {
+        let ous: Vec<DnValue> = ous.iter().map(|o| DnValue::from(*o)).collect();
+        self.mint_raw_values(cn, &ous, org)
+    }
+
+    /// Like [`Self::mint_raw`], with each OU in the string type given.
+    pub fn mint_raw_values(&self, cn: &str, ous: &[DnValue], org: &str) -> Credentials {
         let ca_key = KeyPair::from_pem(&self.ca.key_pem()).unwrap();
         let issuer = Issuer::from_ca_cert_pem(self.ca.cert_pem(), ca_key).unwrap();
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
@@ -97,7 +104,7 @@ impl TestCa {
             } else {
                 DnType::CustomDnType(vec![2, 5, 4, 11])
             };
-            dn.push(ty, *ou);
+            dn.push(ty, ou.clone());
         }
         dn.push(DnType::OrganizationName, org);
         params.distinguished_name = dn;

@@ -67,6 +67,16 @@ pub struct Member {
 impl ManagerCluster {
     /// `init` one manager and `join` `n - 1` more through it.
     pub async fn start(dir: &Path, n: usize, flags: &[&str]) -> ManagerCluster {
+        Self::start_with_ca(dir, n, flags, None).await
+    }
+
+    /// Like [`Self::start`], on the test's own root CA when given.
+    pub async fn start_with_ca(
+        dir: &Path,
+        n: usize,
+        flags: &[&str],
+        ca: Option<&crate::certs::TestCa>,
+    ) -> ManagerCluster {
         let flags: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
         let addr = free_addr();
         let data_dir = dir.join("m0");
@@ -75,6 +85,10 @@ impl ManagerCluster {
             .arg(&data_dir)
             .args(["--listen", &addr])
             .args(&flags);
+        if let Some(ca) = ca {
+            let (cert, key) = ca.write(dir);
+            cmd.arg("--ca-cert").arg(cert).arg("--ca-key").arg(key);
+        }
         let proc = Proc::spawn("m0", cmd, dir);
         let operator = data_dir.join("operator");
         let mut cluster = ManagerCluster {

@@ -31,6 +31,8 @@ pub struct Owner {
     pub profile: PathBuf,
     pub node_id: String,
     pub creds: Credentials,
+    /// The 24 words `register` showed once.
+    pub mnemonic: String,
 }
 
 pub struct HostingCluster {
@@ -42,8 +44,17 @@ pub struct HostingCluster {
 
 impl HostingCluster {
     pub async fn start(dir: &Path, agents: usize) -> HostingCluster {
+        Self::start_with_ca(dir, agents, None).await
+    }
+
+    /// Like [`Self::start`], on the test's own root CA when given.
+    pub async fn start_with_ca(
+        dir: &Path,
+        agents: usize,
+        ca: Option<&crate::certs::TestCa>,
+    ) -> HostingCluster {
         let regtest = Regtest::start(dir).await;
-        let manager = TestManager::init(dir, None).await;
+        let manager = TestManager::init(dir, ca).await;
         set_heartbeat(&manager, 500, 3).await;
         let mut update = manager.ctl();
         update.args([
@@ -116,6 +127,7 @@ impl HostingCluster {
             .to_string();
         Owner {
             name: name.into(),
+            mnemonic: out.lines().last().unwrap_or_default().trim().to_string(),
             creds: Credentials::load(&profile).unwrap(),
             profile,
             node_id,

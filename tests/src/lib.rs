@@ -7,6 +7,7 @@ pub mod certs;
 pub mod cluster;
 pub mod etcd;
 pub mod hosting;
+pub mod impostor;
 pub mod lightning;
 pub mod manager;
 pub mod process;

@@ -165,6 +165,39 @@ async fn two_nodes_open_a_channel_pay_restart_and_close() {
         .unwrap_err();
     assert_eq!(again.code(), tonic::Code::AlreadyExists, "{again:?}");
 
+    // Paying one's own invoice says so (not "already initiated").
+    let own = cb
+        .create_invoice(api::CreateInvoiceRequest {
+            amount_msat: 1_000,
+            description: "self".into(),
+            expiry_secs: 600,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let err = cb
+        .pay(api::PayRequest {
+            bolt11: own.bolt11,
+            amount_msat: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("cannot pay itself"), "{err:?}");
+
+    // Connecting to a peer it is connected to already says so, and names where;
+    // the unreachable address given is not reported as "connected".
+    let r = ca_
+        .connect_peer(api::ConnectPeerRequest {
+            node_id: b.node_id.clone(),
+            address: "127.0.0.1:9".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.already_connected, "{r:?}");
+    assert!(!r.connected_address.is_empty(), "{r:?}");
+
     // Both sides list it, and the balances moved by the amount.
     let out: Vec<_> = ca_
         .list_payments(api::ListPaymentsRequest {})

@@ -173,10 +173,22 @@ impl node_server::Node for NodeApi {
         if peer == node.node_id() {
             return Err(Status::invalid_argument("a node cannot connect to itself"));
         }
+        // ldk-node answers Ok for a peer it is connected to without trying the
+        // address; say so rather than "connected" to an address that may not work.
+        let current = node
+            .list_peers()
+            .into_iter()
+            .find(|p| p.node_id == peer && p.is_connected);
+        if let Some(p) = current {
+            return Ok(Response::new(api::ConnectPeerResponse {
+                already_connected: true,
+                connected_address: p.address.to_string(),
+            }));
+        }
         blocking(move || node.connect(peer, address, true))
             .await?
             .map_err(|e| status("connect", e))?;
-        Ok(Response::new(api::ConnectPeerResponse {}))
+        Ok(Response::new(api::ConnectPeerResponse::default()))
     }
 
     async fn list_peers(
@@ -389,6 +401,11 @@ impl node_server::Node for NodeApi {
         }
         if invoice.is_expired() {
             return Err(Status::invalid_argument("the invoice has expired"));
+        }
+        if invoice.recover_payee_pub_key() == node.node_id() {
+            return Err(Status::failed_precondition(
+                "this invoice was issued by this node; a node cannot pay itself",
+            ));
         }
         let _money = running.money.lock().await;
         let mut events = running.events.subscribe();

@@ -236,7 +236,7 @@ pub async fn connect(
         .await
         .map_err(|source| TlsError::Connect {
             addr: addr.to_string(),
-            source,
+            reason: super::cause_chain(&source),
         })
 }
 

@@ -21,17 +21,29 @@ pub enum TlsError {
     Pem(String),
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
-    #[error("connecting to {addr}: {source}")]
-    Connect {
-        addr: String,
-        #[source]
-        source: tonic::transport::Error,
-    },
+    /// `reason` is the whole cause chain ("transport error" alone tells nothing).
+    #[error("connecting to {addr}: {reason}")]
+    Connect { addr: String, reason: String },
     #[error("invalid address {0:?}")]
     Address(String),
 }
 
 use rustls_pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+
+/// `e` and every error under it, joined with ": ", without repeats (tonic and io
+/// errors often print their source in their own message).
+pub fn cause_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
+}
 
 pub(crate) fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
     std::sync::Arc::new(rustls::crypto::ring::default_provider())

@@ -130,13 +130,24 @@ async fn reconcile_node(
         .find(|t| task_state(t) == TaskState::Running as i32)
     {
         let agent_up = agent.is_some_and(|a| agent_state(a) == AgentState::Ready);
-        if agent_up {
+        let endpoint = t
+            .status
+            .as_ref()
+            .map(|s| s.endpoint.clone())
+            .unwrap_or_default();
+        if agent_up && endpoint.is_empty() {
+            // States never go back, so a process restarting after a crash stays
+            // RUNNING with no endpoint until it serves again.
+            next.state = HostedNodeState::Scheduled as i32;
+            next.grpc_uri.clear();
+            next.message = format!(
+                "restarting on agent {}: {}",
+                node.agent_id,
+                t.status.as_ref().map(|s| s.message.as_str()).unwrap_or("")
+            );
+        } else if agent_up {
             next.state = HostedNodeState::Running as i32;
-            next.grpc_uri = t
-                .status
-                .as_ref()
-                .map(|s| s.endpoint.clone())
-                .unwrap_or_default();
+            next.grpc_uri = endpoint;
             next.message.clear();
             next.restarts = 0;
             next.next_start_unix_ms = 0;

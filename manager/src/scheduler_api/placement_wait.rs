@@ -172,10 +172,15 @@ pub fn current(store: &Store, node_id: &str) -> Result<NodeInfoResponse, Status>
     if is_running(&node) {
         return info(&node);
     }
-    let why = if node.message.is_empty() {
-        "it is not scheduled".to_string()
-    } else {
+    let why = if !node.message.is_empty() {
         node.message.clone()
+    } else {
+        match HostedNodeState::try_from(node.state) {
+            Ok(HostedNodeState::Registered) => "it is not scheduled".to_string(),
+            Ok(HostedNodeState::Stopped) => "it is stopped".to_string(),
+            Ok(HostedNodeState::Exported) => "it was exported".to_string(),
+            _ => format!("it is starting on agent {}", node.agent_id),
+        }
     };
     Err(Status::unavailable(format!("node is not running: {why}")))
 }

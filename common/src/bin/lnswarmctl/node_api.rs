@@ -259,14 +259,22 @@ pub async fn run(
         }
         OwnerCommand::Connect { peer } => {
             let (id, address) = split_peer(&peer)?;
-            node_client(&manager, &creds, node_id)
+            let r = node_client(&manager, &creds, node_id)
                 .await?
                 .connect_peer(ConnectPeerRequest {
-                    node_id: id,
-                    address,
+                    node_id: id.clone(),
+                    address: address.clone(),
                 })
-                .await?;
-            println!("connected");
+                .await?
+                .into_inner();
+            if r.already_connected {
+                println!(
+                    "already connected to {id} at {}; {address} was not tried",
+                    r.connected_address
+                );
+            } else {
+                println!("connected");
+            }
         }
         OwnerCommand::OpenChannel {
             peer,

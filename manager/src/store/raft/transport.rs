@@ -164,12 +164,20 @@ async fn run_peer(
     events: mpsc::Sender<Event>,
 ) {
     let mut buf = Vec::with_capacity(512);
+    let mut warned = None;
     while rx.recv_many(&mut buf, 512).await > 0 {
         let mut batch = Vec::new();
         let mut bytes = 0;
         for m in buf.drain(..) {
             if m.get_msg_type() == MessageType::MsgSnapshot {
-                send_batch(id, &mut client, std::mem::take(&mut batch), &events).await;
+                send_batch(
+                    id,
+                    &mut client,
+                    std::mem::take(&mut batch),
+                    &events,
+                    &mut warned,
+                )
+                .await;
                 bytes = 0;
                 let ok = send_snapshot(&mut client, m).await;
                 let _ = events.send(Event::SnapshotDone(id, ok)).await;
@@ -183,11 +191,18 @@ async fn run_peer(
                 Err(e) => warn!(error = %e, "cannot encode a raft message"),
             }
             if bytes >= BATCH_BYTES {
-                send_batch(id, &mut client, std::mem::take(&mut batch), &events).await;
+                send_batch(
+                    id,
+                    &mut client,
+                    std::mem::take(&mut batch),
+                    &events,
+                    &mut warned,
+                )
+                .await;
                 bytes = 0;
             }
         }
-        send_batch(id, &mut client, batch, &events).await;
+        send_batch(id, &mut client, batch, &events, &mut warned).await;
     }
 }
 
@@ -196,6 +211,7 @@ async fn send_batch(
     client: &mut RaftClient<Channel>,
     messages: Vec<Vec<u8>>,
     events: &mpsc::Sender<Event>,
+    warned: &mut Option<std::time::Instant>,
 ) {
     if messages.is_empty() {
         return;
@@ -203,9 +219,30 @@ async fn send_batch(
     let mut req = tonic::Request::new(ProcessRaftMessageRequest { messages });
     req.set_timeout(RPC_TIMEOUT);
     if let Err(e) = client.process_raft_message(req).await {
-        debug!(peer = %format!("{id:x}"), error = %e.message(), "peer unreachable");
+        match refused_certificate(&e) {
+            // Someone else answers at the peer's address: worth an operator's eye,
+            // once a minute.
+            Some(why) if warned.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) => {
+                warn!(peer = %format!("{id:x}"), reason = %why, "refused the server at a peer's address");
+                *warned = Some(std::time::Instant::now());
+            }
+            _ => debug!(peer = %format!("{id:x}"), error = %e.message(), "peer unreachable"),
+        }
         let _ = events.try_send(Event::Unreachable(id));
     }
+}
+
+/// The reason, when a call failed because the server's certificate was refused.
+fn refused_certificate(e: &tonic::Status) -> Option<String> {
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(err) = source {
+        let text = err.to_string();
+        if text.contains("the server is") || text.contains("certificate") {
+            return Some(text);
+        }
+        source = err.source();
+    }
+    None
 }
 
 /// Streams a snapshot: the first chunk carries the message (data emptied), the
