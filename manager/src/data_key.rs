@@ -199,3 +199,88 @@ fn follow_autolock(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use lnswarm_common::pki::ClusterCa;
+
+    use super::*;
+    use crate::store::at_rest::is_sealed;
+
+    /// A store as the version before data keys wrote it: the CA key and the sealing
+    /// key in the cluster object, and a seed, all in the clear.
+    #[tokio::test]
+    async fn the_leader_migrates_a_store_from_before_data_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::store::test_db::open(&dir.path().join("state"));
+        let store = Store::open_local(db, None, Some(DataKey::generate())).unwrap();
+        let ca = ClusterCa::create("old-cluster").unwrap();
+        let (seal_secret, seal_public) = lnswarm_common::seal::new_keypair();
+        let old = ClusterRecord {
+            cluster_id: "old-cluster".into(),
+            ca_cert_pem: ca.cert_pem().into(),
+            ca_key_pem: ca.key_pem(),
+            seal_secret_key: seal_secret.to_vec(),
+            seal_public_key: seal_public.to_vec(),
+            ..Default::default()
+        };
+        let seed = Secret {
+            id: "seed-x".into(),
+            version: None,
+            data: vec![7; 64],
+        };
+        store
+            .propose(
+                TxnBuilder::new()
+                    .put(keys::CLUSTER, &old)
+                    .put(keys::secret("seed-x"), &seed)
+                    .build(),
+            )
+            .await
+            .unwrap();
+        // Before the migration, readers still get the values as they are.
+        assert_eq!(
+            secrets::get(&store, "seed-x").unwrap().unwrap().data,
+            seed.data
+        );
+
+        let tls = lnswarm_common::tls::client_config(ca.cert_pem(), None).unwrap();
+        let path = dir.path().join("keys/data-key.json");
+        let mut sealed = false;
+        // Adoption, then (on the next pass) the secrets.
+        step(&store, &path, &tls, &mut sealed).await.unwrap();
+        step(&store, &path, &tls, &mut sealed).await.unwrap();
+
+        let (_, record) = cluster::load(&store).unwrap();
+        assert_eq!(record.data_key_id, store.data_key().unwrap().id());
+        assert!(
+            record.ca_key_pem.is_empty(),
+            "the CA key left the clear field"
+        );
+        assert!(is_sealed(&record.ca_key_sealed) && is_sealed(&record.seal_secret_key));
+        assert_eq!(
+            cluster::ca(&store, &record).unwrap().key_pem(),
+            ca.key_pem(),
+            "the CA key opens"
+        );
+        assert_eq!(
+            cluster::seal_secret_key(&store, &record)
+                .unwrap()
+                .as_slice(),
+            seal_secret.as_slice()
+        );
+        let (_, raw) = store
+            .get::<Secret>(&keys::secret("seed-x"))
+            .unwrap()
+            .unwrap();
+        assert!(is_sealed(&raw.data), "the seed is sealed");
+        assert_eq!(
+            secrets::get(&store, "seed-x").unwrap().unwrap().data,
+            seed.data
+        );
+        assert!(
+            read_key(&path).unwrap().is_some(),
+            "the key file is written"
+        );
+    }
+}

@@ -273,13 +273,13 @@ async fn an_autolocked_manager_serves_only_health_until_unlocked() {
     assert_eq!(worker_token(&m), token, "its state is back");
 
     // A rotated key opens the next restart; the old one no longer does.
+    let before = std::fs::read_to_string(&key_file).unwrap();
     let mut rotate = m.ctl();
     rotate.args(["cluster", "unlock-key", "--rotate"]);
     let (status, rotated, err) = run(rotate);
     assert!(status.success(), "{err}");
     let rotated = rotated.trim().to_string();
     assert_ne!(rotated, key);
-    let before = std::fs::read_to_string(&key_file).unwrap();
     wait::until(
         "the data key to be rewrapped",
         Duration::from_secs(10),
