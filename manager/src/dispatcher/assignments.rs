@@ -120,13 +120,21 @@ impl AgentAssignments {
         ))
     }
 
-    /// Seeds the reference counts from the store before resuming at an index the agent
-    /// presented (the dispatcher has no record of what it sent earlier).
-    pub fn resume(&mut self, store: &Store) -> Result<(), StoreError> {
+    /// Seeds the reference counts before resuming at `since`, an index the agent
+    /// presented (this dispatcher has no record of what was sent earlier).
+    ///
+    /// Only tasks no change has touched since `since` are counted as held: the
+    /// agent holds exactly those, with their secrets. A task written after `since`
+    /// is unknown as the agent had it (it may be new to the agent), so the replay
+    /// of its change must send its secrets; counting it as held made a task placed
+    /// just before a leader change wait for its seed forever.
+    pub fn resume(&mut self, store: &Store, since: u64) -> Result<(), StoreError> {
         self.task_secrets.clear();
         self.secret_refs.clear();
         for task in self.current_tasks(store)? {
-            self.hold_task(&task);
+            if task.version.as_ref().is_some_and(|v| v.index <= since) {
+                self.hold_task(&task);
+            }
         }
         Ok(())
     }

@@ -11,6 +11,8 @@
 //! - [`service`]: the gRPC handlers.
 
 pub mod assignments;
+#[cfg(test)]
+mod assignments_model;
 pub mod config;
 mod leader;
 mod service;

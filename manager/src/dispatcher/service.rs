@@ -437,7 +437,7 @@ impl dispatcher_server::Dispatcher for Dispatcher {
                 let mut at: Option<(u64, String)> = None;
                 if let Some(since) = since {
                     let resumed = set
-                        .resume(&store)
+                        .resume(&store, since)
                         .and_then(|_| set.incremental(&store, since, &since.to_string(), config));
                     match resumed {
                         Ok(Some((mut messages, upto))) => {
