@@ -22,10 +22,10 @@ use lnswarm_common::{
 use serde_json::Value;
 use tonic::transport::Channel;
 
-use crate::{bin_path, manager::TestManager, process::run, process::Proc};
+use crate::{bin_path, process::run, process::Proc, Cluster};
 
 /// Sets the heartbeat period (ms) and grace multiplier agents are told to use.
-pub async fn set_heartbeat(m: &TestManager, period_ms: u64, grace: u32) {
+pub async fn set_heartbeat(m: &impl Cluster, period_ms: u64, grace: u32) {
     let op = m.operator();
     let mut control = ControlClient::new(m.channel_as(Some(&op)).await);
     control
@@ -44,7 +44,7 @@ pub async fn set_heartbeat(m: &TestManager, period_ms: u64, grace: u32) {
 }
 
 /// The worker join token.
-pub fn worker_token(m: &TestManager) -> String {
+pub fn worker_token(m: &impl Cluster) -> String {
     let mut cmd = m.ctl();
     cmd.args(["cluster", "join-token", "worker"]);
     let (status, out, err) = run(cmd);
@@ -53,7 +53,7 @@ pub fn worker_token(m: &TestManager) -> String {
 }
 
 /// Runs `lnswarmctl ARGS... --format json` and parses its output.
-pub fn ctl_json(m: &TestManager, args: &[&str]) -> Value {
+pub fn ctl_json(m: &impl Cluster, args: &[&str]) -> Value {
     let mut cmd = m.ctl();
     cmd.args(args).args(["--format", "json"]);
     let (status, out, err) = run(cmd);
@@ -62,7 +62,7 @@ pub fn ctl_json(m: &TestManager, args: &[&str]) -> Value {
 }
 
 /// `lnswarmctl agent ls --format json`, as (id, state) pairs.
-pub fn agent_states(m: &TestManager) -> Vec<(String, String)> {
+pub fn agent_states(m: &impl Cluster) -> Vec<(String, String)> {
     ctl_json(m, &["agent", "ls"])
         .as_array()
         .expect("agent ls prints an array")
@@ -77,7 +77,7 @@ pub fn agent_states(m: &TestManager) -> Vec<(String, String)> {
 }
 
 /// The state `lnswarmctl agent ls` shows for `id`.
-pub fn agent_state(m: &TestManager, id: &str) -> Option<String> {
+pub fn agent_state(m: &impl Cluster, id: &str) -> Option<String> {
     agent_states(m)
         .into_iter()
         .find(|(a, _)| a == id)
@@ -85,7 +85,7 @@ pub fn agent_state(m: &TestManager, id: &str) -> Option<String> {
 }
 
 /// `lnswarmctl task inspect ID --format json`, or None when the task is gone.
-pub fn task(m: &TestManager, id: &str) -> Option<Value> {
+pub fn task(m: &impl Cluster, id: &str) -> Option<Value> {
     let mut cmd = m.ctl();
     cmd.args(["task", "inspect", id, "--format", "json"]);
     let (status, out, _) = run(cmd);
@@ -96,7 +96,7 @@ pub fn task(m: &TestManager, id: &str) -> Option<Value> {
 
 /// `lnswarmctl task create [--agent A] [--secret-file F] -- CMD...`; the new id.
 pub fn create_task(
-    m: &TestManager,
+    m: &impl Cluster,
     agent: Option<&str>,
     secret_file: Option<&Path>,
     cmd: &[&str],
@@ -139,8 +139,8 @@ impl Drop for TestAgent {
 
 impl TestAgent {
     /// `lnswarm-agent join` into `dir/<name>`.
-    pub fn join(m: &TestManager, dir: &Path, name: &str) -> TestAgent {
-        Self::join_at(&m.addr, &worker_token(m), dir, name)
+    pub fn join(m: &impl Cluster, dir: &Path, name: &str) -> TestAgent {
+        Self::join_at(&m.any_addr(), &worker_token(m), dir, name)
     }
 
     /// `lnswarm-agent join` through the manager at `addr` with `token`.
@@ -207,8 +207,8 @@ impl TestAgent {
 }
 
 /// A worker certificate for a hand-driven dispatcher client (joins, runs no agent).
-pub async fn worker_credentials(m: &TestManager) -> (String, Credentials) {
-    let joined = join(&m.addr, &worker_token(m), Role::Worker, "127.0.0.1")
+pub async fn worker_credentials(m: &impl Cluster) -> (String, Credentials) {
+    let joined = join(&m.any_addr(), &worker_token(m), Role::Worker, "127.0.0.1")
         .await
         .expect("join as worker");
     (joined.id, joined.credentials)

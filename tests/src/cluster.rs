@@ -347,6 +347,43 @@ impl ManagerCluster {
     }
 }
 
+impl crate::Cluster for ManagerCluster {
+    fn ctl(&self) -> Command {
+        let mut cmd = Command::new(bin_path("lnswarmctl"));
+        cmd.env("LNSWARM_MANAGER", self.manager_arg())
+            .env("LNSWARM_CREDENTIALS", &self.operator);
+        cmd
+    }
+
+    fn manager_arg(&self) -> String {
+        self.running()
+            .into_iter()
+            .map(|i| self.managers[i].addr.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn any_addr(&self) -> String {
+        self.managers[self.running()[0]].addr.clone()
+    }
+
+    fn operator(&self) -> Credentials {
+        ManagerCluster::operator(self)
+    }
+
+    async fn channel_as(&self, creds: Option<&Credentials>) -> Channel {
+        wait::until("a manager to answer", Duration::from_secs(30), || async {
+            for i in self.running() {
+                if let Some(c) = self.channel(i, creds).await {
+                    return Some(c);
+                }
+            }
+            None
+        })
+        .await
+    }
+}
+
 /// One manager to write through, detached from the cluster fixture.
 #[derive(Clone)]
 pub struct WriteTarget {

@@ -20,10 +20,11 @@ use serde_json::Value;
 use crate::{
     agents::{agent_states, set_heartbeat, TestAgent},
     bin_path,
+    cluster::ManagerCluster,
     lightning::{Regtest, RPC_PASSWORD, RPC_USER},
     manager::TestManager,
     process::run,
-    wait,
+    wait, Cluster,
 };
 
 pub struct Owner {
@@ -35,15 +36,15 @@ pub struct Owner {
     pub mnemonic: String,
 }
 
-pub struct HostingCluster {
+pub struct HostingCluster<C: Cluster = TestManager> {
     pub dir: PathBuf,
     pub regtest: Regtest,
-    pub manager: TestManager,
+    pub manager: C,
     pub agents: Vec<TestAgent>,
 }
 
-impl HostingCluster {
-    pub async fn start(dir: &Path, agents: usize) -> HostingCluster {
+impl HostingCluster<TestManager> {
+    pub async fn start(dir: &Path, agents: usize) -> Self {
         Self::start_with_ca(dir, agents, None).await
     }
 
@@ -52,9 +53,25 @@ impl HostingCluster {
         dir: &Path,
         agents: usize,
         ca: Option<&crate::certs::TestCa>,
-    ) -> HostingCluster {
+    ) -> Self {
         let regtest = Regtest::start(dir).await;
         let manager = TestManager::init(dir, ca).await;
+        Self::around(dir, regtest, manager, agents).await
+    }
+}
+
+impl HostingCluster<ManagerCluster> {
+    /// A quorum of `managers` and `agents` agents.
+    pub async fn start_quorum(dir: &Path, managers: usize, agents: usize) -> Self {
+        let regtest = Regtest::start(dir).await;
+        let cluster = ManagerCluster::start(dir, managers, &[]).await;
+        Self::around(dir, regtest, cluster, agents).await
+    }
+}
+
+impl<C: Cluster> HostingCluster<C> {
+    /// Points `manager` at the chain, with a short heartbeat, and joins agents.
+    async fn around(dir: &Path, regtest: Regtest, manager: C, agents: usize) -> Self {
         set_heartbeat(&manager, 500, 3).await;
         let mut update = manager.ctl();
         update.args([
@@ -108,7 +125,7 @@ impl HostingCluster {
     pub fn register(&self, name: &str) -> Owner {
         let profile = self.dir.join("profiles").join(name);
         let mut cmd = Command::new(bin_path("lnswarmctl"));
-        cmd.args(["--manager", &self.manager.addr, "--profile-dir"])
+        cmd.args(["--manager", &self.manager.manager_arg(), "--profile-dir"])
             .arg(&profile)
             .args([
                 "node",
@@ -137,7 +154,7 @@ impl HostingCluster {
     /// `lnswarmctl --profile-dir <owner> node <args>`: (success, stdout, stderr).
     pub fn owner_ctl(&self, owner: &Owner, args: &[&str]) -> (bool, String, String) {
         let mut cmd = Command::new(bin_path("lnswarmctl"));
-        cmd.args(["--manager", &self.manager.addr, "--profile-dir"])
+        cmd.args(["--manager", &self.manager.manager_arg(), "--profile-dir"])
             .arg(&owner.profile)
             .arg("node")
             .args(args);

@@ -14,7 +14,27 @@ pub mod process;
 pub mod raw_grpc;
 pub mod wait;
 
-use std::{net::TcpListener, path::PathBuf};
+use std::{net::TcpListener, path::PathBuf, process::Command};
+
+use lnswarm_common::credentials::Credentials;
+use tonic::transport::Channel;
+
+/// What tests need of a cluster, whether one manager ([`manager::TestManager`]) or
+/// a quorum ([`cluster::ManagerCluster`]).
+#[allow(async_fn_in_trait)]
+pub trait Cluster {
+    /// `lnswarmctl` with every running manager (tried in turn) and the operator's
+    /// credential.
+    fn ctl(&self) -> Command;
+    /// The addresses of the running managers, comma-separated, as `--manager` takes
+    /// them.
+    fn manager_arg(&self) -> String;
+    /// A running manager's address.
+    fn any_addr(&self) -> String;
+    fn operator(&self) -> Credentials;
+    /// A channel to a running manager that answers, presenting `creds` (or nothing).
+    async fn channel_as(&self, creds: Option<&Credentials>) -> Channel;
+}
 
 /// Path of a workspace binary (`lnswarm-manager`, `lnswarmctl`, ...). The test
 /// command builds every binary first (`cargo build --workspace --bins`).

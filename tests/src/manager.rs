@@ -66,7 +66,31 @@ impl TestManager {
     pub fn operator(&self) -> Credentials {
         Credentials::load(&self.operator_dir()).expect("operator credentials")
     }
+}
 
+impl crate::Cluster for TestManager {
+    fn ctl(&self) -> Command {
+        TestManager::ctl(self)
+    }
+
+    fn manager_arg(&self) -> String {
+        self.addr.clone()
+    }
+
+    fn any_addr(&self) -> String {
+        self.addr.clone()
+    }
+
+    fn operator(&self) -> Credentials {
+        TestManager::operator(self)
+    }
+
+    async fn channel_as(&self, creds: Option<&Credentials>) -> Channel {
+        TestManager::channel_as(self, creds).await
+    }
+}
+
+impl TestManager {
     /// A channel presenting `creds` (or no certificate), trusting the cluster CA.
     pub async fn channel_as(&self, creds: Option<&Credentials>) -> Channel {
         let ca = self.operator().ca_pem;

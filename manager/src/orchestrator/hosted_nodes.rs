@@ -40,6 +40,13 @@ pub fn tls_secret_id(node_id: &str) -> String {
     format!("tls-{node_id}")
 }
 
+/// Whether an agent's tasks count as running where their status says. UNKNOWN is
+/// the grace after a leader change, not a verdict: the agent is most likely still
+/// serving and finding the new leader, so its nodes are not reported unavailable.
+fn holds_its_tasks(agent: &Agent) -> bool {
+    matches!(agent_state(agent), AgentState::Ready | AgentState::Unknown)
+}
+
 fn restart_backoff_ms(restarts: u32) -> i64 {
     (500i64 << restarts.min(6)).min(30_000)
 }
@@ -129,7 +136,7 @@ async fn reconcile_node(
         .iter()
         .find(|t| task_state(t) == TaskState::Running as i32)
     {
-        let agent_up = agent.is_some_and(|a| agent_state(a) == AgentState::Ready);
+        let agent_up = agent.is_some_and(holds_its_tasks);
         let endpoint = t
             .status
             .as_ref()
@@ -162,7 +169,7 @@ async fn reconcile_node(
         next.task_id = t.id.clone();
     } else if !live.is_empty() {
         // Starting, or stuck on an agent that stopped answering.
-        let agent_up = agent.is_some_and(|a| agent_state(a) == AgentState::Ready);
+        let agent_up = agent.is_some_and(holds_its_tasks);
         next.grpc_uri.clear();
         if agent_up {
             next.state = HostedNodeState::Scheduled as i32;

@@ -12,7 +12,7 @@ use tonic::Status;
 
 use crate::{
     orchestrator::node_tag,
-    store::{keys, Applied, Store, TxnBuilder},
+    store::{keys, Attempt, Store, TxnBuilder},
 };
 
 /// How long Schedule and a waiting GetNodeInfo wait for a node to serve.
@@ -85,29 +85,34 @@ fn node_tls(store: &Store) -> Result<ClientTls, Status> {
 pub async fn schedule(store: &Store, node_id: &str) -> Result<NodeInfoResponse, Status> {
     let key = keys::hosted_node(node_id);
     let tls = node_tls(store)?;
-    let asked_at = loop {
-        let (version, mut node) = load(store, node_id)?;
-        if node.state == HostedNodeState::Exported as i32 {
-            return Err(Status::failed_precondition(
-                "this node was exported and cannot run here",
-            ));
-        }
-        if node.desired_running && is_running(&node) && serves(&tls, &node).await {
+    let (served, asked_at) = store
+        .update("the hosted node", |store| {
+            let (version, mut node) = load(store, node_id)?;
+            if node.state == HostedNodeState::Exported as i32 {
+                return Err(Status::failed_precondition(
+                    "this node was exported and cannot run here",
+                ));
+            }
+            if node.desired_running && is_running(&node) {
+                return Ok(Attempt::Done(Some(node)));
+            }
+            node.desired_running = true;
+            // A fresh state makes the orchestrator write its verdict even if it
+            // matches the previous one.
+            node.state = HostedNodeState::Scheduled as i32;
+            node.message = "scheduling".into();
+            let txn = TxnBuilder::new()
+                .require_version(&key, version)
+                .put_tagged(&key, &node, [node_tag(node_id)])
+                .build();
+            Ok(Attempt::Propose(txn, None))
+        })
+        .await?;
+    if let Some(node) = served {
+        if serves(&tls, &node).await {
             return info(&node);
         }
-        node.desired_running = true;
-        // A fresh state makes the orchestrator write its verdict even if it matches
-        // the previous one.
-        node.state = HostedNodeState::Scheduled as i32;
-        node.message = "scheduling".into();
-        let txn = TxnBuilder::new()
-            .require_version(&key, version)
-            .put_tagged(&key, &node, [node_tag(node_id)])
-            .build();
-        if let Applied::Committed(index) = store.propose(txn).await? {
-            break index;
-        }
-    };
+    }
     wait_with(store, &tls, node_id, Some(asked_at)).await
 }
 

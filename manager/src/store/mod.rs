@@ -33,6 +33,19 @@ pub enum StoreError {
     Contended(String),
 }
 
+/// Metadata key on an UNAVAILABLE that says the cluster itself is not answering for
+/// now (no leader, no quorum, this manager not caught up): worth retrying, unlike an
+/// UNAVAILABLE that is a verdict ("the node cannot run now").
+pub const TRANSIENT: &str = "lnswarm-transient";
+
+/// Marks `status` as [`TRANSIENT`].
+pub fn transient(mut status: Status) -> Status {
+    status
+        .metadata_mut()
+        .insert(TRANSIENT, tonic::metadata::MetadataValue::from_static("1"));
+    status
+}
+
 /// How many times [`Store::update`] tries before giving up with
 /// [`StoreError::Contended`].
 pub const UPDATE_ATTEMPTS: usize = 8;
@@ -49,7 +62,7 @@ pub enum Attempt<T> {
 impl From<StoreError> for Status {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(m) => Status::unavailable(m),
+            StoreError::Unavailable(m) => transient(Status::unavailable(m)),
             StoreError::Contended(_) => Status::aborted(e.to_string()),
             other => Status::internal(other.to_string()),
         }

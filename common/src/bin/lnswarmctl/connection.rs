@@ -17,7 +17,7 @@ const MAX_CONTROL_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
 #[derive(Args, Clone)]
 pub struct Connection {
-    /// Manager address (host:port).
+    /// Manager address (host:port), or several separated by commas, tried in turn.
     #[arg(long, global = true, env = "LNSWARM_MANAGER")]
     pub manager: Option<String>,
     /// Directory holding cert.pem, key.pem and ca.pem.
@@ -40,15 +40,23 @@ impl Connection {
             .context("no manager: pass --manager HOST:PORT or set LNSWARM_MANAGER")
     }
 
-    /// A channel to the manager, authenticated with the credential.
+    /// A channel to the first of the managers given that answers, authenticated
+    /// with the credential.
     pub async fn manager_channel(&self) -> Result<Channel> {
-        let addr = self.manager_addr()?;
-        let addr = addr.as_str();
-        let creds = self.load_credentials()?;
-        let channel = tls::connect(addr, &creds.client_tls()?, Role::Manager)
-            .await
-            .with_context(|| format!("connecting to manager {addr}"))?;
-        Ok(channel)
+        let addrs = crate::retry::manager_addrs(&self.manager_addr()?);
+        let tls = self.load_credentials()?.client_tls()?;
+        let mut last = None;
+        for addr in &addrs {
+            match tls::connect(addr, &tls, Role::Manager).await {
+                Ok(channel) => return Ok(channel),
+                Err(e) => {
+                    last = Some(
+                        anyhow::Error::from(e).context(format!("connecting to manager {addr}")),
+                    )
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("--manager names no address")))
     }
 
     /// A Control API client on [`Self::manager_channel`].

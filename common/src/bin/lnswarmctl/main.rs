@@ -10,6 +10,7 @@ mod node;
 mod node_api;
 mod output;
 mod profile;
+mod retry;
 mod task;
 
 use clap::{Parser, Subcommand};

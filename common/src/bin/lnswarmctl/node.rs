@@ -85,7 +85,7 @@ impl Trust {
             (Some(path), _) => {
                 std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
             }
-            (None, Some(digest)) => Ok(fetch_pinned_ca(manager, digest).await?),
+            (None, Some(digest)) => Ok(fetch_pinned_ca(first(manager), digest).await?),
             (None, None) => bail!(
                 "pass --ca FILE or --ca-digest HEX so the seed is sealed to the right cluster"
             ),
@@ -273,10 +273,17 @@ pub async fn register(
     Ok((node_id, mnemonic))
 }
 
+/// The first address of a `--manager` list (registration and recovery are not
+/// repeated elsewhere: a retried Register could meet its own consumed challenge).
+fn first(manager: &str) -> &str {
+    manager.split(',').next().unwrap_or(manager).trim()
+}
+
 async fn anonymous_scheduler(
     manager: &str,
     ca_pem: &str,
 ) -> Result<SchedulerClient<tonic::transport::Channel>> {
+    let manager = first(manager);
     let channel = tls::connect(manager, &tls::client_config(ca_pem, None)?, Role::Manager)
         .await
         .with_context(|| format!("connecting to manager {manager}"))?;

@@ -18,11 +18,12 @@ use lnswarm_common::{
     tls,
 };
 use serde_json::json;
-use tonic::transport::Channel;
+use tonic::{transport::Channel, Status};
 
 use crate::{
     output::{print_json, print_table, Format},
     profile::ProfileArgs,
+    retry,
 };
 
 #[derive(Subcommand)]
@@ -90,10 +91,15 @@ fn split_peer(peer: &str) -> Result<(String, String)> {
     Ok((id.to_string(), addr.to_string()))
 }
 
-async fn scheduler(manager: &str, creds: &Credentials) -> Result<SchedulerClient<Channel>> {
-    let channel = tls::connect(manager, &creds.client_tls()?, Role::Manager)
+/// The Scheduler at `addr`; a manager that cannot be reached is UNAVAILABLE, so the
+/// caller moves on to the next.
+async fn scheduler(addr: &str, creds: &Credentials) -> Result<SchedulerClient<Channel>, Status> {
+    let tls = creds
+        .client_tls()
+        .map_err(|e| Status::invalid_argument(format!("the profile's credential: {e}")))?;
+    let channel = tls::connect(addr, &tls, Role::Manager)
         .await
-        .with_context(|| format!("connecting to manager {manager}"))?;
+        .map_err(retry::unreachable)?;
     Ok(SchedulerClient::new(channel))
 }
 
@@ -103,9 +109,15 @@ pub(crate) async fn schedule(
     creds: &Credentials,
     node_id: &str,
 ) -> Result<NodeInfoResponse> {
-    let mut s = scheduler(manager, creds).await?;
-    let call = s.schedule(ScheduleRequest {
-        node_id: hex::decode(node_id)?,
+    let id = hex::decode(node_id)?;
+    let managers = retry::manager_addrs(manager);
+    // Schedule is safe to repeat: it asks for the node to run.
+    let call = retry::idempotent(&managers, |addr| {
+        let id = id.clone();
+        async move {
+            let mut s = scheduler(&addr, creds).await?;
+            s.schedule(ScheduleRequest { node_id: id }).await
+        }
     });
     tokio::pin!(call);
     let started = std::time::Instant::now();
@@ -129,10 +141,13 @@ async fn node_info(
     node_id: &str,
     wait: bool,
 ) -> Result<NodeInfoResponse> {
-    let mut s = scheduler(manager, creds).await?;
-    Ok(s.get_node_info(NodeInfoRequest {
-        node_id: hex::decode(node_id)?,
-        wait,
+    let id = hex::decode(node_id)?;
+    Ok(retry::idempotent(&retry::manager_addrs(manager), |addr| {
+        let id = id.clone();
+        async move {
+            let mut s = scheduler(&addr, creds).await?;
+            s.get_node_info(NodeInfoRequest { node_id: id, wait }).await
+        }
     })
     .await?
     .into_inner())
