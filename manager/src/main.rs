@@ -5,7 +5,7 @@ use std::{io::Read, path::PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use lnswarm_common::{credentials::Credentials, telemetry};
+use lnswarm_common::{authz::limits::LimitConfig, credentials::Credentials, telemetry};
 use lnswarm_manager::{
     init::{init, InitOptions},
     join::{join, JoinOptions},
@@ -128,6 +128,28 @@ struct ServeArgs {
     /// Threads serving gRPC, each with its own share of the connections.
     #[arg(long, env = "LNSWARM_GRPC_THREADS", default_value_t = server::DEFAULT_THREADS)]
     grpc_threads: usize,
+    /// Calls per second one address may make without a certificate (GetChallenge,
+    /// Register, Recover, Unlock), and the burst it may spend at once.
+    #[arg(long, default_value_t = LimitConfig::default().per_addr_per_sec)]
+    anonymous_rate: u32,
+    #[arg(long, default_value_t = LimitConfig::default().per_addr_burst)]
+    anonymous_burst: u32,
+    /// The same, for all addresses together.
+    #[arg(long, default_value_t = LimitConfig::default().global_per_sec)]
+    anonymous_global_rate: u32,
+    #[arg(long, default_value_t = LimitConfig::default().global_burst)]
+    anonymous_global_burst: u32,
+}
+
+impl ServeArgs {
+    fn limits(&self) -> LimitConfig {
+        LimitConfig {
+            per_addr_per_sec: self.anonymous_rate,
+            per_addr_burst: self.anonymous_burst,
+            global_per_sec: self.anonymous_global_rate,
+            global_burst: self.anonymous_global_burst,
+        }
+    }
 }
 
 impl RaftArgs {
@@ -201,6 +223,7 @@ async fn main() -> anyhow::Result<()> {
                 listener,
                 raft: raft.config(),
                 grpc_threads: serve.grpc_threads,
+                anonymous: serve.limits(),
                 force_new_cluster: false,
                 joined: None,
                 db: Some(done.db),
@@ -234,6 +257,7 @@ async fn main() -> anyhow::Result<()> {
                 listener,
                 raft: raft.config(),
                 grpc_threads: serve.grpc_threads,
+                anonymous: serve.limits(),
                 force_new_cluster: false,
                 joined: Some(done.seed),
                 db: None,
@@ -256,6 +280,7 @@ async fn main() -> anyhow::Result<()> {
                 data_dir,
                 raft: raft.config(),
                 grpc_threads: serve.grpc_threads,
+                anonymous: serve.limits(),
                 force_new_cluster,
                 joined: None,
                 db: None,

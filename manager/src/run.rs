@@ -29,6 +29,8 @@ pub struct RunConfig {
     pub listener: std::net::TcpListener,
     pub raft: RaftConfig,
     pub grpc_threads: usize,
+    /// Budgets of the calls anyone may make without a certificate.
+    pub anonymous: lnswarm_common::authz::limits::LimitConfig,
     /// Recovery after losing quorum: this manager alone keeps every committed change.
     pub force_new_cluster: bool,
     /// The first start after `join`.
@@ -111,6 +113,7 @@ pub async fn run(
         store,
         manager,
         config.grpc_threads,
+        config.anonymous,
         shutdown,
     )
     .await;

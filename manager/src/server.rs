@@ -18,7 +18,7 @@ use lnswarm_common::{
         ca_server::CaServer, control_server::ControlServer, dispatcher_server::DispatcherServer,
         raft_server::RaftServer, scheduler_server::SchedulerServer, Manager, FILE_DESCRIPTOR_SET,
     },
-    authz::{AuthzLayer, NodeScope},
+    authz::AuthzLayer,
     credentials::Credentials,
     grpc_server, tls,
 };
@@ -61,6 +61,7 @@ pub async fn serve(
     store: Store,
     this_manager: Manager,
     threads: usize,
+    anonymous: lnswarm_common::authz::limits::LimitConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let verifier = credentials
@@ -101,7 +102,7 @@ pub async fn serve(
         )))
         .add_service(raft_service(&store)?)
         .add_service(SchedulerServer::new(SchedulerService::new(store.clone())));
-    let authz = AuthzLayer::new(verifier, NodeScope::PerRequest);
+    let authz = AuthzLayer::with_anonymous_limits(verifier, anonymous);
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut exits = futures::stream::FuturesUnordered::new();

@@ -82,6 +82,11 @@ impl<C: Cluster> HostingCluster<C> {
         ]);
         let (status, out, err) = run(update);
         assert!(status.success(), "cluster update: {out}{err}");
+        let mut app = manager.ctl();
+        app.args(["app", "create", "tests", "--out"])
+            .arg(dir.join("app"));
+        let (status, out, err) = run(app);
+        assert!(status.success(), "app create: {out}{err}");
         let base = 40_000 + (std::process::id() % 200) as usize * 100;
         let mut list = Vec::new();
         for i in 0..agents {
@@ -134,7 +139,9 @@ impl<C: Cluster> HostingCluster<C> {
                 &self.ca_digest(),
                 "--device",
                 name,
-            ]);
+                "--app",
+            ])
+            .arg(self.dir.join("app"));
         let (status, out, err) = run(cmd);
         assert!(status.success(), "register {name}: {out}{err}");
         let node_id = out

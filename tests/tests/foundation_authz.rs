@@ -44,9 +44,10 @@ enum Caller {
     HostedNode,
     OwnerOfA,
     OwnerOfB,
+    App,
 }
 
-const CALLERS: [Caller; 11] = [
+const CALLERS: [Caller; 12] = [
     Caller::NoCertificate,
     Caller::ForeignCa,
     Caller::Expired,
@@ -58,6 +59,7 @@ const CALLERS: [Caller; 11] = [
     Caller::HostedNode,
     Caller::OwnerOfA,
     Caller::OwnerOfB,
+    Caller::App,
 ];
 
 /// Scheduler RPCs whose request names a node (field 1, bytes).
@@ -77,6 +79,7 @@ fn role_of(caller: Caller) -> Option<Role> {
         Caller::Operator => Some(Role::Operator),
         Caller::HostedNode => Some(Role::Node),
         Caller::OwnerOfA | Caller::OwnerOfB => Some(Role::User),
+        Caller::App => Some(Role::App),
         _ => None,
     }
 }
@@ -93,14 +96,14 @@ fn expected(path: &str, caller: Caller) -> Expect {
         return Expect::Unauthenticated;
     }
     let Some(role) = role_of(caller) else {
-        return if access == Access::Open {
+        return if matches!(access, Access::Open | Access::Anonymous) {
             Expect::Allowed
         } else {
             Expect::Unauthenticated
         };
     };
     match access {
-        Access::Open => Expect::Allowed,
+        Access::Open | Access::Anonymous => Expect::Allowed,
         Access::Roles(roles) if roles.contains(&role) => Expect::Allowed,
         Access::Roles(_) => Expect::PermissionDenied,
         Access::Owner if role != Role::User => Expect::PermissionDenied,
@@ -193,6 +196,7 @@ fn callers(ca: &TestCa, node_a: &str, node_b: &str) -> Vec<Credentialed> {
                     let cn = format!("{node_b}/phone");
                     (cn.clone(), Some(ca.mint(Role::User, &cn)))
                 }
+                Caller::App => ("app/test".into(), Some(ca.mint(Role::App, "app/test"))),
             };
             Credentialed { caller, cn, creds }
         })

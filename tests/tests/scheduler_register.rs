@@ -26,12 +26,24 @@ fn ca_digest(m: &TestManager) -> String {
     v["root_ca_digest"].as_str().unwrap().to_string()
 }
 
-/// `lnswarmctl node register`; returns (node id, mnemonic).
+/// An app credential (`lnswarmctl app create`), which registration needs when no
+/// invite code is given.
+fn app(m: &TestManager, dir: &Path) -> std::path::PathBuf {
+    let out = dir.join("app");
+    let mut cmd = m.ctl();
+    cmd.args(["app", "create", "test-app", "--out"]).arg(&out);
+    let (status, stdout, err) = run(cmd);
+    assert!(status.success(), "app create: {stdout}{err}");
+    out
+}
+
+/// `lnswarmctl node register --app APP`; returns (node id, mnemonic).
 fn register_with_ctl(
     m: &TestManager,
     digest: &str,
     profile: &Path,
     device: &str,
+    app: &Path,
 ) -> (String, String) {
     let mut cmd = std::process::Command::new(lnswarm_tests::bin_path("lnswarmctl"));
     cmd.args([
@@ -43,7 +55,9 @@ fn register_with_ctl(
         digest,
         "--device",
         device,
+        "--app",
     ])
+    .arg(app)
     .arg("--profile-dir")
     .arg(profile);
     let (status, out, err) = run(cmd);
@@ -103,7 +117,11 @@ async fn attempt(s: &mut SchedulerClient<Channel>, seed: &[u8], scope: Challenge
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(c.challenge.len(), 32);
+    assert_eq!(
+        c.challenge.len(),
+        58,
+        "version, scope, expiry, nonce and MAC"
+    );
     Attempt {
         node_id,
         network: "regtest".into(),
@@ -130,10 +148,28 @@ async fn owners_register_and_recover_and_bad_attempts_store_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let m = TestManager::init(tmp.path(), None).await;
     let digest = ca_digest(&m);
+    let app_dir = app(&m, tmp.path());
+    let app_creds = Credentials::load(&app_dir).unwrap();
+
+    // Without an invite code or an app credential, nobody registers.
+    let mut cmd = std::process::Command::new(lnswarm_tests::bin_path("lnswarmctl"));
+    cmd.args([
+        "--manager",
+        &m.addr,
+        "node",
+        "register",
+        "--ca-digest",
+        &digest,
+    ])
+    .arg("--profile-dir")
+    .arg(tmp.path().join("nobody"));
+    let (status, out, err) = run(cmd);
+    assert!(!status.success(), "{out}");
+    assert!(err.contains("an invite code or an app credential"), "{err}");
 
     // Register through lnswarmctl: a device credential bound to the node.
     let phone = tmp.path().join("phone");
-    let (node_id, mnemonic) = register_with_ctl(&m, &digest, &phone, "phone");
+    let (node_id, mnemonic) = register_with_ctl(&m, &digest, &phone, "phone", &app_dir);
     let phone_creds = Credentials::load(&phone).unwrap();
     let subject = subject_of(&phone_creds.cert_pem).unwrap();
     assert_eq!(subject.organizational_units, vec!["lightning-user"]);
@@ -195,8 +231,8 @@ async fn owners_register_and_recover_and_bad_attempts_store_nothing() {
             .expect("both device certificates are valid");
     }
 
-    // Refusals, made directly on the API.
-    let mut anon = scheduler(&m, None).await;
+    // Refusals, made directly on the API, as the app.
+    let mut anon = scheduler(&m, Some(&app_creds)).await;
     let seed1 = node_keys::seed_from_mnemonic(&mnemonic).unwrap();
     let (_, seed3) = node_keys::new_mnemonic();
     let (_, seed4) = node_keys::new_mnemonic();
@@ -278,9 +314,14 @@ async fn owners_register_and_recover_and_bad_attempts_store_nothing() {
         signature: good.signature.clone(),
         sealed_seed: good.sealed_seed.clone(),
     };
-    anon.register(good.request())
+    // Anonymously, with one of node 1's invite codes.
+    let mut anonymous = scheduler(&m, None).await;
+    let mut with_code = good.request();
+    with_code.invite_code = codes[0].code.clone();
+    anonymous
+        .register(with_code)
         .await
-        .expect("node 3 registers");
+        .expect("node 3 registers with an invite code");
     let err = anon.register(replay.request()).await.unwrap_err();
     assert_eq!(
         err.code(),

@@ -15,7 +15,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use futures::future::{ready, Either, Ready};
+use futures::future::Either;
 use tonic::Status;
 use tower::{Layer, Service};
 
@@ -47,6 +47,7 @@ pub struct AuthzLayer(Arc<Authz>);
 struct Authz {
     verifier: PeerVerifier,
     scope: NodeScope,
+    limits: Option<super::limits::AnonymousLimits>,
     verified: Mutex<HashMap<[u8; 32], Verified>>,
 }
 
@@ -55,6 +56,21 @@ impl AuthzLayer {
         AuthzLayer(Arc::new(Authz {
             verifier,
             scope,
+            limits: None,
+            verified: Mutex::default(),
+        }))
+    }
+
+    /// Rate-limits the [`Access::Anonymous`] calls (managers do; a hosted node
+    /// serves none).
+    pub fn with_anonymous_limits(
+        verifier: PeerVerifier,
+        config: super::limits::LimitConfig,
+    ) -> Self {
+        AuthzLayer(Arc::new(Authz {
+            verifier,
+            scope: NodeScope::PerRequest,
+            limits: Some(super::limits::AnonymousLimits::new(config)),
             verified: Mutex::default(),
         }))
     }
@@ -122,6 +138,12 @@ impl Authz {
             |who: &Identity| Status::permission_denied(format!("{} may not call {path}", who.role));
         match (access, &identity) {
             (Access::Open, _) => Ok(identity),
+            (Access::Anonymous, _) => {
+                if let (Some(limits), Some(peer)) = (&self.limits, peer) {
+                    limits.check(peer.remote_addr.ip())?;
+                }
+                Ok(identity)
+            }
             (_, None) => Err(Status::unauthenticated(format!(
                 "{path} requires a client certificate"
             ))),
@@ -160,13 +182,43 @@ pub struct AuthzService<S> {
     layer: AuthzLayer,
 }
 
+/// Most request bytes read (and dropped) before a refusal is answered.
+const DRAIN_LIMIT: usize = 1 << 20;
+
+/// Reads the rest of a refused request's body, so the response does not end the
+/// stream while the client is still sending: h2 would reset each such stream, and
+/// after 1 024 of them it closes the whole connection (a caller refused by the
+/// rate limit would lose its other calls). A body larger than [`DRAIN_LIMIT`], or
+/// one that stalls, is abandoned.
+async fn drain<B: http_body::Body + Unpin>(mut body: B) {
+    let mut read = 0usize;
+    let drained = async {
+        while read <= DRAIN_LIMIT {
+            match std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        read += bytes::Buf::remaining(data);
+                    }
+                }
+                _ => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drained).await;
+}
+
+type Refusal<R, E> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<R, E>> + Send>>;
+
 impl<S, B> Service<http::Request<B>> for AuthzService<S>
 where
     S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Error: Send + 'static,
+    B: http_body::Body + Unpin + Send + 'static,
+    B::Data: Send,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Either<S::Future, Ready<Result<Self::Response, Self::Error>>>;
+    type Future = Either<S::Future, Refusal<Self::Response, Self::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -186,7 +238,11 @@ where
             }
             Err(status) => {
                 tracing::debug!(path = req.uri().path(), code = ?status.code(), "refused");
-                Either::Right(ready(Ok(status.into_http())))
+                let body = req.into_body();
+                Either::Right(Box::pin(async move {
+                    drain(body).await;
+                    Ok(status.into_http())
+                }))
             }
         }
     }

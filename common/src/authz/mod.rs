@@ -3,6 +3,7 @@
 //! before any handler runs.
 
 mod layer;
+pub mod limits;
 mod table;
 
 pub use layer::{caller, require_owner, AuthzLayer, AuthzService, NodeScope};

@@ -13,6 +13,9 @@ pub enum Access {
     /// valid). Only: fetching the root CA, issuing a certificate with a join token,
     /// GetChallenge, Register, Recover, and gRPC health.
     Open,
+    /// Anyone, as `Open`, within the per-address and global rate limits of the
+    /// server (when it sets them): the calls that make an owner, and Unlock.
+    Anonymous,
     /// Callers holding a certificate with one of these roles.
     Roles(&'static [Role]),
     /// A node owner's device (`lightning-user`) acting on its own node. On the Node
@@ -28,7 +31,7 @@ use Role::*;
 const AGENTS: &[Role] = &[Worker, Manager];
 const MANAGERS: &[Role] = &[Manager];
 const OPERATORS: &[Role] = &[Operator, Manager];
-const ANY_CERT: &[Role] = &[Manager, Worker, Operator, User, Node];
+const ANY_CERT: &[Role] = &[Manager, Worker, Operator, User, Node, App];
 
 /// RPC path → access. Sorted by service as the protos list them.
 pub static TABLE: &[(&str, Access)] = &[
@@ -59,6 +62,7 @@ pub static TABLE: &[(&str, Access)] = &[
     ),
     ("/lnswarm.v1.Control/GetJoinToken", Roles(OPERATORS)),
     ("/lnswarm.v1.Control/GetUnlockKey", Roles(OPERATORS)),
+    ("/lnswarm.v1.Control/IssueAppCertificate", Roles(OPERATORS)),
     ("/lnswarm.v1.Control/ListManagers", Roles(OPERATORS)),
     ("/lnswarm.v1.Control/RemoveManager", Roles(OPERATORS)),
     ("/lnswarm.v1.Control/ListAgents", Roles(OPERATORS)),
@@ -73,9 +77,9 @@ pub static TABLE: &[(&str, Access)] = &[
     ("/lnswarm.v1.Control/InspectHostedNode", Roles(OPERATORS)),
     ("/lnswarm.v1.Control/RemoveHostedNode", Roles(OPERATORS)),
     // Scheduler: owners, except the three calls that make an owner.
-    ("/lnswarm.v1.Scheduler/GetChallenge", Open),
-    ("/lnswarm.v1.Scheduler/Register", Open),
-    ("/lnswarm.v1.Scheduler/Recover", Open),
+    ("/lnswarm.v1.Scheduler/GetChallenge", Anonymous),
+    ("/lnswarm.v1.Scheduler/Register", Anonymous),
+    ("/lnswarm.v1.Scheduler/Recover", Anonymous),
     ("/lnswarm.v1.Scheduler/Schedule", Owner),
     ("/lnswarm.v1.Scheduler/GetNodeInfo", Owner),
     ("/lnswarm.v1.Scheduler/MaybeUpgrade", Owner),
@@ -101,7 +105,7 @@ pub static TABLE: &[(&str, Access)] = &[
     ("/lnswarm.v1.Node/ListPayments", Owner),
     ("/lnswarm.v1.Node/SubscribeEvents", Owner),
     // A locked manager: whoever holds the unlock key.
-    ("/lnswarm.v1.Unlock/Unlock", Open),
+    ("/lnswarm.v1.Unlock/Unlock", Anonymous),
     // Standard services every server carries.
     ("/grpc.health.v1.Health/Check", Open),
     ("/grpc.health.v1.Health/Watch", Open),

@@ -17,15 +17,19 @@ pub enum Role {
     User,
     /// A hosted node's server certificate.
     Node,
+    /// An application that registers nodes for its users (Greenlight's partner
+    /// certificates), issued by an operator.
+    App,
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
         Role::Manager,
         Role::Worker,
         Role::Operator,
         Role::User,
         Role::Node,
+        Role::App,
     ];
 
     /// The OU string, as SwarmKit spells its roles.
@@ -36,6 +40,7 @@ impl Role {
             Role::Operator => "lnswarm-operator",
             Role::User => "lightning-user",
             Role::Node => "lightning-node",
+            Role::App => "lnswarm-app",
         }
     }
 }

@@ -205,7 +205,12 @@ type Connector = tower::util::BoxCloneSyncService<
     std::io::Error,
 >;
 
-fn connector(addr: &str, config: Arc<ClientConfig>, server: &ServerIdentity) -> Connector {
+fn connector(
+    addr: &str,
+    config: Arc<ClientConfig>,
+    server: &ServerIdentity,
+    local: Option<std::net::IpAddr>,
+) -> Connector {
     let connector = tokio_rustls::TlsConnector::from(config);
     // The name only fills SNI: the verifier above decides by OU and CN.
     let name = ServerName::try_from(server.role.ou()).expect("role names are DNS names");
@@ -215,7 +220,24 @@ fn connector(addr: &str, config: Arc<ClientConfig>, server: &ServerIdentity) -> 
         let name = name.clone();
         let addr = addr.clone();
         async move {
-            let tcp = TcpStream::connect(&addr).await?;
+            let tcp = match local {
+                None => TcpStream::connect(&addr).await?,
+                Some(ip) => {
+                    let remote = tokio::net::lookup_host(&addr)
+                        .await?
+                        .next()
+                        .ok_or_else(|| {
+                            std::io::Error::new(std::io::ErrorKind::NotFound, "no address")
+                        })?;
+                    let socket = if ip.is_ipv4() {
+                        tokio::net::TcpSocket::new_v4()?
+                    } else {
+                        tokio::net::TcpSocket::new_v6()?
+                    };
+                    socket.bind(std::net::SocketAddr::new(ip, 0))?;
+                    socket.connect(remote).await?
+                }
+            };
             tcp.set_nodelay(true)?;
             let tls = connector.connect(name, tcp).await?;
             Ok(hyper_util::rt::TokioIo::new(tls))
@@ -230,9 +252,20 @@ pub async fn connect(
     tls: &ClientTls,
     server: impl Into<ServerIdentity>,
 ) -> Result<Channel, TlsError> {
+    connect_from(None, addr, tls, server).await
+}
+
+/// Like [`connect`], from the local address `local` (a multi-homed host choosing
+/// its source address).
+pub async fn connect_from(
+    local: Option<std::net::IpAddr>,
+    addr: &str,
+    tls: &ClientTls,
+    server: impl Into<ServerIdentity>,
+) -> Result<Channel, TlsError> {
     let server = server.into();
     endpoint(addr)?
-        .connect_with_connector(connector(addr, tls.config_for(&server)?, &server))
+        .connect_with_connector(connector(addr, tls.config_for(&server)?, &server, local))
         .await
         .map_err(|source| TlsError::Connect {
             addr: addr.to_string(),
@@ -251,5 +284,6 @@ pub fn connect_lazy(
         addr,
         tls.config_for(&server)?,
         &server,
+        None,
     )))
 }

@@ -11,7 +11,7 @@ mod client;
 mod server;
 
 pub use bootstrap::{fetch_root_ca_unverified, FetchCaError};
-pub use client::{client_config, connect, connect_lazy, ClientTls, ServerIdentity};
+pub use client::{client_config, connect, connect_from, connect_lazy, ClientTls, ServerIdentity};
 pub use server::{handshake, server_config, PeerInfo};
 
 /// TLS setup failures.

@@ -18,6 +18,14 @@ use crate::store::{at_rest::UnlockKey, keys, Applied, Attempt, Store, StoreError
 const CA_KEY_AAD: &str = "cluster/ca_key";
 const SEAL_KEY_AAD: &str = "cluster/seal_secret_key";
 const UNLOCK_KEY_AAD: &str = "cluster/unlock_key";
+const CHALLENGE_KEY_AAD: &str = "cluster/challenge_key";
+
+fn random_key() -> Zeroizing<[u8; 32]> {
+    use rand::RngCore;
+    let mut k = Zeroizing::new([0u8; 32]);
+    rand::thread_rng().fill_bytes(&mut k[..]);
+    k
+}
 
 /// Default settings of a new cluster.
 pub fn default_settings() -> ClusterSettings {
@@ -44,6 +52,7 @@ pub async fn create(store: &Store, ca: &ClusterCa) -> Result<ClusterRecord, Clus
         settings: Some(default_settings()),
         created_unix_ms: now_unix_ms(),
         unlock_key_sealed: Vec::new(),
+        challenge_key_sealed: store.seal_for_adoption(CHALLENGE_KEY_AAD, &random_key()[..])?,
     };
     let txn = put(TxnBuilder::new().require_absent(keys::CLUSTER), &record).build();
     match store.propose(txn).await? {
@@ -128,8 +137,28 @@ pub fn seal_legacy_fields(store: &Store, record: &mut ClusterRecord) -> Result<(
         let plain = Zeroizing::new(std::mem::take(&mut record.seal_secret_key));
         record.seal_secret_key = store.seal_for_adoption(SEAL_KEY_AAD, &plain)?;
     }
+    if record.challenge_key_sealed.is_empty() {
+        record.challenge_key_sealed =
+            store.seal_for_adoption(CHALLENGE_KEY_AAD, &random_key()[..])?;
+    }
     record.data_key_id = key.id();
     Ok(())
+}
+
+/// The key GetChallenge MACs its challenges with.
+pub fn challenge_key(
+    store: &Store,
+    record: &ClusterRecord,
+) -> Result<Zeroizing<Vec<u8>>, ClusterError> {
+    if record.challenge_key_sealed.is_empty() {
+        return Err(ClusterError::Corrupt(
+            "the cluster has no challenge key yet".into(),
+        ));
+    }
+    Ok(Zeroizing::new(store.open_sealed(
+        CHALLENGE_KEY_AAD,
+        &record.challenge_key_sealed,
+    )?))
 }
 
 /// The role a presented join token grants, compared in constant time against both

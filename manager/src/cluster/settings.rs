@@ -31,6 +31,7 @@ pub fn defaults() -> ClusterSettings {
         chain_source: None,
         require_invite_code: false,
         autolock: false,
+        open_registration: false,
     }
 }
 
@@ -96,6 +97,9 @@ pub fn apply(
     }
     if let Some(a) = update.autolock {
         next.autolock = a;
+    }
+    if let Some(o) = update.open_registration {
+        next.open_registration = o;
     }
     Ok(next)
 }

@@ -9,12 +9,13 @@ use lnswarm_common::{
         control_server::Control, Agent, Availability, ClusterInfo, CreateTaskRequest,
         GetAgentRequest, GetClusterInfoRequest, GetJoinTokenRequest, GetJoinTokenResponse,
         GetTaskRequest, GetUnlockKeyRequest, GetUnlockKeyResponse, HostedNode,
-        InspectHostedNodeRequest, JoinRole, ListAgentsRequest, ListAgentsResponse,
-        ListHostedNodesRequest, ListHostedNodesResponse, ListManagersRequest, ListManagersResponse,
-        ListTasksRequest, ListTasksResponse, Manager, ManagerInfo, RemoveAgentRequest,
-        RemoveAgentResponse, RemoveHostedNodeRequest, RemoveHostedNodeResponse,
-        RemoveManagerRequest, RemoveManagerResponse, RemoveTaskRequest, RemoveTaskResponse, Task,
-        UpdateAgentRequest, UpdateClusterSettingsRequest,
+        InspectHostedNodeRequest, IssueAppCertificateRequest, IssueAppCertificateResponse,
+        JoinRole, ListAgentsRequest, ListAgentsResponse, ListHostedNodesRequest,
+        ListHostedNodesResponse, ListManagersRequest, ListManagersResponse, ListTasksRequest,
+        ListTasksResponse, Manager, ManagerInfo, RemoveAgentRequest, RemoveAgentResponse,
+        RemoveHostedNodeRequest, RemoveHostedNodeResponse, RemoveManagerRequest,
+        RemoveManagerResponse, RemoveTaskRequest, RemoveTaskResponse, Task, UpdateAgentRequest,
+        UpdateClusterSettingsRequest,
     },
     pki::{ca_digest, Role},
 };
@@ -186,6 +187,33 @@ impl Control for ControlService {
             }
         };
         Ok(Response::new(GetJoinTokenResponse { token }))
+    }
+
+    async fn issue_app_certificate(
+        &self,
+        req: Request<IssueAppCertificateRequest>,
+    ) -> Result<Response<IssueAppCertificateResponse>, Status> {
+        let req = req.into_inner();
+        let ok = !req.name.is_empty()
+            && req.name.len() <= 64
+            && req
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !ok {
+            return Err(Status::invalid_argument(
+                "an app name is 1-64 letters, digits, '.', '_' or '-'",
+            ));
+        }
+        let csr_pem = crate::ca::check_csr(&req.csr, Role::App)?;
+        let cn = format!("app/{}", req.name);
+        let cert = crate::ca::issue_and_record(&self.store, csr_pem, Role::App, &cn, &[]).await?;
+        let (_, record) = cluster::load(&self.store)?;
+        tracing::info!(app = %req.name, "app credential issued");
+        Ok(Response::new(IssueAppCertificateResponse {
+            certificate: cert.into_bytes(),
+            root_ca: record.ca_cert_pem.into_bytes(),
+        }))
     }
 
     async fn list_managers(

@@ -47,6 +47,11 @@ fn holds_its_tasks(agent: &Agent) -> bool {
     matches!(agent_state(agent), AgentState::Ready | AgentState::Unknown)
 }
 
+/// An UNKNOWN agent that would take work once it reports in.
+fn may_return(agent: &Agent) -> bool {
+    agent_state(agent) == AgentState::Unknown && agent.availability == Availability::Active as i32
+}
+
 fn restart_backoff_ms(restarts: u32) -> i64 {
     (500i64 << restarts.min(6)).min(30_000)
 }
@@ -209,6 +214,12 @@ async fn reconcile_node(
             });
         next.grpc_uri.clear();
         match target {
+            // Agents are UNKNOWN until they find a new leader: wait for them rather
+            // than give up on a node that has somewhere to go in a moment.
+            Err(why) if agents.all.iter().any(may_return) => {
+                next.state = HostedNodeState::Scheduled as i32;
+                next.message = format!("waiting for agents to report to the new leader ({why})");
+            }
             Err(why) => {
                 next.state = HostedNodeState::Unavailable as i32;
                 next.message = why;

@@ -1,101 +1,125 @@
-//! One-time challenges: 32 random bytes bound to a scope and a node id, valid for a
-//! short time, kept in the replicated store so a leader change keeps them, and
-//! consumed atomically with the registration or recovery they authorize.
+//! One-time challenges without a store write per challenge. GetChallenge is open to
+//! anyone, so it must write nothing: a challenge is
+//!
+//! ```text
+//! version (1) ‖ scope (1) ‖ expiry, Unix ms (8, BE) ‖ nonce (16) ‖ MAC (32)
+//! MAC = HMAC-SHA256(cluster challenge key, version ‖ scope ‖ expiry ‖ nonce ‖ node id)
+//! ```
+//!
+//! and is checked without a store read. A challenge that Register or Recover
+//! consumes is recorded (by its MAC) in the same transaction, until it expires,
+//! which keeps it single-use; the leader sweeps expired records.
 
+use hmac::{Hmac, Mac};
 use lnswarm_common::{
     api::{ChallengeRecord, ChallengeScope},
     ids::now_unix_ms,
     node_keys::verify_message,
 };
 use rand::RngCore;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
 use tonic::Status;
 
-use crate::store::{Applied, Store, TxnBuilder};
+use crate::{
+    cluster,
+    store::{keys, Store, TxnBuilder},
+};
 
 /// How long a challenge may be used.
 pub const CHALLENGE_TTL_MS: i64 = 60_000;
-/// Live challenges one node id may hold at once, so an unauthenticated caller cannot
-/// grow the store without bound for one node.
-const MAX_LIVE_PER_NODE: usize = 8;
+const VERSION: u8 = 1;
+const LEN: usize = 1 + 1 + 8 + 16 + 32;
 
-fn prefix(node_id: &str) -> String {
-    format!("challenges/{node_id}/")
+fn mac(key: &[u8], body: &[u8], node_id: &str) -> [u8; 32] {
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    m.update(body);
+    m.update(node_id.as_bytes());
+    m.finalize().into_bytes().into()
 }
 
-pub fn key(node_id: &str, challenge: &[u8]) -> String {
-    format!("challenges/{node_id}/{}", hex::encode(challenge))
-}
-
-/// Issues a challenge for `node_id` in `scope`.
-pub async fn issue(
+/// A new challenge for `node_id` in `scope`, and when it expires. Reads the cluster
+/// object; writes nothing.
+pub fn issue(
     store: &Store,
     scope: ChallengeScope,
     node_id: &str,
-) -> Result<ChallengeRecord, Status> {
-    let now = now_unix_ms();
-    let live = store
-        .list::<ChallengeRecord>(&prefix(node_id))?
-        .into_iter()
-        .filter(|(_, c)| c.expires_unix_ms > now)
-        .count();
-    if live >= MAX_LIVE_PER_NODE {
-        return Err(Status::resource_exhausted(
-            "too many outstanding challenges for this node; use one or wait a minute",
-        ));
-    }
-    let mut challenge = vec![0u8; 32];
-    rand::thread_rng().fill_bytes(&mut challenge);
-    let record = ChallengeRecord {
-        challenge: challenge.clone(),
-        scope: scope as i32,
-        node_id: node_id.to_string(),
-        expires_unix_ms: now + CHALLENGE_TTL_MS,
-    };
-    let k = key(node_id, &challenge);
-    match store
-        .propose(
-            TxnBuilder::new()
-                .require_absent(&k)
-                .put(&k, &record)
-                .build(),
-        )
-        .await?
-    {
-        Applied::Committed(_) => Ok(record),
-        Applied::CheckFailed(_) => Err(Status::internal("challenge collision; retry")),
+) -> Result<(Vec<u8>, i64), Status> {
+    let (_, record) = cluster::load(store)?;
+    let key = cluster::challenge_key(store, &record)?;
+    let expires = now_unix_ms() + CHALLENGE_TTL_MS;
+    let mut out = Vec::with_capacity(LEN);
+    out.push(VERSION);
+    out.push(scope as i32 as u8);
+    out.extend_from_slice(&expires.to_be_bytes());
+    let mut nonce = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut nonce);
+    out.extend_from_slice(&nonce);
+    let tag = mac(&key, &out, node_id);
+    out.extend_from_slice(&tag);
+    Ok((out, expires))
+}
+
+/// A checked challenge: what to add to the transaction that consumes it.
+pub struct Consumed {
+    key: String,
+    record: ChallengeRecord,
+}
+
+impl Consumed {
+    /// Records the challenge as used (the transaction fails if it already was).
+    pub fn consume(&self, txn: TxnBuilder) -> TxnBuilder {
+        txn.require_absent(&self.key).put(&self.key, &self.record)
     }
 }
 
-/// Checks that `challenge` was issued for `node_id` in `scope`, is unexpired, and is
-/// signed by the node key. Returns the store key and version to consume it with.
+/// Checks that `challenge` was issued by this cluster for `node_id` in `scope`, is
+/// unexpired and unused, and is signed by the node key.
 pub fn verify(
     store: &Store,
     scope: ChallengeScope,
     node_id: &str,
     challenge: &[u8],
     signature: &str,
-) -> Result<(String, u64), Status> {
+) -> Result<Consumed, Status> {
     let refused = |why: &str| Status::unauthenticated(format!("challenge refused: {why}"));
-    if challenge.len() != 32 {
-        return Err(refused("a challenge is 32 bytes"));
+    if challenge.len() != LEN || challenge[0] != VERSION {
+        return Err(refused("not a challenge from GetChallenge"));
     }
-    let k = key(node_id, challenge);
-    let (version, record) = store
-        .get::<ChallengeRecord>(&k)?
-        .ok_or_else(|| refused("unknown, already used, or issued for another node"))?;
-    if record.scope != scope as i32 {
+    let (body, tag) = challenge.split_at(LEN - 32);
+    let (_, record) = cluster::load(store)?;
+    let key = cluster::challenge_key(store, &record)?;
+    if !bool::from(mac(&key, body, node_id).ct_eq(tag)) {
+        return Err(refused(
+            "not issued by this cluster, or issued for another node",
+        ));
+    }
+    if i32::from(body[1]) != scope as i32 {
         return Err(refused("issued for another scope"));
     }
-    if record.expires_unix_ms <= now_unix_ms() {
+    let expires = i64::from_be_bytes(body[2..10].try_into().expect("8 bytes"));
+    if expires <= now_unix_ms() {
         return Err(refused("expired"));
+    }
+    let key = keys::used_challenge(&hex::encode(tag));
+    if store.state().get(&key)?.is_some() {
+        return Err(refused("already used"));
     }
     if !verify_message(challenge, signature, node_id) {
         return Err(refused("signature is not the node key's"));
     }
-    Ok((k, version))
+    Ok(Consumed {
+        key,
+        record: ChallengeRecord {
+            challenge: tag.to_vec(),
+            scope: scope as i32,
+            node_id: node_id.to_string(),
+            expires_unix_ms: expires,
+        },
+    })
 }
 
-/// Deletes expired challenges (run periodically on the leader).
+/// Deletes the records of used challenges that have expired (on the leader).
 pub async fn sweep_expired_challenges(store: &Store) -> Result<usize, Status> {
     if !store.is_leader() {
         return Ok(0);
@@ -103,7 +127,7 @@ pub async fn sweep_expired_challenges(store: &Store) -> Result<usize, Status> {
     let now = now_unix_ms();
     let expired: Vec<String> = store
         .state()
-        .scan("challenges/")?
+        .scan(keys::USED_CHALLENGES)?
         .into_iter()
         .filter(|(_, v)| {
             v.decode::<ChallengeRecord>()
@@ -123,7 +147,7 @@ pub async fn sweep_expired_challenges(store: &Store) -> Result<usize, Status> {
     Ok(expired.len())
 }
 
-/// Sweeps expired challenges every minute while this manager leads.
+/// Sweeps expired challenge records every minute while this manager leads.
 pub fn spawn_challenge_sweeper(store: Store) {
     tokio::spawn(async move {
         loop {

@@ -66,21 +66,34 @@ pub struct Registered {
     pub root_ca: String,
 }
 
-pub async fn register(store: &Store, req: RegistrationRequest) -> Result<Registered, Status> {
+/// Registers a node. `by_app` says the caller presented an app credential
+/// (`lnswarm-app`): apps register for their users without invite codes.
+pub async fn register(
+    store: &Store,
+    req: RegistrationRequest,
+    by_app: bool,
+) -> Result<Registered, Status> {
     let node_id = node_id_hex(&req.node_id)?;
     check_device(&req.device)?;
     let (_, cluster_record) = cluster::load(store)?;
-    let settings = cluster_record
-        .settings
-        .clone()
-        .unwrap_or_else(cluster::default_settings);
+    let settings = cluster::effective_settings(&cluster_record);
+    // Anyone can make node ids, so registration is gated: by an invite code or an
+    // app credential, unless the operator opened it.
+    let needs_invite = settings.require_invite_code || (!by_app && !settings.open_registration);
+    if needs_invite && req.invite_code.is_empty() {
+        return Err(Status::permission_denied(if settings.require_invite_code {
+            "registration needs an invite code"
+        } else {
+            "registration needs an invite code or an app credential (lnswarmctl app create)"
+        }));
+    }
     if req.network != settings.network {
         return Err(Status::invalid_argument(format!(
             "this cluster runs {} nodes, not {}",
             settings.network, req.network
         )));
     }
-    let (challenge_key, challenge_version) = challenge::verify(
+    let challenge = challenge::verify(
         store,
         ChallengeScope::Register,
         &node_id,
@@ -107,11 +120,10 @@ pub async fn register(store: &Store, req: RegistrationRequest) -> Result<Registe
         ));
     }
 
-    let mut txn = TxnBuilder::new()
-        .require_version(&challenge_key, challenge_version)
-        .delete_tagged(&challenge_key, Vec::<String>::new())
+    let mut txn = challenge
+        .consume(TxnBuilder::new())
         .require_absent(&node_key);
-    if settings.require_invite_code {
+    if needs_invite {
         let k = invite_key(&req.invite_code);
         let (version, mut invite) = store
             .get::<InviteCodeRecord>(&k)?
@@ -177,7 +189,7 @@ pub async fn register(store: &Store, req: RegistrationRequest) -> Result<Registe
 pub async fn recover(store: &Store, req: RecoveryRequest) -> Result<Registered, Status> {
     let node_id = node_id_hex(&req.node_id)?;
     check_device(&req.device)?;
-    let (challenge_key, challenge_version) = challenge::verify(
+    let challenge = challenge::verify(
         store,
         ChallengeScope::Recover,
         &node_id,
@@ -196,9 +208,8 @@ pub async fn recover(store: &Store, req: RecoveryRequest) -> Result<Registered, 
         node.devices.push(req.device.clone());
     }
     // Earlier device certificates stay valid: only this device's record is replaced.
-    let txn = TxnBuilder::new()
-        .require_version(&challenge_key, challenge_version)
-        .delete_tagged(&challenge_key, Vec::<String>::new())
+    let txn = challenge
+        .consume(TxnBuilder::new())
         .require_version(&node_key, node_version)
         .put(&node_key, &node)
         .put(keys::certificate(&cn), &cert)

@@ -54,11 +54,11 @@ impl Scheduler for SchedulerService {
         let scope = ChallengeScope::try_from(req.scope)
             .map_err(|_| Status::invalid_argument("unknown challenge scope"))?;
         let node_id = registration::node_id_hex(&req.node_id)?;
-        let record = challenge::issue(&self.store, scope, &node_id).await?;
+        let (challenge, expires_unix_ms) = challenge::issue(&self.store, scope, &node_id)?;
         let (_, cluster_record) = cluster::load(&self.store)?;
         Ok(Response::new(ChallengeResponse {
-            challenge: record.challenge,
-            expires_unix_ms: record.expires_unix_ms,
+            challenge,
+            expires_unix_ms,
             seal_public_key: cluster_record.seal_public_key,
         }))
     }
@@ -67,7 +67,8 @@ impl Scheduler for SchedulerService {
         &self,
         req: Request<RegistrationRequest>,
     ) -> Result<Response<RegistrationResponse>, Status> {
-        let done = registration::register(&self.store, req.into_inner()).await?;
+        let by_app = caller(&req).is_some_and(|who| who.role == lnswarm_common::pki::Role::App);
+        let done = registration::register(&self.store, req.into_inner(), by_app).await?;
         Ok(Response::new(RegistrationResponse {
             device_cert: done.device_cert.into_bytes(),
             root_ca: done.root_ca.into_bytes(),

@@ -40,9 +40,12 @@ pub fn hosted_node(node_id: &str) -> String {
 
 pub const HOSTED_NODES: &str = "nodes/";
 
-pub fn challenge(hex: &str) -> String {
-    format!("challenges/{hex}")
+/// A challenge Register or Recover used, by the hex of its MAC.
+pub fn used_challenge(mac_hex: &str) -> String {
+    format!("challenges/{mac_hex}")
 }
+
+pub const USED_CHALLENGES: &str = "challenges/";
 
 /// Watch tag for everything assigned to one agent.
 pub fn agent_tag(agent_id: &str) -> String {

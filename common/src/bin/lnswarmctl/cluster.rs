@@ -48,6 +48,10 @@ pub enum ClusterCommand {
         /// key, which turning this on prints once.
         #[arg(long)]
         autolock: Option<bool>,
+        /// Let anyone register a node without an invite code or an app credential
+        /// (off by default; for closed or development networks).
+        #[arg(long)]
+        open_registration: Option<bool>,
     },
     /// Print the autolock unlock key (only the key).
     UnlockKey {
@@ -166,6 +170,7 @@ pub async fn run(conn: &Connection, cmd: ClusterCommand) -> Result<()> {
             heartbeat_grace,
             require_invite_code,
             autolock,
+            open_registration,
         } => {
             let source = match (bitcoind_rpc, esplora_url, electrum_url) {
                 (Some(rpc), _, _) => Some(Source::BitcoindRpc(rpc)),
@@ -180,6 +185,7 @@ pub async fn run(conn: &Connection, cmd: ClusterCommand) -> Result<()> {
                 chain_source: source.map(|s| ChainSource { source: Some(s) }),
                 require_invite_code,
                 autolock,
+                open_registration,
             };
             if update == ClusterSettingsUpdate::default() {
                 anyhow::bail!("nothing to change: give at least one setting (see --help)");

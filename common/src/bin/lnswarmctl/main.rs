@@ -2,6 +2,7 @@
 //! public gRPC APIs, with the credential it is given.
 
 mod agent;
+mod app;
 mod cluster;
 mod connection;
 mod dev;
@@ -50,6 +51,9 @@ enum Command {
     /// Hosted Lightning nodes: register, recover (owners); ls, inspect (operators).
     #[command(subcommand)]
     Node(node::NodeCommand),
+    /// App credentials (operators issue them; apps register nodes with them).
+    #[command(subcommand)]
+    App(app::AppCommand),
     /// Start a whole local cluster on loopback (regtest chain, managers, agents);
     /// --demo runs the main path end to end.
     Dev(dev::DevArgs),
@@ -66,6 +70,7 @@ async fn main() {
         Command::Agent(cmd) => agent::run(&cli.connection, cmd).await,
         Command::Task(cmd) => task::run(&cli.connection, cmd).await,
         Command::Node(cmd) => node::run(&cli.connection, &cli.profile, cmd).await,
+        Command::App(cmd) => app::run(&cli.connection, cmd).await,
         Command::Dev(args) => dev::run(args).await,
     };
     if let Err(e) = result {

@@ -39,6 +39,10 @@ pub enum NodeCommand {
         network: String,
         #[arg(long, default_value = "")]
         invite_code: String,
+        /// An app credential (from `lnswarmctl app create`): registers without an
+        /// invite code.
+        #[arg(long, env = "LNSWARM_APP_CREDENTIALS")]
+        app: Option<PathBuf>,
     },
     /// Get a new device credential for a registered node from its mnemonic (read
     /// from --mnemonic-file or stdin). Existing credentials stay valid.
@@ -103,12 +107,27 @@ pub async fn run(conn: &Connection, profile: &ProfileArgs, cmd: NodeCommand) -> 
             device,
             network,
             invite_code,
+            app,
         } => {
             let manager = conn.manager_addr()?;
             let ca_pem = trust.ca_pem(&manager).await?;
             let dir = profile.dir()?;
-            let (node_id, mnemonic) =
-                register(&manager, &ca_pem, &device, &network, &invite_code, &dir).await?;
+            let app = app
+                .map(|dir| {
+                    Credentials::load(&dir)
+                        .with_context(|| format!("loading the app credential in {}", dir.display()))
+                })
+                .transpose()?;
+            let (node_id, mnemonic) = register(
+                &manager,
+                &ca_pem,
+                &device,
+                &network,
+                &invite_code,
+                app.as_ref(),
+                &dir,
+            )
+            .await?;
             println!("node id: {node_id}");
             println!("profile: {}", dir.display());
             println!("mnemonic (write it down; it is shown only this once and is the only way to recover the node):");
@@ -132,7 +151,7 @@ pub async fn run(conn: &Connection, profile: &ProfileArgs, cmd: NodeCommand) -> 
             };
             let seed = node_keys::seed_from_mnemonic(&words)?;
             let node_id = node_keys::node_id(&seed)?;
-            let mut scheduler = anonymous_scheduler(&manager, &ca_pem).await?;
+            let mut scheduler = anonymous_scheduler(&manager, &ca_pem, None).await?;
             let challenge = scheduler
                 .get_challenge(ChallengeRequest {
                     scope: ChallengeScope::Recover as i32,
@@ -230,11 +249,12 @@ pub async fn register(
     device: &str,
     network: &str,
     invite_code: &str,
+    app: Option<&Credentials>,
     dir: &std::path::Path,
 ) -> Result<(String, String)> {
     let (mnemonic, seed) = node_keys::new_mnemonic();
     let node_id = node_keys::node_id(&seed)?;
-    let mut scheduler = anonymous_scheduler(manager, ca_pem).await?;
+    let mut scheduler = anonymous_scheduler(manager, ca_pem, app).await?;
     let challenge = scheduler
         .get_challenge(ChallengeRequest {
             scope: ChallengeScope::Register as i32,
@@ -279,14 +299,21 @@ fn first(manager: &str) -> &str {
     manager.split(',').next().unwrap_or(manager).trim()
 }
 
+/// The Scheduler for a caller with no owner credential yet: anonymous, or as an app.
 async fn anonymous_scheduler(
     manager: &str,
     ca_pem: &str,
+    app: Option<&Credentials>,
 ) -> Result<SchedulerClient<tonic::transport::Channel>> {
     let manager = first(manager);
-    let channel = tls::connect(manager, &tls::client_config(ca_pem, None)?, Role::Manager)
-        .await
-        .with_context(|| format!("connecting to manager {manager}"))?;
+    let identity = app.map(|a| (a.cert_pem.as_str(), a.key_pem.as_str()));
+    let channel = tls::connect(
+        manager,
+        &tls::client_config(ca_pem, identity)?,
+        Role::Manager,
+    )
+    .await
+    .with_context(|| format!("connecting to manager {manager}"))?;
     Ok(SchedulerClient::new(channel))
 }
 

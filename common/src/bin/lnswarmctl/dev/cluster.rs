@@ -206,6 +206,9 @@ impl LocalCluster {
             .await?
             .into_inner();
         self.ca_digest = info.root_ca_digest;
+        // Owners register through this app credential (registration is gated by
+        // an invite code or an app by default).
+        crate::app::create(&mut control, "dev", &self.app_dir()).await?;
 
         let token = control
             .get_join_token(GetJoinTokenRequest {
@@ -259,6 +262,11 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// The app credential owners register with.
+    pub fn app_dir(&self) -> PathBuf {
+        self.dir.join("app")
+    }
+
     async fn control_to(&self, addr: &str) -> Result<ControlClient<Channel>> {
         let creds = Credentials::load(&self.operator_dir)?;
         let channel = tls::connect(addr, &creds.client_tls()?, Role::Manager).await?;
@@ -272,7 +280,10 @@ impl LocalCluster {
         let op = self.operator_dir.display();
         println!();
         println!("lnswarm is running. In another shell:");
-        println!("  export LNSWARM_MANAGER={m} LNSWARM_CREDENTIALS={op}");
+        println!(
+            "  export LNSWARM_MANAGER={m} LNSWARM_CREDENTIALS={op} LNSWARM_APP_CREDENTIALS={}",
+            self.app_dir().display()
+        );
         println!("  lnswarmctl cluster info");
         println!("  lnswarmctl agent ls");
         println!(

@@ -44,6 +44,7 @@ where
 pub async fn run(cluster: &LocalCluster) -> Result<()> {
     let manager = cluster.managers[0].clone();
     let ca_pem = Credentials::load(&cluster.operator_dir)?.ca_pem;
+    let app = Credentials::load(&cluster.app_dir())?;
 
     step(
         1,
@@ -52,7 +53,8 @@ pub async fn run(cluster: &LocalCluster) -> Result<()> {
     let mut owners = Vec::new();
     for name in ["alice", "bob"] {
         let dir = cluster.profiles().join(name);
-        let (node_id, _mnemonic) = register(&manager, &ca_pem, "demo", "regtest", "", &dir).await?;
+        let (node_id, _mnemonic) =
+            register(&manager, &ca_pem, "demo", "regtest", "", Some(&app), &dir).await?;
         println!("    {name}: node {node_id} (profile {})", dir.display());
         owners.push((name, node_id, Credentials::load(&dir)?));
     }
