@@ -12,6 +12,7 @@ pub mod join;
 pub mod json_file;
 pub mod node_keys;
 pub mod pki;
+pub mod priority;
 pub mod private_files;
 pub mod seal;
 pub mod signals;

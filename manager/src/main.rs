@@ -176,10 +176,29 @@ fn read_file(path: &PathBuf) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// The nice value managers take when they may: ahead of agents and hosted nodes on
+/// a shared host.
+const MANAGER_NICE: i32 = -10;
+
+fn main() -> anyhow::Result<()> {
     lnswarm_common::private_files::private_umask();
+    // Before the runtime starts its threads, so that they all inherit it.
+    let raised = lnswarm_common::priority::raise_to(MANAGER_NICE);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(async_main(raised))
+}
+
+async fn async_main(raised_priority: bool) -> anyhow::Result<()> {
     telemetry::init();
+    if !raised_priority {
+        tracing::info!(
+            nice = MANAGER_NICE,
+            "running at normal CPU priority (raising it needs CAP_SYS_NICE)"
+        );
+    }
     let config = match Cli::parse().command {
         Command::Init {
             data_dir,
