@@ -63,8 +63,23 @@ pub fn ctl_json(m: &impl Cluster, args: &[&str]) -> Value {
 
 /// `lnswarmctl agent ls --format json`, as (id, state) pairs.
 pub fn agent_states(m: &impl Cluster) -> Vec<(String, String)> {
-    ctl_json(m, &["agent", "ls"])
-        .as_array()
+    states_of(&ctl_json(m, &["agent", "ls"]))
+}
+
+/// Like [`agent_states`], `None` when lnswarmctl fails (for waits that ride out a
+/// busy moment).
+pub fn try_agent_states(m: &impl Cluster) -> Option<Vec<(String, String)>> {
+    let mut cmd = m.ctl();
+    cmd.args(["agent", "ls", "--format", "json"]);
+    let (status, out, _) = run(cmd);
+    if !status.success() {
+        return None;
+    }
+    Some(states_of(&serde_json::from_str(&out).ok()?))
+}
+
+fn states_of(v: &Value) -> Vec<(String, String)> {
+    v.as_array()
         .expect("agent ls prints an array")
         .iter()
         .map(|a| {

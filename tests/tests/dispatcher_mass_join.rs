@@ -3,7 +3,9 @@
 
 use std::{process::Command, time::Duration};
 
-use lnswarm_tests::{agents::agent_states, bin_path, cluster::ManagerCluster, process::Proc, wait};
+use lnswarm_tests::{
+    agents::try_agent_states, bin_path, cluster::ManagerCluster, process::Proc, wait,
+};
 
 /// 300 in the suite; `LNSWARM_MASS_JOIN_AGENTS=1000` for a longer run by hand.
 fn agents() -> usize {
@@ -62,7 +64,7 @@ async fn three_hundred_agents_join_at_once_without_a_leader_change() {
         running.push(Proc::spawn(&format!("a{i}"), cmd, dir.path()));
     }
     wait::until("every agent READY", Duration::from_secs(180), || async {
-        let ready = agent_states(&cluster)
+        let ready = try_agent_states(&cluster)?
             .iter()
             .filter(|(_, s)| s == "READY")
             .count();
