@@ -8,7 +8,8 @@ use std::{os::unix::fs::PermissionsExt, path::Path};
 /// Sets the process umask to 077, so every file this process and its children
 /// create (sled's files, ldk-node's SQLite, logs) is private to its owner.
 pub fn private_umask() {
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    // SAFETY: umask only sets this process's file-creation mask.
+    unsafe { libc::umask(0o077) };
 }
 
 /// Removes group and other permission bits from `root` and everything under it

@@ -2,6 +2,7 @@
 
 use std::{
     io::Write,
+    net::SocketAddr,
     os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
     sync::Arc,
@@ -12,8 +13,8 @@ use lnswarm_common::{
     ids::is_node_id_hex,
     tls,
 };
+use lnswarm_node::NodeArgs;
 use prost::Message;
-use serde_json::json;
 
 use super::{ports, readiness::NodeApiHealth};
 use crate::executor::{ExecutorError, LaunchPlan, Readiness, SecretBytes, Secrets, TaskRuntime};
@@ -104,25 +105,29 @@ impl TaskRuntime for HostedNodeRuntime {
         } else {
             spec.network.as_str()
         };
-        let mut config = json!({
-            "network": network,
-            "listen": format!("0.0.0.0:{}", ports.lightning),
-            "api-listen": format!("0.0.0.0:{}", ports.api),
-            "storage-dir": dir.join("ldk"),
-            "tls-cert": cert,
-            "tls-key": key,
-            "ca-cert": self.config.ca_file,
-            "node-id": spec.node_id,
-        });
+        let mut config = NodeArgs {
+            network: Some(network.to_string()),
+            listen: Some(format!("0.0.0.0:{}", ports.lightning)),
+            api_listen: Some(SocketAddr::from(([0, 0, 0, 0], ports.api))),
+            storage_dir: Some(dir.join("ldk")),
+            tls_cert: Some(cert),
+            tls_key: Some(key),
+            ca_cert: Some(self.config.ca_file.clone()),
+            node_id: Some(spec.node_id.clone()),
+            ..NodeArgs::default()
+        };
         match spec.chain_source.as_ref().and_then(|c| c.source.as_ref()) {
             Some(Source::BitcoindRpc(rpc)) => {
-                config["bitcoind-rpc-host"] = json!(rpc.host);
-                config["bitcoind-rpc-port"] = json!(rpc.port);
-                config["bitcoind-rpc-user"] = json!(rpc.user);
-                config["bitcoind-rpc-password"] = json!(rpc.password);
+                config.bitcoind_rpc_host = Some(rpc.host.clone());
+                config.bitcoind_rpc_port = Some(
+                    u16::try_from(rpc.port)
+                        .map_err(|_| invalid("bitcoind RPC port out of range"))?,
+                );
+                config.bitcoind_rpc_user = Some(rpc.user.clone());
+                config.bitcoind_rpc_password = Some(rpc.password.clone());
             }
-            Some(Source::EsploraUrl(url)) => config["esplora-url"] = json!(url),
-            Some(Source::ElectrumUrl(url)) => config["electrum-url"] = json!(url),
+            Some(Source::EsploraUrl(url)) => config.esplora_url = Some(url.clone()),
+            Some(Source::ElectrumUrl(url)) => config.electrum_url = Some(url.clone()),
             None => {
                 return Err(invalid(
                     "the cluster has no chain source; set one with `lnswarmctl cluster update`",

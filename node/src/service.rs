@@ -27,7 +27,7 @@ use tokio::sync::broadcast;
 use tokio_stream::{wrappers::BroadcastStream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use super::{
+use crate::{
     convert,
     errors::{blocking, status},
 };

@@ -10,7 +10,7 @@ use ldk_node::{
     Builder, Node,
 };
 
-use super::{
+use crate::{
     config::{ChainSource, NodeConfig},
     seed::Seed,
 };

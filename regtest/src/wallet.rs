@@ -16,7 +16,7 @@ use bitcoin::{
 };
 use rand::RngCore;
 
-use super::chain::{Chain, ChainError, COINBASE_MATURITY};
+use crate::chain::{Chain, ChainError, COINBASE_MATURITY};
 
 /// Fee rate of the wallet's payments, sat/vB.
 const FEE_RATE: u64 = 2;

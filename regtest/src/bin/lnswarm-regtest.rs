@@ -1,11 +1,11 @@
 //! `lnswarm-regtest`: the stand-in for bitcoind on machines where bitcoind cannot be
-//! installed. See `lnswarm_agent::regtest`.
+//! installed. See `lnswarm_regtest`.
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use anyhow::Context;
 use clap::Parser;
-use lnswarm_agent::regtest::{http, rpc::Regtest, Chain, Wallet};
+use lnswarm_regtest::{http, rpc::Regtest, Chain, Wallet};
 
 /// A regtest Bitcoin chain serving the subset of bitcoind's JSON-RPC that ldk-node
 /// uses: the stand-in for bitcoind on machines where bitcoind cannot be installed

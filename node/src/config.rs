@@ -1,15 +1,15 @@
 //! What `lnswarm-node` is told at start: flags, or a JSON config file with the same
 //! names (flags win). The seed is never part of this; it comes only from stdin
-//! ([`super::seed`]).
+//! ([`crate::seed`]).
 
 use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr};
 
 use ldk_node::bitcoin::{secp256k1::PublicKey, Network};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Flags of `lnswarm-node`. Each may also be given in the `--config` file, a JSON
 /// object whose keys are the flag names (`"bitcoind-rpc-host": "127.0.0.1"`).
-#[derive(clap::Parser, Deserialize, Default, Debug)]
+#[derive(clap::Parser, Deserialize, Serialize, Default, Debug, Clone)]
 #[command(
     name = "lnswarm-node",
     version,
@@ -30,49 +30,65 @@ pub struct NodeArgs {
     pub config: Option<PathBuf>,
     /// bitcoin, testnet, testnet4, signet or regtest.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
     /// bitcoind RPC host (the production chain source).
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bitcoind_rpc_host: Option<String>,
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bitcoind_rpc_port: Option<u16>,
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bitcoind_rpc_user: Option<String>,
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bitcoind_rpc_password: Option<String>,
     /// Esplora server URL (alternative chain source).
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub esplora_url: Option<String>,
     /// Electrum server URL, e.g. tcp://host:50001 (alternative chain source).
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub electrum_url: Option<String>,
     /// Seconds between wallet syncs for Esplora and Electrum (at least 10; bitcoind RPC
     /// polls every 2 seconds regardless).
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sync_interval_secs: Option<u64>,
     /// Lightning peer-to-peer listen address, host:port.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
     /// Node API (gRPC over mTLS) listen address.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_listen: Option<SocketAddr>,
     /// Where ldk-node keeps its state.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub storage_dir: Option<PathBuf>,
     /// The node's server certificate (OU lightning-node, CN = node id), PEM.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
     /// Its private key, PEM.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
     /// The cluster root CA, PEM.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_cert: Option<PathBuf>,
     /// The node id (hex public key) the seed must give.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub node_id: Option<String>,
     /// Alias announced to the network (needed only for announced channels).
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub alias: Option<String>,
 }
 

@@ -17,7 +17,7 @@ use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tracing::Instrument;
 
-use super::{
+use crate::{
     config::NodeConfig,
     errors::blocking,
     events, ldk,

@@ -1,8 +1,8 @@
-//! `lnswarm-node`: one hosted Lightning node. See `lnswarm_agent::node`.
+//! `lnswarm-node`: one hosted Lightning node. See `lnswarm_node`.
 
 use anyhow::Context;
 use clap::Parser;
-use lnswarm_agent::node::{self, seed, NodeArgs, NodeConfig};
+use lnswarm_node::{seed, NodeArgs, NodeConfig};
 
 fn main() -> anyhow::Result<()> {
     lnswarm_common::private_files::private_umask();
@@ -14,7 +14,7 @@ fn main() -> anyhow::Result<()> {
         .thread_name("lnswarm-node")
         .build()
         .context("starting the runtime")?;
-    let result = runtime.block_on(node::run(config, seed));
+    let result = runtime.block_on(lnswarm_node::run(config, seed));
     // ldk-node's stop has joined its tasks; anything left must not delay the exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     result.context("lnswarm-node")

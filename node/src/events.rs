@@ -12,7 +12,7 @@ use ldk_node::{Event, Node};
 use lnswarm_common::api::{self, node_event};
 use tokio::sync::broadcast;
 
-use super::convert;
+use crate::convert;
 
 /// How many events a slow subscriber may lag behind before it misses some.
 pub const BUFFER: usize = 1024;

@@ -14,7 +14,7 @@ use bitcoin::{
 };
 use serde_json::{json, Value};
 
-use super::{chain::Chain, wallet::Wallet};
+use crate::{chain::Chain, wallet::Wallet};
 
 /// A JSON-RPC error object.
 #[derive(Debug)]
@@ -35,8 +35,8 @@ impl RpcError {
     }
 }
 
-impl From<super::ChainError> for RpcError {
-    fn from(e: super::ChainError) -> Self {
+impl From<crate::ChainError> for RpcError {
+    fn from(e: crate::ChainError) -> Self {
         RpcError::new(e.rpc_code(), e.to_string())
     }
 }
@@ -348,7 +348,7 @@ impl Regtest {
     }
 }
 
-fn mempool_entry_json(m: &super::chain::MempoolTx) -> Value {
+fn mempool_entry_json(m: &crate::chain::MempoolTx) -> Value {
     json!({
         "vsize": m.tx.vsize(),
         "weight": m.tx.weight().to_wu(),

@@ -21,12 +21,12 @@ use std::{
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use lnswarm_agent::node::seed::{node_id_from_seed, Seed};
 use lnswarm_common::{
     credentials::Credentials,
     pki::{new_key_and_csr, ClusterCa, LeafRequest, Role},
     tls,
 };
+use lnswarm_node::seed::{node_id_from_seed, Seed};
 use tonic_health::pb::{
     health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
 };

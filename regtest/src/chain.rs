@@ -2,7 +2,7 @@
 //! the mempool, the rules a transaction must pass to enter the mempool, and mining.
 //!
 //! Everything lives in memory and is rebuilt from the block file on start
-//! ([`super::store`]); every new block is appended to that file before it is
+//! ([`crate::store`]); every new block is appended to that file before it is
 //! visible to callers.
 
 use std::{
@@ -20,7 +20,7 @@ use bitcoin::{
     TxIn, TxMerkleNode, TxOut, Txid, Witness, Work,
 };
 
-use super::store::Store;
+use crate::store::Store;
 
 /// Regtest: coinbase outputs can be spent once they have this many confirmations.
 pub const COINBASE_MATURITY: u32 = 100;
