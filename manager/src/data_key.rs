@@ -112,7 +112,7 @@ async fn adopt(store: &Store) -> Result<(), KeeperError> {
 /// Seals every secret stored in the clear (by a version before data keys).
 async fn seal_secrets(store: &Store) -> Result<(), KeeperError> {
     let plain: Vec<String> = store
-        .list::<Secret>("secrets/")?
+        .list::<Secret>(keys::SECRETS)?
         .into_iter()
         .filter(|(_, s)| !crate::store::at_rest::is_sealed(&s.data))
         .map(|(_, s)| s.id)

@@ -51,13 +51,7 @@ fn change(item: Item, action: AssignmentAction) -> AssignmentChange {
     }
 }
 
-fn task_id_of(key: &str) -> Option<&str> {
-    key.strip_prefix(keys::TASKS)
-}
-
-fn secret_id_of(key: &str) -> Option<&str> {
-    key.strip_prefix("secrets/")
-}
+use keys::{secret_id_of, task_id_of};
 
 impl AgentAssignments {
     pub fn new(agent_id: &str) -> Self {

@@ -131,7 +131,7 @@ async fn random_change(store: &Store, rng: &mut StdRng, n: &mut u32) {
         .map(|(_, t)| t)
         .collect();
     let secret_ids: Vec<String> = store
-        .list::<Secret>("secrets/")
+        .list::<Secret>(keys::SECRETS)
         .unwrap()
         .into_iter()
         .map(|(_, s)| s.id)

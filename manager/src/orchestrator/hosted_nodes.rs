@@ -27,18 +27,8 @@ use crate::{
     ca::sign_leaf,
     cluster,
     placement::{self, agent_state, is_live, Load},
-    scheduler_api::seed_secret_id,
     store::{keys, secrets, Store, TxnBuilder},
 };
-
-/// Watch tag of one hosted node's record.
-pub fn node_tag(node_id: &str) -> String {
-    format!("node/{node_id}")
-}
-
-pub fn tls_secret_id(node_id: &str) -> String {
-    format!("tls-{node_id}")
-}
 
 /// Whether an agent's tasks count as running where their status says. UNKNOWN is
 /// the grace after a leader change, not a verdict: the agent is most likely still
@@ -275,7 +265,7 @@ async fn reconcile_node(
     if next == node && !changed_tasks {
         return Ok(());
     }
-    txn = txn.put_tagged(&key, &next, [node_tag(&node.node_id)]);
+    txn = txn.put_tagged(&key, &next, [keys::node_tag(&node.node_id)]);
     // A failed check (someone changed the node meanwhile) is retried next pass.
     store.propose(txn.build()).await?;
     Ok(())
@@ -301,7 +291,7 @@ fn new_task(
         .map_err(|e| Status::internal(e.to_string()))?;
     let cert = sign_leaf(store, &key.csr_pem, Role::Node, &node.node_id, &host)?;
     let tls = Secret {
-        id: tls_secret_id(&node.node_id),
+        id: keys::tls_secret_id(&node.node_id),
         version: None,
         data: NodeTlsSecret {
             cert_pem: cert.cert_pem,
@@ -309,7 +299,7 @@ fn new_task(
         }
         .encode_to_vec(),
     };
-    let seed_id = seed_secret_id(&node.node_id);
+    let seed_id = keys::seed_secret_id(&node.node_id);
     let task = placement::assigned_task(
         TaskSpec {
             runtime: Some(Runtime::HostedNode(HostedNodeSpec {

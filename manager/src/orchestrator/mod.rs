@@ -16,7 +16,7 @@ use tracing::{debug, warn};
 
 use crate::store::{watch::ALL, Store};
 
-pub use hosted_nodes::{node_tag, reconcile};
+pub use hosted_nodes::reconcile;
 
 /// The idle time after a pass, as a multiple of the pass's duration.
 const SPACING: u32 = 4;

@@ -7,5 +7,4 @@ mod registration;
 mod service;
 
 pub use challenge::{spawn_challenge_sweeper, sweep_expired_challenges};
-pub use registration::seed_secret_id;
 pub use service::SchedulerService;

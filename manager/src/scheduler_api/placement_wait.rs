@@ -11,7 +11,6 @@ use tokio::time::Instant;
 use tonic::Status;
 
 use crate::{
-    orchestrator::node_tag,
     store::{keys, Attempt, Store, TxnBuilder},
 };
 
@@ -103,7 +102,7 @@ pub async fn schedule(store: &Store, node_id: &str) -> Result<NodeInfoResponse, 
             node.message = "scheduling".into();
             let txn = TxnBuilder::new()
                 .require_version(&key, version)
-                .put_tagged(&key, &node, [node_tag(node_id)])
+                .put_tagged(&key, &node, [keys::node_tag(node_id)])
                 .build();
             Ok(Attempt::Propose(txn, None))
         })
@@ -133,7 +132,7 @@ async fn wait_with(
     fail_after: Option<u64>,
 ) -> Result<NodeInfoResponse, Status> {
     let deadline = Instant::now() + WAIT_LIMIT;
-    let mut changes = store.state().watch().subscribe(&node_tag(node_id));
+    let mut changes = store.state().watch().subscribe(&keys::node_tag(node_id));
     loop {
         let (version, node) = load(store, node_id)?;
         let running = is_running(&node);

@@ -31,14 +31,6 @@ pub fn owner_cn(node_id: &str, device: &str) -> String {
     format!("{node_id}/{device}")
 }
 
-/// Store id of a node's seed secret.
-pub fn seed_secret_id(node_id: &str) -> String {
-    format!("seed-{node_id}")
-}
-
-fn invite_key(code: &str) -> String {
-    format!("invites/{code}")
-}
 
 /// A node id as sent on the wire (33 bytes) → hex, validated as a public key.
 pub fn node_id_hex(raw: &[u8]) -> Result<String, Status> {
@@ -124,7 +116,7 @@ pub async fn register(
         .consume(TxnBuilder::new())
         .require_absent(&node_key);
     if needs_invite {
-        let k = invite_key(&req.invite_code);
+        let k = keys::invite(&req.invite_code);
         let (version, mut invite) = store
             .get::<InviteCodeRecord>(&k)?
             .filter(|(_, i)| !i.redeemed && !req.invite_code.is_empty())
@@ -148,7 +140,7 @@ pub async fn register(
     // The seed is kept as a Secret; the dispatcher sends it only to the agent that
     // runs the node.
     let secret = Secret {
-        id: seed_secret_id(&node_id),
+        id: keys::seed_secret_id(&node_id),
         version: None,
         data: seed,
     };
@@ -167,7 +159,7 @@ pub async fn register(
             owner_node_id: node_id.clone(),
             redeemed: false,
         };
-        txn = txn.put(invite_key(&invite.code), &invite);
+        txn = txn.put(keys::invite(&invite.code), &invite);
     }
     match store.propose(txn.build()).await? {
         Applied::Committed(_) => {
@@ -231,7 +223,7 @@ pub async fn recover(store: &Store, req: RecoveryRequest) -> Result<Registered, 
 /// Invite codes owned by a node.
 pub fn invite_codes(store: &Store, node_id: &str) -> Result<Vec<InviteCodeRecord>, Status> {
     Ok(store
-        .list::<InviteCodeRecord>("invites/")?
+        .list::<InviteCodeRecord>(keys::INVITES)?
         .into_iter()
         .map(|(_, i)| i)
         .filter(|i| i.owner_node_id == node_id)

@@ -1,4 +1,8 @@
-//! Where each kind of object lives in the store, and the watch tags its changes wake.
+//! The store's vocabulary: where each kind of object lives and the watch tags its
+//! changes wake, one section per object kind (as SwarmKit's `manager/state/store`
+//! keeps one table per kind). Nothing outside this module spells a key.
+
+// ---- the cluster object (one) ----
 
 pub const CLUSTER: &str = "cluster";
 
@@ -6,48 +10,97 @@ pub const CLUSTER: &str = "cluster";
 /// dispatcher's heartbeat timing) when it changes.
 pub const CLUSTER_TAG: &str = "cluster";
 
-pub fn certificate(id: &str) -> String {
-    format!("certs/{id}")
-}
+// ---- certificates the CA issued (revocation, status) ----
 
 pub const CERTIFICATES: &str = "certs/";
 
-pub fn manager(id: &str) -> String {
-    format!("managers/{id}")
+pub fn certificate(id: &str) -> String {
+    format!("{CERTIFICATES}{id}")
 }
+
+// ---- managers ----
 
 pub const MANAGERS: &str = "managers/";
 
-pub fn agent(id: &str) -> String {
-    format!("agents/{id}")
+pub fn manager(id: &str) -> String {
+    format!("{MANAGERS}{id}")
 }
+
+// ---- agents ----
 
 pub const AGENTS: &str = "agents/";
 
-pub fn task(id: &str) -> String {
-    format!("tasks/{id}")
+pub fn agent(id: &str) -> String {
+    format!("{AGENTS}{id}")
 }
+
+/// Watch tag for everything assigned to one agent (its record, tasks, secrets).
+pub fn agent_tag(agent_id: &str) -> String {
+    format!("agent/{agent_id}")
+}
+
+// ---- tasks ----
 
 pub const TASKS: &str = "tasks/";
 
-pub fn secret(id: &str) -> String {
-    format!("secrets/{id}")
+pub fn task(id: &str) -> String {
+    format!("{TASKS}{id}")
 }
 
-pub fn hosted_node(node_id: &str) -> String {
-    format!("nodes/{node_id}")
+/// The task id of a task key.
+pub fn task_id_of(key: &str) -> Option<&str> {
+    key.strip_prefix(TASKS)
 }
+
+// ---- secrets (sealed at rest; see `secrets`) ----
+
+pub const SECRETS: &str = "secrets/";
+
+pub fn secret(id: &str) -> String {
+    format!("{SECRETS}{id}")
+}
+
+/// The secret id of a secret key.
+pub fn secret_id_of(key: &str) -> Option<&str> {
+    key.strip_prefix(SECRETS)
+}
+
+/// A hosted node's seed, written at registration.
+pub fn seed_secret_id(node_id: &str) -> String {
+    format!("seed-{node_id}")
+}
+
+/// A hosted node's TLS certificate and key, written for each of its tasks.
+pub fn tls_secret_id(node_id: &str) -> String {
+    format!("tls-{node_id}")
+}
+
+// ---- hosted nodes ----
 
 pub const HOSTED_NODES: &str = "nodes/";
 
-/// A challenge Register or Recover used, by the hex of its MAC.
-pub fn used_challenge(mac_hex: &str) -> String {
-    format!("challenges/{mac_hex}")
+pub fn hosted_node(node_id: &str) -> String {
+    format!("{HOSTED_NODES}{node_id}")
 }
+
+/// Watch tag of one hosted node's record (Schedule waits on it).
+pub fn node_tag(node_id: &str) -> String {
+    format!("node/{node_id}")
+}
+
+// ---- challenges that Register or Recover used ----
 
 pub const USED_CHALLENGES: &str = "challenges/";
 
-/// Watch tag for everything assigned to one agent.
-pub fn agent_tag(agent_id: &str) -> String {
-    format!("agent/{agent_id}")
+/// A used challenge, by the hex of its MAC.
+pub fn used_challenge(mac_hex: &str) -> String {
+    format!("{USED_CHALLENGES}{mac_hex}")
+}
+
+// ---- invite codes ----
+
+pub const INVITES: &str = "invites/";
+
+pub fn invite(code: &str) -> String {
+    format!("{INVITES}{code}")
 }
