@@ -16,7 +16,7 @@ use lnswarm_common::{
     pki::Role,
     tls::{self, ClientTls, ServerIdentity},
 };
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{
@@ -43,7 +43,7 @@ enum KeeperError {
 const MIGRATION_BATCH: usize = 256;
 
 /// Runs until `stop` turns true.
-pub async fn keep(store: Store, path: PathBuf, tls: ClientTls, mut stop: watch::Receiver<bool>) {
+pub async fn keep(store: Store, path: PathBuf, tls: ClientTls, stop: CancellationToken) {
     let mut changes = store.state().watch().subscribe(keys::CLUSTER_TAG);
     let mut leadership = store.leadership();
     let mut secrets_sealed = false;
@@ -56,7 +56,7 @@ pub async fn keep(store: Store, path: PathBuf, tls: ClientTls, mut stop: watch::
             r = changes.changed() => if r.is_err() { return },
             r = leadership.changed() => if r.is_err() { return },
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-            _ = stop.wait_for(|s| *s) => return,
+            () = stop.cancelled() => return,
         }
     }
 }

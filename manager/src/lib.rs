@@ -10,6 +10,7 @@ pub mod init;
 pub mod join;
 pub mod layout;
 pub mod locked;
+pub mod manager;
 pub mod orchestrator;
 pub mod placement;
 pub mod run;

@@ -5,12 +5,17 @@
 
 use std::{future::Future, path::PathBuf};
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use lnswarm_common::{api::Manager, credentials::Credentials};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::{
     data_key,
+    dispatcher::DispatcherConfig,
     join::JoinSeed,
     layout::{open_db, DataDir},
     locked, server,
@@ -99,25 +104,35 @@ pub async fn run(
             raft_id: store.raft().map(|r| r.raft_id()).unwrap_or(0),
         });
 
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let keeper = tokio::spawn(data_key::keep(
+    let subsystems = Arc::new(crate::manager::Manager::new(
+        store.clone(),
+        DispatcherConfig::default(),
+    ));
+    // Every background task of the manager, stopped and joined at shutdown.
+    let stop = CancellationToken::new();
+    let mut background = JoinSet::new();
+    background.spawn(data_key::keep(
         store.clone(),
         key_path,
         credentials.client_tls()?,
-        stopped,
+        stop.clone(),
     ));
+    {
+        let (m, s) = (subsystems.clone(), stop.clone());
+        background.spawn(async move { m.run_leader_lifecycle(s).await });
+    }
     info!(manager = %manager_config.id, addr = %manager_config.listen, "manager running");
     let served = server::serve(
         config.listener,
         &credentials,
-        store,
+        &subsystems,
         manager,
         config.grpc_threads,
         config.anonymous,
         shutdown,
     )
     .await;
-    let _ = stop.send(true);
-    let _ = keeper.await;
+    stop.cancel();
+    while background.join_next().await.is_some() {}
     served
 }

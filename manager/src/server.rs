@@ -28,7 +28,6 @@ use tonic::service::Routes;
 use crate::{
     ca::{CaService, StoreRevocations},
     control_api::ControlService,
-    dispatcher::{Dispatcher, DispatcherConfig},
     scheduler_api::SchedulerService,
     store::Store,
 };
@@ -58,12 +57,13 @@ pub const DEFAULT_THREADS: usize = 1;
 pub async fn serve(
     listener: std::net::TcpListener,
     credentials: &Credentials,
-    store: Store,
+    manager: &crate::manager::Manager,
     this_manager: Manager,
     threads: usize,
     anonymous: lnswarm_common::authz::limits::LimitConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let store = manager.store().clone();
     let verifier = credentials
         .peer_verifier()
         .context("loading the cluster CA")?
@@ -81,10 +81,6 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    // Leader-only background work; each acts only while this manager leads.
-    crate::orchestrator::spawn(store.clone());
-    crate::scheduler_api::spawn_challenge_sweeper(store.clone());
-
     let routes = Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -96,10 +92,7 @@ pub async fn serve(
             ControlServer::new(ControlService::new(store.clone(), this_manager))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .add_service(DispatcherServer::new(Dispatcher::start(
-            store.clone(),
-            DispatcherConfig::default(),
-        )))
+        .add_service(DispatcherServer::new(manager.dispatcher()))
         .add_service(raft_service(&store)?)
         .add_service(SchedulerServer::new(SchedulerService::new(store.clone())));
     let authz = AuthzLayer::with_anonymous_limits(verifier, anonymous);

@@ -1,8 +1,9 @@
-//! Leadership and time: the dispatcher serves only while this manager leads. On
-//! becoming leader every agent that was not DOWN is marked UNKNOWN and given a longer
-//! grace to open a session with the new leader before it is written DOWN; on losing
-//! leadership every session ends, so agents move to the new leader. A timer scans for
-//! sessions whose heartbeat TTL ran out and queues their DOWN writes.
+//! The dispatcher while this manager leads (the manager starts and stops it, see
+//! [`crate::manager`]). On becoming leader every agent that was not DOWN is marked
+//! UNKNOWN and given a longer grace to open a session with the new leader before it
+//! is written DOWN; on stopping every session ends, so agents move to the new
+//! leader. A timer scans for sessions whose heartbeat TTL ran out and queues their
+//! DOWN writes.
 
 use std::{
     sync::{atomic::Ordering, Arc},
@@ -11,6 +12,7 @@ use std::{
 
 use lnswarm_common::api::{Agent, AgentState, AgentStatus};
 use lnswarm_common::ids::now_unix_ms;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{service::Shared, sessions::EndReason, writer::Write, HeartbeatTiming};
@@ -19,46 +21,39 @@ use crate::{
     store::{keys, StoreError, TxnBuilder},
 };
 
-/// Runs for the life of the manager.
-pub(super) async fn run(shared: Arc<Shared>) {
-    tokio::spawn(expiry_timer(shared.clone()));
-    tokio::spawn(follow_settings(shared.clone()));
-    tokio::spawn(publish_managers(shared.clone()));
-    let mut leadership = shared.store.leadership();
-    loop {
-        while !leadership.borrow_and_update().is_leader {
-            if leadership.changed().await.is_err() {
-                return;
-            }
-        }
-        refresh_timing(&shared);
-        for attempt in 0.. {
-            match on_elected(&shared).await {
-                Ok(()) => break,
-                Err(e) => {
-                    warn!(error = %e, attempt, "dispatcher could not start; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    if !shared.store.is_leader() {
-                        break;
-                    }
+/// Serves as the cluster's dispatcher until `stop` fires (this manager stopped
+/// leading, or is shutting down): marks agents UNKNOWN with a grace, then runs the
+/// expiry timer and follows the settings and the manager list. On return every
+/// session has been ended, so agents move to the new leader.
+pub(super) async fn lead(shared: Arc<Shared>, stop: CancellationToken) {
+    refresh_timing(&shared);
+    for attempt in 0.. {
+        let elected = tokio::select! {
+            r = on_elected(&shared) => r,
+            () = stop.cancelled() => return,
+        };
+        match elected {
+            Ok(()) => break,
+            Err(e) => {
+                warn!(error = %e, attempt, "dispatcher could not start; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    () = stop.cancelled() => return,
                 }
             }
         }
-        shared.active.store(true, Ordering::SeqCst);
-        info!("dispatcher started (this manager leads)");
-        loop {
-            if leadership.changed().await.is_err() {
-                // Leadership never changes again (a lone manager).
-                futures::future::pending::<()>().await;
-            }
-            if !leadership.borrow_and_update().is_leader {
-                break;
-            }
-        }
-        shared.active.store(false, Ordering::SeqCst);
-        shared.sessions.clear(EndReason::LostLeadership);
-        info!("dispatcher stopped (leadership lost)");
     }
+    shared.active.store(true, Ordering::SeqCst);
+    info!("dispatcher started (this manager leads)");
+    tokio::select! {
+        () = expiry_timer(&shared) => {}
+        () = follow_settings(&shared) => {}
+        () = publish_managers(&shared) => {}
+        () = stop.cancelled() => {}
+    }
+    shared.active.store(false, Ordering::SeqCst);
+    shared.sessions.clear(EndReason::LostLeadership);
+    info!("dispatcher stopped");
 }
 
 /// Marks every agent that is not DOWN or DISCONNECTED as UNKNOWN (one proposal) and
@@ -135,18 +130,18 @@ fn refresh_timing(shared: &Shared) {
 }
 
 /// Puts a change of the cluster settings in force as soon as it is applied.
-async fn follow_settings(shared: Arc<Shared>) {
+async fn follow_settings(shared: &Shared) {
     let mut changes = shared.store.state().watch().subscribe(keys::CLUSTER_TAG);
     loop {
         changes.borrow_and_update();
-        refresh_timing(&shared);
+        refresh_timing(shared);
         if changes.changed().await.is_err() {
             return;
         }
     }
 }
 
-async fn expiry_timer(shared: Arc<Shared>) {
+async fn expiry_timer(shared: &Shared) {
     loop {
         let timing = *shared.timing.read().expect("timing lock");
         // Each scan visits every session, so it runs a few times per period, not
@@ -154,9 +149,7 @@ async fn expiry_timer(shared: Arc<Shared>) {
         // its deadline, well inside the "TTL + one period" agents are promised.
         let tick = (timing.period / 5).clamp(Duration::from_millis(20), Duration::from_secs(1));
         tokio::time::sleep(tick).await;
-        if !shared.active.load(Ordering::SeqCst) {
-            continue;
-        }
+        shared.expiry_scans.fetch_add(1, Ordering::Relaxed);
         let expired = shared.sessions.expire(Instant::now());
         for (agent_id, session_id) in expired.sessions {
             info!(agent = %agent_id, session = %session_id, "heartbeat TTL expired");
@@ -179,7 +172,7 @@ async fn expiry_timer(shared: Arc<Shared>) {
 
 /// Keeps the manager list sessions hand out current: re-read on every leadership
 /// change and every `managers_refresh`; sessions wake only when it changes.
-async fn publish_managers(shared: Arc<Shared>) {
+async fn publish_managers(shared: &Shared) {
     let mut leadership = shared.store.leadership();
     loop {
         if let Ok(list) = super::service::managers(&shared.store) {

@@ -45,6 +45,8 @@ pub(super) struct Shared {
     /// The weighted manager list sessions hand out, refreshed in one place so that
     /// sessions wake only when it changes.
     pub managers: tokio::sync::watch::Sender<Vec<WeightedPeer>>,
+    /// Expiry scans run (they run only while leading).
+    pub expiry_scans: std::sync::atomic::AtomicU64,
 }
 
 /// The Dispatcher service; cheap to clone.
@@ -70,7 +72,7 @@ fn unboxed<T: Send + 'static>(rx: mpsc::Receiver<Result<Box<T>, Status>>) -> Box
 }
 
 impl Dispatcher {
-    /// Starts the dispatcher's background work (leadership, timers, the writer).
+    /// The dispatcher, idle until [`Dispatcher::lead`] runs (its writer starts now).
     pub fn start(store: Store, config: DispatcherConfig) -> Self {
         let sessions = Arc::new(Sessions::default());
         let writer = Writer::start(store.clone(), sessions.clone(), config.clone());
@@ -84,9 +86,22 @@ impl Dispatcher {
             timing: RwLock::new(timing),
             active: AtomicBool::new(false),
             managers,
+            expiry_scans: Default::default(),
         });
-        tokio::spawn(super::leader::run(shared.clone()));
         Dispatcher { shared }
+    }
+
+    /// Serves as the cluster's dispatcher until `stop` fires; then every session
+    /// has ended. Only the manager's leader lifecycle calls this.
+    pub async fn lead(&self, stop: tokio_util::sync::CancellationToken) {
+        super::leader::lead(self.shared.clone(), stop).await
+    }
+
+    /// Expiry scans so far (they run only while this manager leads).
+    pub fn expiry_scans(&self) -> u64 {
+        self.shared
+            .expiry_scans
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many agents hold a session with this manager.

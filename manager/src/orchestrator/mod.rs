@@ -1,7 +1,7 @@
 //! The orchestrator: on the leader, reconciles what owners want (a hosted node
 //! running) with what agents report, by creating and stopping tasks. It wakes on
-//! every applied change and once a second (for backoff deadlines), and does nothing
-//! on followers.
+//! every applied change and once a second (for backoff deadlines). The manager runs
+//! it only while it leads.
 //!
 //! A pass reads every hosted node, agent and task, so on a large cluster it is not
 //! free; passes are spaced by at least [`SPACING`] times the last one's duration,
@@ -11,7 +11,12 @@ mod hosted_nodes;
 
 use std::time::{Duration, Instant};
 
-use tokio::task::JoinHandle;
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
+
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::store::{watch::ALL, Store};
@@ -27,28 +32,28 @@ fn pause_after(took: Duration) -> Duration {
     (took * SPACING).clamp(Duration::from_millis(20), Duration::from_secs(5))
 }
 
-pub fn spawn(store: Store) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut changes = store.state().watch().subscribe(ALL);
-        let mut leadership = store.leadership();
-        loop {
-            let mut took = Duration::ZERO;
-            if store.is_leader() {
-                let started = Instant::now();
-                if let Err(e) = reconcile(&store).await {
-                    warn!(error = %e, "orchestrator pass failed");
-                }
-                took = started.elapsed();
-                debug!(took_ms = took.as_millis() as u64, "orchestrator pass");
-            }
-            tokio::select! {
-                r = changes.changed() => if r.is_err() { return },
-                r = leadership.changed() => if r.is_err() { return },
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-            tokio::time::sleep(pause_after(took)).await;
+/// Reconciles until `stop` fires (only the manager's leader lifecycle runs this),
+/// counting its passes in `passes`.
+pub async fn run(store: Store, stop: CancellationToken, passes: Arc<AtomicU64>) {
+    let mut changes = store.state().watch().subscribe(ALL);
+    while !stop.is_cancelled() {
+        let started = Instant::now();
+        passes.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = reconcile(&store).await {
+            warn!(error = %e, "orchestrator pass failed");
         }
-    })
+        let took = started.elapsed();
+        debug!(took_ms = took.as_millis() as u64, "orchestrator pass");
+        tokio::select! {
+            r = changes.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = stop.cancelled() => return,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause_after(took)) => {}
+            () = stop.cancelled() => return,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -147,14 +147,16 @@ pub async fn sweep_expired_challenges(store: &Store) -> Result<usize, Status> {
     Ok(expired.len())
 }
 
-/// Sweeps expired challenge records every minute while this manager leads.
-pub fn spawn_challenge_sweeper(store: Store) {
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(std::time::Duration::from_millis(CHALLENGE_TTL_MS as u64)).await;
-            if let Err(e) = sweep_expired_challenges(&store).await {
-                tracing::warn!(error = %e, "sweeping expired challenges failed");
-            }
+/// Sweeps expired challenge records every minute until `stop` fires (the manager
+/// runs it only while it leads).
+pub async fn sweep_challenges(store: Store, stop: tokio_util::sync::CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(CHALLENGE_TTL_MS as u64)) => {}
+            () = stop.cancelled() => return,
         }
-    });
+        if let Err(e) = sweep_expired_challenges(&store).await {
+            tracing::warn!(error = %e, "sweeping expired challenges failed");
+        }
+    }
 }

@@ -6,5 +6,5 @@ mod placement_wait;
 mod registration;
 mod service;
 
-pub use challenge::{spawn_challenge_sweeper, sweep_expired_challenges};
+pub use challenge::{sweep_challenges, sweep_expired_challenges};
 pub use service::SchedulerService;

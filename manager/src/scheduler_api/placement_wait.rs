@@ -10,9 +10,7 @@ use lnswarm_common::{
 use tokio::time::Instant;
 use tonic::Status;
 
-use crate::{
-    store::{keys, Attempt, Store, TxnBuilder},
-};
+use crate::store::{keys, Attempt, Store, TxnBuilder};
 
 /// How long Schedule and a waiting GetNodeInfo wait for a node to serve.
 pub const WAIT_LIMIT: Duration = Duration::from_secs(90);

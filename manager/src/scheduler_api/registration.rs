@@ -31,7 +31,6 @@ pub fn owner_cn(node_id: &str, device: &str) -> String {
     format!("{node_id}/{device}")
 }
 
-
 /// A node id as sent on the wire (33 bytes) → hex, validated as a public key.
 pub fn node_id_hex(raw: &[u8]) -> Result<String, Status> {
     node_keys::node_id_from_bytes(raw)

@@ -141,6 +141,23 @@ impl Store {
         })
     }
 
+    /// A lone manager's store whose leadership the caller drives (tests of the
+    /// leader lifecycle).
+    #[cfg(test)]
+    pub fn open_local_led_by(
+        db: sled::Db,
+        data_key: Option<at_rest::DataKey>,
+        leadership: tokio::sync::watch::Receiver<Leadership>,
+    ) -> Result<Self, StoreError> {
+        let sm = StateMachine::open(db)?;
+        Ok(Store {
+            proposer: Proposer::Local(local::LocalProposer::start(sm.clone())),
+            sm,
+            leadership,
+            keys: DataKeySlot::holding(data_key),
+        })
+    }
+
     /// A store replicated by raft over `db` (bootstrapping a one-member log from a
     /// state `init` wrote, joining, or restarting from disk).
     pub fn open_raft(
