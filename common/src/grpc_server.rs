@@ -34,6 +34,17 @@ type Request = http::Request<hyper::body::Incoming>;
 /// after this and their clients reconnect.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
+/// Open connections one server keeps at most; past it new ones are closed at once
+/// (a client opening thousands of connections cannot exhaust descriptors or
+/// memory). 10 000 agents each hold one.
+pub const MAX_CONNECTIONS: usize = 20_000;
+/// Concurrent calls (HTTP/2 streams) one connection may have open.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
+/// HTTP/2 pings on an idle connection, and how long the peer has to answer, so a
+/// peer that vanished (a dead host, a cut network) releases its connection.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Accepts TLS connections on `listener` and serves `routes` behind `authz` on each
 /// until `shutdown` resolves; then stops accepting, lets open calls finish for up
 /// to [`SHUTDOWN_GRACE`] and returns.
@@ -47,7 +58,13 @@ pub async fn serve(
     let service = authz.layer(routes.prepare());
     let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
     let mut http = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    http.timer(TokioTimer::new()).auto_date_header(false);
+    http.timer(TokioTimer::new())
+        .auto_date_header(false)
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT);
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut refused_at: Option<tokio::time::Instant> = None;
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -63,6 +80,15 @@ pub async fn serve(
                 }
             },
         };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            // Full: close it now rather than queue it.
+            if refused_at.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                tracing::warn!(max = MAX_CONNECTIONS, %remote_addr, "connection limit reached; closing new connections");
+                refused_at = Some(tokio::time::Instant::now());
+            }
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let (acceptor, http, service, watcher) = (
             acceptor.clone(),
@@ -73,6 +99,7 @@ pub async fn serve(
         // The handshake runs in the connection's task, so a slow client cannot
         // stall the accept loop.
         tokio::spawn(async move {
+            let _permit = permit;
             let Some((stream, peer)) = tls::handshake(&acceptor, tcp, remote_addr).await else {
                 return;
             };

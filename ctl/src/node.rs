@@ -12,7 +12,7 @@ use lnswarm_common::{
         RegistrationRequest,
     },
     credentials::Credentials,
-    join::fetch_pinned_ca,
+    join::{fetch_pinned_ca, JoinError},
     node_keys,
     pki::{new_key_and_csr, Role},
     seal, tls,
@@ -23,6 +23,7 @@ use crate::{
     connection::Connection,
     output::{print_json, print_table, Format},
     profile::{save, ProfileArgs, ProfileInfo},
+    retry::manager_addrs,
 };
 
 #[derive(Subcommand)]
@@ -89,7 +90,17 @@ impl Trust {
             (Some(path), _) => {
                 std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
             }
-            (None, Some(digest)) => Ok(fetch_pinned_ca(first(manager), digest).await?),
+            (None, Some(digest)) => {
+                // A manager that cannot be reached was sent nothing: try the next.
+                let mut last = None;
+                for addr in manager_addrs(manager) {
+                    match fetch_pinned_ca(&addr, digest).await {
+                        Err(e @ JoinError::FetchCa { .. }) => last = Some(e),
+                        other => return Ok(other?),
+                    }
+                }
+                Err(last.map_or_else(|| anyhow::anyhow!("no manager address given"), Into::into))
+            }
             (None, None) => bail!(
                 "pass --ca FILE or --ca-digest HEX so the seed is sealed to the right cluster"
             ),
@@ -293,28 +304,27 @@ pub async fn register(
     Ok((node_id, mnemonic))
 }
 
-/// The first address of a `--manager` list (registration and recovery are not
-/// repeated elsewhere: a retried Register could meet its own consumed challenge).
-fn first(manager: &str) -> &str {
-    manager.split(',').next().unwrap_or(manager).trim()
-}
-
-/// The Scheduler for a caller with no owner credential yet: anonymous, or as an app.
+/// The Scheduler for a caller with no owner credential yet: anonymous, or as an app,
+/// on the first manager of the `--manager` list that takes the connection. Trying
+/// the next one is safe because nothing was sent; the calls themselves are not
+/// retried, since a repeated Register could meet its own consumed challenge.
 async fn anonymous_scheduler(
     manager: &str,
     ca_pem: &str,
     app: Option<&Credentials>,
 ) -> Result<SchedulerClient<tonic::transport::Channel>> {
-    let manager = first(manager);
     let identity = app.map(|a| (a.cert_pem.as_str(), a.key_pem.as_str()));
-    let channel = tls::connect(
-        manager,
-        &tls::client_config(ca_pem, identity)?,
-        Role::Manager,
-    )
-    .await
-    .with_context(|| format!("connecting to manager {manager}"))?;
-    Ok(SchedulerClient::new(channel))
+    let config = tls::client_config(ca_pem, identity)?;
+    let mut last = None;
+    for addr in manager_addrs(manager) {
+        match tls::connect(&addr, &config, Role::Manager).await {
+            Ok(channel) => return Ok(SchedulerClient::new(channel)),
+            Err(e) => {
+                last = Some(anyhow::Error::from(e).context(format!("connecting to manager {addr}")))
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no manager address given")))
 }
 
 fn state_name(state: i32) -> &'static str {

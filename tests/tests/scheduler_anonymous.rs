@@ -41,9 +41,13 @@ async fn ten_thousand_anonymous_challenges_write_nothing_and_are_rate_limited() 
     let client = scheduler_from(&m, "127.0.0.1").await;
     let mut calls = tokio::task::JoinSet::new();
     let (mut served, mut refused) = (0usize, 0usize);
+    let mut a_refusal: Option<tonic::Status> = None;
     let mut count = |r: Result<Result<_, tonic::Status>, tokio::task::JoinError>| match r.unwrap() {
         Ok(_) => served += 1,
-        Err(e) if e.code() == Code::ResourceExhausted => refused += 1,
+        Err(e) if e.code() == Code::ResourceExhausted => {
+            refused += 1;
+            a_refusal.get_or_insert(e);
+        }
         Err(e) => panic!("unexpected answer: {e:?}"),
     };
     for i in 0..10_000u32 {
@@ -73,20 +77,14 @@ async fn ten_thousand_anonymous_challenges_write_nothing_and_are_rate_limited() 
         count(r);
     }
     assert_eq!(served + refused, 10_000);
-    let mut over = client.clone();
-    let err = over
-        .get_challenge(ChallengeRequest {
-            scope: ChallengeScope::Register as i32,
-            node_id: hex::decode(fake_node_id(1)).unwrap(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
-    assert!(err.message().contains("retry in"), "{err:?}");
+    // The bucket refills at 20/s, so how many are served depends on the
+    // machine's speed; that most are refused does not.
     assert!(
-        refused > 0,
-        "the limit refused some of the flood ({served} served)"
+        refused > served,
+        "the limit refused most of the flood ({served} served, {refused} refused)"
     );
+    let err = a_refusal.expect("a refusal");
+    assert!(err.message().contains("retry in"), "{err:?}");
 
     // Another address is served meanwhile.
     let mut other = scheduler_from(&m, "127.0.0.2").await;

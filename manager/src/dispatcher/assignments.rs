@@ -63,14 +63,14 @@ impl AgentAssignments {
         }
     }
 
-    /// The agent's tasks as of now (a scan; tasks carry their agent).
+    /// The agent's tasks as of now (from the store's index of tasks by agent).
     fn current_tasks(&self, store: &Store) -> Result<Vec<Task>, StoreError> {
-        Ok(store
-            .list::<Task>(keys::TASKS)?
+        store
+            .state()
+            .tasks_of_agent(&self.agent_id)?
             .into_iter()
-            .filter(|(_, t)| t.agent_id == self.agent_id)
-            .map(|(v, t)| with_version(v, t))
-            .collect())
+            .map(|(_, v)| Ok(with_version(v.version, v.decode::<Task>()?)))
+            .collect()
     }
 
     /// The whole set, and the index it reflects.

@@ -29,7 +29,7 @@ use super::{
     sessions::{peer_addr, EndSignal, Sessions},
     writer::Writer,
 };
-use crate::store::{keys, Applied, Store, StoreError, TxnBuilder};
+use crate::store::{keys, Attempt, Store, StoreError, TxnBuilder};
 
 /// Largest number of status updates one call may carry.
 const MAX_UPDATES_PER_CALL: usize = 10_000;
@@ -171,37 +171,38 @@ async fn mark_ready(
     addr: String,
 ) -> Result<Agent, StoreError> {
     let key = keys::agent(agent_id);
-    loop {
-        let existing = store.get::<Agent>(&key)?;
-        let (check, mut agent) = match existing {
-            Some((v, a)) => (Some(v), a),
-            None => (
-                None,
-                Agent {
-                    id: agent_id.to_string(),
-                    created_unix_ms: now_unix_ms(),
-                    ..Default::default()
-                },
-            ),
-        };
-        agent.description = Some(description.clone());
-        agent.status = Some(AgentStatus {
-            state: AgentState::Ready as i32,
-            message: "session opened".into(),
-            addr: addr.clone(),
-            since_unix_ms: now_unix_ms(),
-        });
-        let txn = match check {
-            Some(v) => TxnBuilder::new().require_version(&key, v),
-            None => TxnBuilder::new().require_absent(&key),
-        }
-        .put_tagged(&key, &agent, [keys::agent_tag(agent_id)])
-        .build();
-        if let Applied::Committed(index) = store.propose(txn).await? {
-            agent.version = Some(lnswarm_common::api::Version { index });
-            return Ok(agent);
-        }
-    }
+    let (mut agent, index) = store
+        .update("the agent's record", |store| {
+            let existing = store.get::<Agent>(&key)?;
+            let (check, mut agent) = match existing {
+                Some((v, a)) => (Some(v), a),
+                None => (
+                    None,
+                    Agent {
+                        id: agent_id.to_string(),
+                        created_unix_ms: now_unix_ms(),
+                        ..Default::default()
+                    },
+                ),
+            };
+            agent.description = Some(description.clone());
+            agent.status = Some(AgentStatus {
+                state: AgentState::Ready as i32,
+                message: "session opened".into(),
+                addr: addr.clone(),
+                since_unix_ms: now_unix_ms(),
+            });
+            let txn = match check {
+                Some(v) => TxnBuilder::new().require_version(&key, v),
+                None => TxnBuilder::new().require_absent(&key),
+            }
+            .put_tagged(&key, &agent, [keys::agent_tag(agent_id)])
+            .build();
+            Ok::<_, StoreError>(Attempt::Propose(txn, agent))
+        })
+        .await?;
+    agent.version = Some(lnswarm_common::api::Version { index });
+    Ok(agent)
 }
 
 /// The managers an agent may connect to; the leader weighs most.

@@ -2,8 +2,8 @@
 //! and get it running (Greenlight's Scheduler semantics).
 
 mod challenge;
-mod placement_wait;
 mod registration;
+mod schedule;
 mod service;
 
 pub use challenge::{sweep_challenges, sweep_expired_challenges};

@@ -10,7 +10,7 @@ use lnswarm_common::{
 };
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{challenge, placement_wait, registration};
+use super::{challenge, registration, schedule};
 use crate::{cluster, store::Store};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -93,7 +93,7 @@ impl Scheduler for SchedulerService {
         let node_id = owner(&req, &req.get_ref().node_id)?;
         self.store.read_barrier().await?;
         Ok(Response::new(
-            placement_wait::schedule(&self.store, &node_id).await?,
+            schedule::schedule(&self.store, &node_id).await?,
         ))
     }
 
@@ -104,9 +104,9 @@ impl Scheduler for SchedulerService {
         let node_id = owner(&req, &req.get_ref().node_id)?;
         self.store.read_barrier().await?;
         let info = if req.get_ref().wait {
-            placement_wait::wait(&self.store, &node_id, None).await?
+            schedule::wait(&self.store, &node_id, None).await?
         } else {
-            placement_wait::current(&self.store, &node_id)?
+            schedule::current(&self.store, &node_id)?
         };
         Ok(Response::new(info))
     }

@@ -4,6 +4,7 @@
 //! ([`local`]); with a quorum, the raft driver replicates the command first.
 
 pub mod at_rest;
+mod index;
 pub mod keys;
 mod local;
 pub mod raft;

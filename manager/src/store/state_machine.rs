@@ -23,7 +23,7 @@ use lnswarm_common::api::{
 };
 use prost::Message;
 
-use super::{watch::WatchHub, StoreError};
+use super::{index::TaskIndex, watch::WatchHub, StoreError};
 
 const APPLIED_INDEX: &[u8] = b"applied_index";
 /// How many applied commands the change log keeps for incremental readers.
@@ -88,6 +88,8 @@ pub struct StateMachine {
     /// layer can keep revocation answers in memory between changes.
     certificates: Arc<AtomicU64>,
     watch: Arc<WatchHub>,
+    /// Tasks by agent.
+    tasks: Arc<std::sync::RwLock<TaskIndex>>,
 }
 
 fn encode_value(version: u64, value: &[u8]) -> Vec<u8> {
@@ -122,14 +124,47 @@ impl StateMachine {
             .get(prefixed(META, APPLIED_INDEX))?
             .map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])))
             .unwrap_or(0);
-        Ok(StateMachine {
+        let sm = StateMachine {
             tree,
             db,
             applied: Arc::new(AtomicU64::new(applied)),
             writing: Arc::default(),
             certificates: Arc::default(),
             watch: Arc::new(WatchHub::default()),
-        })
+            tasks: Arc::default(),
+        };
+        sm.rebuild_task_index()?;
+        Ok(sm)
+    }
+
+    fn rebuild_task_index(&self) -> Result<(), StoreError> {
+        let mut index = self.tasks.write().expect("task index lock");
+        index.clear();
+        for item in self
+            .tree
+            .scan_prefix(prefixed(OBJECT, super::keys::TASKS.as_bytes()))
+        {
+            let (k, v) = item?;
+            let key = String::from_utf8_lossy(&k[1..]).into_owned();
+            index.update(&key, Some(&decode_value(&v)?.value));
+        }
+        Ok(())
+    }
+
+    /// The tasks placed on `agent_id`, from the index (no scan of every task).
+    pub fn tasks_of_agent(&self, agent_id: &str) -> Result<Vec<(String, Versioned)>, StoreError> {
+        let keys = self
+            .tasks
+            .read()
+            .expect("task index lock")
+            .of_agent(agent_id);
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(v) = self.get(&key)? {
+                out.push((key, v));
+            }
+        }
+        Ok(out)
     }
 
     pub fn db(&self) -> &sled::Db {
@@ -222,6 +257,18 @@ impl StateMachine {
             pending.log_changes(last)?;
         }
         self.tree.apply_batch(pending.batch)?;
+        {
+            // Before the applied index moves, so a reader that sees the index sees
+            // the tasks it covers.
+            let mut index = self.tasks.write().expect("task index lock");
+            for ((_, txn, _), a) in items.iter().zip(&out) {
+                if matches!(a, Applied::Committed(_)) {
+                    for op in &txn.ops {
+                        index.update(&op.key, op.value.as_deref());
+                    }
+                }
+            }
+        }
         if let Some(last) = last {
             self.applied.store(last, Ordering::Release);
         }
@@ -352,6 +399,7 @@ impl StateMachine {
             batch.insert(prefixed(META, key), *value);
         }
         self.tree.apply_batch(batch)?;
+        self.rebuild_task_index()?;
         self.applied
             .store(snapshot.applied_index, Ordering::Release);
         self.certificates.fetch_add(1, Ordering::AcqRel);
