@@ -14,6 +14,7 @@ const PROTOS: &[&str] = &[
     "node.proto",
     "store.proto",
     "unlock.proto",
+    "node_state.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -12,6 +12,7 @@ use crate::{
     executor::{CommandRuntime, Runtimes, SupervisorConfig},
     hosting::{HostedNodeRuntime, HostingConfig},
     layout::DataDir,
+    lease::AgentLease,
     session::{self, Managers, SessionConfig},
     worker::{AgentState, Worker},
 };
@@ -70,8 +71,16 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", dir.task_logs().display()))?;
     let state = AgentState::open(&dir.state())
         .with_context(|| format!("opening the agent state at {}", dir.state().display()))?;
+    let nodes_root = opts.data_dir.join("nodes");
+    let lease = Arc::new(
+        AgentLease::new(&nodes_root)
+            .with_context(|| format!("creating the lease file in {}", nodes_root.display()))?,
+    );
+    let manager_list = Arc::new(std::sync::Mutex::new(config.managers.clone()));
     let hosting = HostedNodeRuntime::new(HostingConfig {
-        nodes_root: opts.data_dir.join("nodes"),
+        nodes_root,
+        lease: lease.clone(),
+        managers: manager_list.clone(),
         ca_file: dir.credentials().join("ca.pem"),
         advertise_host: config.advertise_addr.clone(),
         port_range: (port_start as u16, port_end as u16),
@@ -111,6 +120,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             let mut known = known.lock().expect("managers lock");
             if known.as_slice() != addrs {
                 *known = addrs.to_vec();
+                *manager_list.lock().expect("managers lock") = addrs.to_vec();
                 let dir = DataDir::new(&data_dir);
                 if let Ok(mut c) = dir.read_config() {
                     c.managers = addrs.to_vec();
@@ -130,6 +140,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             backoff_base: Duration::from_millis(100),
             backoff_max: opts.reconnect_max,
             leaving,
+            lease,
         },
         worker.clone(),
         persist,

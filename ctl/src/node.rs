@@ -8,8 +8,8 @@ use clap::Subcommand;
 use lnswarm_common::{
     api::{
         scheduler_client::SchedulerClient, ChallengeRequest, ChallengeScope, HostedNode,
-        HostedNodeState, InspectHostedNodeRequest, ListHostedNodesRequest, RecoveryRequest,
-        RegistrationRequest,
+        HostedNodeState, InspectHostedNodeRequest, ListHostedNodesRequest, MoveHostedNodeRequest,
+        RecoveryRequest, RegistrationRequest,
     },
     credentials::Credentials,
     join::{fetch_pinned_ca, JoinError},
@@ -69,6 +69,15 @@ pub enum NodeCommand {
         node_id: String,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+    },
+    /// Operators: move a running node to another agent. It stops cleanly where it
+    /// is, then starts on --to (or where placement picks); its state and channels
+    /// go with it.
+    Move {
+        node_id: String,
+        /// The agent to move it to (default: any other READY agent).
+        #[arg(long)]
+        to: Option<String>,
     },
 }
 
@@ -224,6 +233,20 @@ pub async fn run(conn: &Connection, profile: &ProfileArgs, cmd: NodeCommand) -> 
                         .collect::<Vec<_>>(),
                 ),
             }
+        }
+        NodeCommand::Move { node_id, to } => {
+            let mut control = conn.control().await?;
+            let node = control
+                .move_hosted_node(MoveHostedNodeRequest {
+                    node_id,
+                    to_agent: to.unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            println!(
+                "moving node {} off agent {} (follow it with `lnswarmctl node inspect`)",
+                node.node_id, node.agent_id
+            );
         }
         NodeCommand::Inspect { node_id, format } => {
             let mut control = conn.control().await?;

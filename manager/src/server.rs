@@ -16,7 +16,8 @@ use anyhow::Context;
 use lnswarm_common::{
     api::{
         ca_server::CaServer, control_server::ControlServer, dispatcher_server::DispatcherServer,
-        raft_server::RaftServer, scheduler_server::SchedulerServer, Manager, FILE_DESCRIPTOR_SET,
+        node_state_server::NodeStateServer, raft_server::RaftServer,
+        scheduler_server::SchedulerServer, Manager, FILE_DESCRIPTOR_SET,
     },
     authz::AuthzLayer,
     credentials::Credentials,
@@ -28,6 +29,7 @@ use tonic::service::Routes;
 use crate::{
     ca::{CaService, StoreRevocations},
     control_api::ControlService,
+    node_state::{NodeStateService, MAX_NODE_STATE_MESSAGE_BYTES},
     scheduler_api::SchedulerService,
     store::Store,
 };
@@ -94,7 +96,12 @@ pub async fn serve(
         )
         .add_service(DispatcherServer::new(manager.dispatcher()))
         .add_service(raft_service(&store)?)
-        .add_service(SchedulerServer::new(SchedulerService::new(store.clone())));
+        .add_service(SchedulerServer::new(SchedulerService::new(store.clone())))
+        .add_service(
+            NodeStateServer::new(NodeStateService::new(store.clone()))
+                .max_decoding_message_size(MAX_NODE_STATE_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_NODE_STATE_MESSAGE_BYTES),
+        );
     let authz = AuthzLayer::with_anonymous_limits(verifier, anonymous);
 
     let (stop, stopped) = tokio::sync::watch::channel(false);

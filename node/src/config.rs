@@ -90,6 +90,35 @@ pub struct NodeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alias: Option<String>,
+    /// Keep the node's state in the managers' replicated store, at these addresses
+    /// (HOST:PORT,...), under --lease-epoch. Without it the state is in local SQLite
+    /// under --storage-dir.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_managers: Option<String>,
+    /// The lease epoch this process runs under (from its task).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_epoch: Option<u64>,
+    /// The agent's lease file: the node stops itself once its deadline passes.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_file: Option<PathBuf>,
+}
+
+/// Where the node keeps its state.
+#[derive(Clone, Debug)]
+pub enum StateConfig {
+    /// ldk-node's SQLite under the storage dir (a node from before replicated state,
+    /// and the benchmarks' baseline).
+    Local,
+    /// The managers' replicated store, fenced by the lease epoch; the lease file
+    /// says how long the agent vouches for this process.
+    Replicated {
+        managers: Vec<String>,
+        epoch: u64,
+        lease_file: PathBuf,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +186,7 @@ pub struct NodeConfig {
     pub ca_cert: PathBuf,
     pub node_id: PublicKey,
     pub alias: Option<String>,
+    pub state: StateConfig,
 }
 
 impl NodeConfig {
@@ -207,8 +237,34 @@ impl NodeConfig {
         let node_id_s = need!(node_id, "node-id");
         let node_id = PublicKey::from_str(&node_id_s)
             .map_err(|_| ConfigError::Invalid("node-id", "not a hex public key".into()))?;
+        let state = match (pick!(state_managers), pick!(lease_epoch), pick!(lease_file)) {
+            (None, None, None) => StateConfig::Local,
+            (Some(managers), Some(epoch), Some(lease_file)) if epoch > 0 => {
+                let managers: Vec<String> = managers
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|m| !m.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                if managers.is_empty() {
+                    return Err(ConfigError::Invalid("state-managers", "no address".into()));
+                }
+                StateConfig::Replicated {
+                    managers,
+                    epoch,
+                    lease_file,
+                }
+            }
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "state-managers",
+                    "--state-managers, --lease-epoch (above 0) and --lease-file go together".into(),
+                ))
+            }
+        };
         Ok(NodeConfig {
             network,
+            state,
             chain,
             sync_interval_secs: pick!(sync_interval_secs).unwrap_or(10).max(10),
             listen: need!(listen, "listen"),

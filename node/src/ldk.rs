@@ -31,7 +31,13 @@ pub enum StartError {
 
 /// Builds the node (reading or creating its state under the storage dir) and starts
 /// it: chain sync, peer listener, background processing.
-pub fn build_and_start(config: &NodeConfig, seed: &Seed) -> Result<Arc<Node>, StartError> {
+/// `store` is the replicated state (see [`crate::state`]); without one the node
+/// keeps ldk-node's SQLite under the storage dir.
+pub fn build_and_start(
+    config: &NodeConfig,
+    seed: &Seed,
+    store: Option<Arc<ldk_node::DynStore>>,
+) -> Result<Arc<Node>, StartError> {
     let mut ldk = Config {
         storage_dir_path: config.storage_dir.to_string_lossy().into_owned(),
         network: config.network,
@@ -88,7 +94,10 @@ pub fn build_and_start(config: &NodeConfig, seed: &Seed) -> Result<Arc<Node>, St
             );
         }
     }
-    let node = Arc::new(builder.build()?);
+    let node = Arc::new(match store {
+        Some(store) => builder.build_with_store(store)?,
+        None => builder.build()?,
+    });
     if node.node_id() != config.node_id {
         return Err(StartError::WrongSeed {
             expected: config.node_id.to_string(),

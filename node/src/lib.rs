@@ -5,6 +5,8 @@
 //! - [`ldk`]: building and starting ldk-node.
 //! - [`service`]: the Node API handlers; [`convert`]: ldk types as API messages;
 //!   [`errors`]: ldk errors as gRPC codes; [`events`]: the event stream.
+//! - [`state`]: the node's state in the managers' replicated store, fenced by
+//!   its lease.
 //! - [`server`]: mTLS, authorization, health and shutdown around it all.
 
 pub mod config;
@@ -15,6 +17,7 @@ pub mod ldk;
 pub mod seed;
 pub mod server;
 pub mod service;
+pub mod state;
 
 pub use config::{NodeArgs, NodeConfig};
 pub use server::run;

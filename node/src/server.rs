@@ -18,11 +18,12 @@ use tonic_health::ServingStatus;
 use tracing::Instrument;
 
 use crate::{
-    config::NodeConfig,
+    config::{NodeConfig, StateConfig},
     errors::blocking,
     events, ldk,
     seed::{node_id_from_seed, Seed},
     service::{NodeApi, Running},
+    state,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,8 @@ pub enum RunError {
     },
     #[error(transparent)]
     Start(#[from] ldk::StartError),
+    #[error("the node's replicated state: {0}")]
+    State(String),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -64,6 +67,41 @@ pub async fn run(config: NodeConfig, seed: Seed) -> Result<(), RunError> {
     let node_id = config.node_id.to_string();
     let span = tracing::info_span!("node", node_id = %node_id);
     run_checked(config, seed, node_id).instrument(span).await
+}
+
+/// The replicated state, when the node runs under a lease: the lease must hold
+/// (the agent starts nodes only then), and is watched from here on.
+fn open_state(
+    config: &NodeConfig,
+    creds: &Credentials,
+    node_id: &str,
+) -> Result<Option<Arc<ldk_node::DynStore>>, RunError> {
+    let StateConfig::Replicated {
+        managers,
+        epoch,
+        lease_file,
+    } = &config.state
+    else {
+        return Ok(None);
+    };
+    if !state::lease_watch::holds(lease_file) {
+        tracing::error!(lease = %lease_file.display(), "the agent does not vouch for this node (no lease); not starting");
+        std::process::exit(lnswarm_common::lease::EXIT_LEASE_EXPIRED);
+    }
+    state::lease_watch::spawn(lease_file.clone());
+    let tls = creds
+        .client_tls()
+        .map_err(|e| RunError::Certificate(e.to_string()))?;
+    let store = state::ReplicatedStore::open(
+        state::remote::Remote::new(managers.clone(), tls),
+        state::replicated::Identity {
+            node_id: node_id.to_string(),
+            epoch: *epoch,
+        },
+        &config.storage_dir,
+    )
+    .map_err(|e| RunError::State(e.to_string()))?;
+    Ok(Some(store))
 }
 
 fn read(what: &'static str, path: &std::path::Path) -> Result<String, RunError> {
@@ -138,9 +176,15 @@ async fn run_checked(config: NodeConfig, seed: Seed, node_id: String) -> Result<
 
     let start_config = config.clone();
     let span = tracing::Span::current();
+    let store_creds = creds.clone();
     let starting = blocking(move || {
         let _enter = span.enter();
-        ldk::build_and_start(&start_config, &seed)
+        let store = open_state(
+            &start_config,
+            &store_creds,
+            &start_config.node_id.to_string(),
+        )?;
+        ldk::build_and_start(&start_config, &seed, store).map_err(RunError::from)
     });
     let node = tokio::select! {
         started = starting => started.map_err(|e| RunError::Internal(e.to_string()))??,

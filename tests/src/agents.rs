@@ -202,6 +202,23 @@ impl TestAgent {
         self.proc = Some(Proc::spawn(&self.name, cmd, &self.log_dir));
     }
 
+    /// The running agent's pid (0 when it is not running).
+    pub fn pid(&self) -> u32 {
+        self.proc.as_ref().map_or(0, |p| p.pid())
+    }
+
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the agent, as a partition would look
+    /// to the managers.
+    pub fn freeze(&self, frozen: bool) {
+        let sig = if frozen {
+            nix::sys::signal::Signal::SIGSTOP
+        } else {
+            nix::sys::signal::Signal::SIGCONT
+        };
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), sig)
+            .expect("signal the agent");
+    }
+
     pub fn kill9(&mut self) {
         if let Some(p) = self.proc.as_mut() {
             p.kill9();

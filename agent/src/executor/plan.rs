@@ -70,6 +70,9 @@ pub struct LaunchPlan {
     pub readiness: Readiness,
     /// Where the task serves once RUNNING (reported in its status), if anywhere.
     pub endpoint: String,
+    /// When set, the child starts (and restarts) only while this lease holds: a
+    /// hosted node must not start on an agent that may have lost it.
+    pub lease: Option<std::sync::Arc<crate::lease::AgentLease>>,
 }
 
 /// Turns a task into a launch plan. Implemented by [`super::CommandRuntime`] and by

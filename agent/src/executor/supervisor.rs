@@ -164,6 +164,19 @@ async fn supervise(
             r.send(TaskState::Shutdown, "stopped", String::new(), 0, "");
             return;
         }
+        if let Some(lease) = plan.lease.as_ref().filter(|l| !l.holds()) {
+            r.send(
+                TaskState::Starting,
+                "waiting for the agent's lease (a heartbeat the leader answers)",
+                String::new(),
+                0,
+                "",
+            );
+            tokio::select! {
+                () = lease.wait() => {}
+                _ = desired.wait_for(|d| *d == Desired::Stopped) => continue,
+            }
+        }
         r.send(TaskState::Starting, "starting", String::new(), 0, "");
         let mut child = match process::start(&plan, &log).await {
             Ok(c) => c,
@@ -214,6 +227,20 @@ async fn supervise(
                 TaskState::Complete,
                 "exited with status 0",
                 String::new(),
+                0,
+                "",
+            );
+            return;
+        }
+        if exit.code() == Some(lnswarm_common::lease::EXIT_FENCED) {
+            warn!(
+                pid,
+                "task process stopped itself: a newer copy holds its lease"
+            );
+            r.send(
+                TaskState::Failed,
+                "stopped itself: a newer copy of the node holds its lease",
+                describe(exit),
                 0,
                 "",
             );

@@ -5,7 +5,7 @@ use std::{
     net::SocketAddr,
     os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Mutex},
 };
 
 use lnswarm_common::{
@@ -18,12 +18,17 @@ use prost::Message;
 
 use super::{ports, readiness::NodeApiHealth};
 use crate::executor::{ExecutorError, LaunchPlan, Readiness, SecretBytes, Secrets, TaskRuntime};
+use crate::lease::AgentLease;
 
 /// What the runtime needs to know about its agent.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct HostingConfig {
     /// One directory per hosted node lives here.
     pub nodes_root: PathBuf,
+    /// The lease the nodes run under (its file is in `nodes_root`).
+    pub lease: Arc<AgentLease>,
+    /// The managers, where nodes keep their state (kept current by the session).
+    pub managers: Arc<Mutex<Vec<String>>>,
     /// The cluster root CA (PEM file), which nodes trust for their owners.
     pub ca_file: PathBuf,
     /// Host that owners reach this agent's nodes at.
@@ -116,6 +121,19 @@ impl TaskRuntime for HostedNodeRuntime {
             node_id: Some(spec.node_id.clone()),
             ..NodeArgs::default()
         };
+        // Epoch 0 is a task from before replicated state: the node keeps its state
+        // in its local SQLite, as it did then.
+        if spec.lease_epoch > 0 {
+            config.lease_epoch = Some(spec.lease_epoch);
+            config.lease_file = Some(self.config.lease.file().to_path_buf());
+            config.state_managers = Some(
+                self.config
+                    .managers
+                    .lock()
+                    .expect("managers lock")
+                    .join(","),
+            );
+        }
         match spec.chain_source.as_ref().and_then(|c| c.source.as_ref()) {
             Some(Source::BitcoindRpc(rpc)) => {
                 config.bitcoind_rpc_host = Some(rpc.host.clone());
@@ -155,6 +173,7 @@ impl TaskRuntime for HostedNodeRuntime {
                 node_id: spec.node_id.clone(),
             })),
             endpoint: format!("https://{}:{}", self.config.advertise_host, ports.api),
+            lease: Some(self.config.lease.clone()),
         })
     }
 }

@@ -51,6 +51,7 @@ pub async fn follow(
     session_id: &str,
     chain: &mut Chain,
     worker: &Arc<Worker>,
+    synced: &tokio::sync::watch::Sender<bool>,
 ) -> Result<(), SessionError> {
     let mut client = DispatcherClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
     loop {
@@ -80,6 +81,7 @@ pub async fn follow(
                     debug!(kind = ?step, results_in = %m.results_in, changes = m.changes.len(), "assignments");
                     worker.apply(step == ChainStep::Complete, m.changes);
                     chain.last_results_in = Some(m.results_in);
+                    synced.send_replace(true);
                 }
             }
         }

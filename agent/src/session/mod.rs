@@ -54,6 +54,8 @@ pub struct SessionConfig {
     /// Set when the agent shuts down: the session says so in a last heartbeat (the
     /// manager marks the agent DISCONNECTED) and `run` returns.
     pub leaving: tokio::sync::watch::Receiver<bool>,
+    /// The hosted nodes' lease, renewed by answered heartbeats.
+    pub lease: Arc<crate::lease::AgentLease>,
 }
 
 /// Runs sessions until the process ends. `on_managers` sees each new manager list.
@@ -154,6 +156,9 @@ async fn one_session(
     let span = info_span!("session", manager = %addr, session = %session_id);
     span.in_scope(|| info!("session open"));
 
+    // Set once this session's first assignment set is applied: only then may its
+    // heartbeats renew the lease.
+    let (synced, synced_rx) = tokio::sync::watch::channel(false);
     async {
         let stream = async {
             loop {
@@ -168,41 +173,49 @@ async fn one_session(
         };
         tokio::select! {
             r = stream => r,
-            r = heartbeat(channel.clone(), &session_id, config.leaving.clone()) => r,
+            r = heartbeat(channel.clone(), &session_id, config.leaving.clone(), &config.lease, synced_rx) => r,
             r = report(channel.clone(), &session_id, worker) => r,
-            r = chain::follow(channel, &session_id, chain, worker) => r,
+            r = chain::follow(channel, &session_id, chain, worker, &synced) => r,
         }
     }
     .instrument(span)
     .await
 }
 
-/// Heartbeats at the period the manager returns, starting at once.
+/// Heartbeats at the period the manager returns, starting at once (and again as
+/// soon as the assignment set is applied, to renew the lease without waiting).
 async fn heartbeat(
     channel: Channel,
     session_id: &str,
     mut leaving: tokio::sync::watch::Receiver<bool>,
+    lease: &crate::lease::AgentLease,
+    mut synced: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), SessionError> {
     let mut client = DispatcherClient::new(channel);
     loop {
         let left = *leaving.borrow_and_update();
+        let renews = *synced.borrow_and_update();
+        let sent = lnswarm_common::lease::now_boot_ms();
         let mut req = tonic::Request::new(HeartbeatRequest {
             session_id: session_id.to_string(),
             leaving: left,
         });
         req.set_timeout(Duration::from_secs(5));
-        let period = client
+        let answer = client
             .heartbeat(req)
             .await
             .map_err(rpc("heartbeat"))?
-            .into_inner()
-            .period_ms;
+            .into_inner();
         if left {
             return Err(SessionError::Ended);
         }
+        if renews && answer.ttl_ms > 0 {
+            lease.renew(sent, Duration::from_millis(answer.ttl_ms));
+        }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(period.max(50))) => {}
+            _ = tokio::time::sleep(Duration::from_millis(answer.period_ms.max(50))) => {}
             _ = leaving.wait_for(|l| *l) => {}
+            _ = synced.wait_for(|s| *s), if !renews => {}
         }
     }
 }

@@ -76,6 +76,7 @@ pub static TABLE: &[(&str, Access)] = &[
     ("/lnswarm.v1.Control/ListHostedNodes", Roles(OPERATORS)),
     ("/lnswarm.v1.Control/InspectHostedNode", Roles(OPERATORS)),
     ("/lnswarm.v1.Control/RemoveHostedNode", Roles(OPERATORS)),
+    ("/lnswarm.v1.Control/MoveHostedNode", Roles(OPERATORS)),
     // Scheduler: owners, except the three calls that make an owner.
     ("/lnswarm.v1.Scheduler/GetChallenge", Anonymous),
     ("/lnswarm.v1.Scheduler/Register", Anonymous),
@@ -104,6 +105,10 @@ pub static TABLE: &[(&str, Access)] = &[
     ("/lnswarm.v1.Node/Pay", Owner),
     ("/lnswarm.v1.Node/ListPayments", Owner),
     ("/lnswarm.v1.Node/SubscribeEvents", Owner),
+    // NodeState: a hosted node, for its own keys (the handler checks the CN
+    // against the request's node id).
+    ("/lnswarm.v1.NodeState/Load", Roles(&[Node])),
+    ("/lnswarm.v1.NodeState/Write", Roles(&[Node])),
     // A locked manager: whoever holds the unlock key.
     ("/lnswarm.v1.Unlock/Unlock", Anonymous),
     // Standard services every server carries.

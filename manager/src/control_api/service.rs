@@ -12,10 +12,10 @@ use lnswarm_common::{
         InspectHostedNodeRequest, IssueAppCertificateRequest, IssueAppCertificateResponse,
         JoinRole, ListAgentsRequest, ListAgentsResponse, ListHostedNodesRequest,
         ListHostedNodesResponse, ListManagersRequest, ListManagersResponse, ListTasksRequest,
-        ListTasksResponse, Manager, ManagerInfo, RemoveAgentRequest, RemoveAgentResponse,
-        RemoveHostedNodeRequest, RemoveHostedNodeResponse, RemoveManagerRequest,
-        RemoveManagerResponse, RemoveTaskRequest, RemoveTaskResponse, Task, UpdateAgentRequest,
-        UpdateClusterSettingsRequest,
+        ListTasksResponse, Manager, ManagerInfo, MoveHostedNodeRequest, RemoveAgentRequest,
+        RemoveAgentResponse, RemoveHostedNodeRequest, RemoveHostedNodeResponse,
+        RemoveManagerRequest, RemoveManagerResponse, RemoveTaskRequest, RemoveTaskResponse, Task,
+        UpdateAgentRequest, UpdateClusterSettingsRequest, Version,
     },
     pki::{ca_digest, Role},
 };
@@ -25,7 +25,7 @@ use tonic::{Request, Response, Status};
 use crate::{
     cluster::{self, settings},
     store::at_rest::UnlockKey,
-    store::{keys, Applied, Store, StoreError, TxnBuilder},
+    store::{keys, Applied, Attempt, Store, StoreError, TxnBuilder},
 };
 
 pub struct ControlService {
@@ -372,5 +372,53 @@ impl Control for ControlService {
         _req: Request<RemoveHostedNodeRequest>,
     ) -> Result<Response<RemoveHostedNodeResponse>, Status> {
         Err(not_yet("removing hosted nodes"))
+    }
+
+    async fn move_hosted_node(
+        &self,
+        req: Request<MoveHostedNodeRequest>,
+    ) -> Result<Response<HostedNode>, Status> {
+        let req = req.into_inner();
+        let key = keys::hosted_node(&req.node_id);
+        if !req.to_agent.is_empty() {
+            let (_, agent) =
+                self.get_or_not_found::<Agent>(&keys::agent(&req.to_agent), "agent")?;
+            if let Some(why) = crate::placement::unfit(&agent, 0) {
+                return Err(Status::failed_precondition(format!(
+                    "cannot move there: {why}"
+                )));
+            }
+        }
+        let (mut node, index) = self
+            .store
+            .update("the hosted node", |store| {
+                let (version, mut node) = store
+                    .get::<HostedNode>(&key)?
+                    .ok_or_else(|| Status::not_found(format!("no hosted node {}", req.node_id)))?;
+                if !node.desired_running || node.agent_id.is_empty() {
+                    return Err(Status::failed_precondition(
+                        "the node is not scheduled; there is nothing to move",
+                    ));
+                }
+                if node.agent_id == req.to_agent {
+                    return Err(Status::failed_precondition(format!(
+                        "the node already runs on agent {}",
+                        req.to_agent
+                    )));
+                }
+                node.move_to = if req.to_agent.is_empty() {
+                    "*".into()
+                } else {
+                    req.to_agent.clone()
+                };
+                let txn = TxnBuilder::new()
+                    .require_version(&key, version)
+                    .put_tagged(&key, &node, [keys::node_tag(&req.node_id)])
+                    .build();
+                Ok(Attempt::Propose(txn, node))
+            })
+            .await?;
+        node.version = Some(Version { index });
+        Ok(Response::new(node))
     }
 }

@@ -378,6 +378,7 @@ impl dispatcher_server::Dispatcher for Dispatcher {
         );
         Ok(Response::new(HeartbeatResponse {
             period_ms: period.as_millis() as u64,
+            ttl_ms: timing.ttl().as_millis() as u64,
         }))
     }
 

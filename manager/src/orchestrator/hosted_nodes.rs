@@ -1,20 +1,26 @@
-//! Desired vs actual for hosted Lightning nodes.
-//!
-//! - A node the owner wants running gets a task on the agent that holds its state
-//!   (sticky), or, the first time, on the agent placement picks.
-//! - A new task is created only when the node has no live task, in a transaction
-//!   that requires the node record unchanged, so two orchestrators (an old and a new
-//!   leader) can never both start one: a node never has two live tasks.
-//! - A task that failed is replaced on the same agent after a backoff.
-//! - On a draining agent the node's task is stopped and nothing starts elsewhere.
-//! - A node whose agent is down is reported unavailable and is not moved.
+//! Desired vs actual for hosted Lightning nodes. A node's state is in the
+//! replicated store, so it may run on any READY agent:
+//! - a node the owner wants running gets a task on the agent it last ran on when
+//!   that agent can take it, and otherwise where placement picks;
+//! - a new task is created only when the node has no live task, in a transaction
+//!   that requires the node record and its lease unchanged and moves the lease
+//!   epoch forward, so two orchestrators (an old and a new leader) can never both
+//!   start one, and the previous task's writes are fenced from then on;
+//! - a task on an agent that is DOWN counts as gone only once the agent's lease has
+//!   certainly run out (see [`Lost`]); then the node starts elsewhere (failover);
+//! - on a draining agent, or when an operator moves the node, its task is stopped
+//!   cleanly first, and the node starts elsewhere once it has stopped;
+//! - a task that failed is replaced after a backoff.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
 use lnswarm_common::{
     api::{
         task_spec::Runtime, Agent, AgentState, Availability, HostedNode, HostedNodeSpec,
-        HostedNodeState, NodeTlsSecret, Secret, Task, TaskSpec, TaskState,
+        HostedNodeState, NodeLease, NodeTlsSecret, Secret, Task, TaskSpec, TaskState,
     },
     ids::now_unix_ms,
     pki::{new_key_and_csr, Role},
@@ -26,6 +32,7 @@ use tracing::info;
 use crate::{
     ca::sign_leaf,
     cluster,
+    dispatcher::{DispatcherConfig, HeartbeatTiming},
     placement::{self, agent_state, is_live, Load},
     store::{keys, secrets, Store, TxnBuilder},
 };
@@ -46,13 +53,58 @@ fn restart_backoff_ms(restarts: u32) -> i64 {
     (500i64 << restarts.min(6)).min(30_000)
 }
 
+/// The wait, beyond the TTL, before a silent agent's nodes start elsewhere: it
+/// covers clock-rate drift between the agent and this manager (up to 2.5 % each
+/// way), the node's 50 ms lease check, and its exit. See docs/DESIGN.md, "Fencing".
+pub fn failover_margin(ttl: Duration) -> Duration {
+    Duration::from_millis(500) + ttl / 20
+}
+
+/// When this leader first saw each agent DOWN or DISCONNECTED, on its own monotonic
+/// clock: a new leader starts counting afresh, so wall clocks never enter into it.
+#[derive(Default)]
+pub struct Lost {
+    seen: HashMap<String, (AgentState, Instant)>,
+}
+
+impl Lost {
+    /// Whether the lease of every node on `agent` has run out for certain.
+    /// A DOWN agent was written so a TTL after its last heartbeat, so the margin
+    /// suffices; a DISCONNECTED one left at once and gets the TTL too.
+    fn lease_gone(&mut self, agent: &Agent, ttl: Duration, now: Instant) -> Result<(), Duration> {
+        let state = agent_state(agent);
+        let wait = match state {
+            AgentState::Down => failover_margin(ttl),
+            AgentState::Disconnected => ttl + failover_margin(ttl),
+            _ => {
+                self.seen.remove(&agent.id);
+                return Err(Duration::MAX);
+            }
+        };
+        let entry = self.seen.entry(agent.id.clone()).or_insert((state, now));
+        if entry.0 != state {
+            *entry = (state, now);
+        }
+        let waited = now.saturating_duration_since(entry.1);
+        if waited >= wait {
+            Ok(())
+        } else {
+            Err(wait - waited)
+        }
+    }
+}
+
 /// One pass over every hosted node. Agents and tasks are read only when there is a
 /// node to reconcile: a cluster's agents can far outnumber its hosted nodes.
-pub async fn reconcile(store: &Store) -> Result<(), Status> {
+pub async fn reconcile(store: &Store, lost: &mut Lost) -> Result<(), Status> {
     let nodes = store.list::<HostedNode>(keys::HOSTED_NODES)?;
     if nodes.is_empty() {
         return Ok(());
     }
+    let (_, record) = cluster::load(store)?;
+    let ttl =
+        HeartbeatTiming::from_settings(record.settings.as_ref(), &DispatcherConfig::default())
+            .ttl();
     // Off the runtime's threads: in a large cluster these take milliseconds.
     let (agent_list, tasks) = store.read_off_thread(placement::agents_and_tasks).await?;
     let mut by_node: HashMap<&str, Vec<&Task>> = HashMap::new();
@@ -65,6 +117,9 @@ pub async fn reconcile(store: &Store) -> Result<(), Status> {
         all: &agent_list,
         by_id: agent_list.iter().map(|a| (a.id.as_str(), a)).collect(),
         load: Load::of(&tasks),
+        lost,
+        ttl,
+        now: Instant::now(),
     };
     for (version, node) in nodes {
         let node_tasks = by_node.remove(node.node_id.as_str()).unwrap_or_default();
@@ -79,6 +134,53 @@ struct Agents<'a> {
     by_id: HashMap<&'a str, &'a Agent>,
     /// Live tasks per agent, including those this pass started.
     load: Load,
+    lost: &'a mut Lost,
+    ttl: Duration,
+    now: Instant,
+}
+
+impl Agents<'_> {
+    /// Whether `t` is gone for good: its agent left the cluster, or is DOWN and the
+    /// lease of its nodes has run out. `Err` holds how long until it will be.
+    fn task_gone(&mut self, t: &Task) -> Result<(), Duration> {
+        match self.by_id.get(t.agent_id.as_str()) {
+            None => Ok(()),
+            Some(a) => self.lost.lease_gone(a, self.ttl, self.now),
+        }
+    }
+
+    /// Where to start a node that last ran on `previous` (if anywhere): there, when
+    /// it can take it and the node is not leaving it; `to` when an operator named
+    /// an agent; else where placement picks among the others.
+    fn target(&self, previous: &str, leaving: bool, to: &str) -> Result<String, String> {
+        if !to.is_empty() && to != "*" {
+            let a = self
+                .by_id
+                .get(to)
+                .ok_or_else(|| format!("agent {to} is not in the cluster"))?;
+            return match placement::unfit(a, self.load.on(to)) {
+                Some(why) => Err(why),
+                None => Ok(to.to_string()),
+            };
+        }
+        if !leaving {
+            if let Some(a) = self.by_id.get(previous) {
+                if placement::unfit(a, self.load.on(previous)).is_none() {
+                    return Ok(previous.to_string());
+                }
+            }
+        }
+        if previous.is_empty() {
+            return placement::choose(self.all, &self.load);
+        }
+        let others: Vec<Agent> = self
+            .all
+            .iter()
+            .filter(|a| a.id != previous)
+            .cloned()
+            .collect();
+        placement::choose(&others, &self.load)
+    }
 }
 
 fn task_state(t: &Task) -> i32 {
@@ -101,12 +203,33 @@ async fn reconcile_node(
     let mut changed_tasks = false;
     let now = now_unix_ms();
     let agent = agents.by_id.get(node.agent_id.as_str()).copied();
-    let live: Vec<&Task> = node_tasks.iter().copied().filter(|t| is_live(t)).collect();
-    let draining = agent.is_some_and(|a| a.availability == Availability::Drain as i32);
 
-    // Stop what should not run: everything when the owner does not want it running
-    // or its agent drains.
-    if !node.desired_running || draining {
+    // Tasks on an agent whose lease has run out are gone: forget them (an agent
+    // that comes back is sent a set without them, and stops what it left behind).
+    let mut live: Vec<&Task> = Vec::new();
+    let mut failover_in: Option<Duration> = None;
+    let mut failed_over = false;
+    for t in node_tasks.iter().copied().filter(|t| is_live(t)) {
+        match agents.task_gone(t) {
+            Ok(()) => {
+                info!(node = %node.node_id, task = %t.id, agent = %t.agent_id, "the node's agent is gone and its lease has run out; moving the node");
+                txn = txn.delete_tagged(keys::task(&t.id), [keys::agent_tag(&t.agent_id)]);
+                changed_tasks = true;
+                failed_over = true;
+            }
+            Err(wait) => {
+                if wait != Duration::MAX {
+                    failover_in = Some(wait);
+                }
+                live.push(t);
+            }
+        }
+    }
+    let draining = agent.is_some_and(|a| a.availability == Availability::Drain as i32);
+    let leaving = draining || !node.move_to.is_empty();
+
+    if !node.desired_running {
+        // Stop everything the owner does not want running.
         for t in live
             .iter()
             .filter(|t| t.desired_state == TaskState::Running as i32)
@@ -117,16 +240,37 @@ async fn reconcile_node(
             changed_tasks = true;
         }
         next.grpc_uri.clear();
+        next.move_to.clear();
         next.state = HostedNodeState::Stopped as i32;
-        next.message = match (draining, live.is_empty()) {
-            (true, _) => format!("stopped: agent {} is draining", node.agent_id),
-            (false, true) => "stopped".into(),
-            (false, false) => "stopping".into(),
-        };
-        if node.state == HostedNodeState::Registered as i32 && live.is_empty() && !draining {
+        next.message = if live.is_empty() {
+            "stopped"
+        } else {
+            "stopping"
+        }
+        .into();
+        if node.state == HostedNodeState::Registered as i32 && live.is_empty() {
             next.state = HostedNodeState::Registered as i32;
             next.message.clear();
         }
+    } else if leaving && !live.is_empty() {
+        // A drain or a move: stop cleanly here first; it starts elsewhere once the
+        // task has stopped (never two copies, and no write is cut off mid-flight).
+        for t in live
+            .iter()
+            .filter(|t| t.desired_state == TaskState::Running as i32)
+        {
+            let mut t = (*t).clone();
+            t.desired_state = TaskState::Shutdown as i32;
+            txn = txn.put_tagged(keys::task(&t.id), &t, [keys::agent_tag(&t.agent_id)]);
+            changed_tasks = true;
+        }
+        next.grpc_uri.clear();
+        next.state = HostedNodeState::Scheduled as i32;
+        next.message = if draining {
+            format!("moving: agent {} is draining", node.agent_id)
+        } else {
+            format!("moving off agent {}", node.agent_id)
+        };
     } else if let Some(t) = live
         .iter()
         .find(|t| task_state(t) == TaskState::Running as i32)
@@ -156,10 +300,7 @@ async fn reconcile_node(
         } else {
             next.state = HostedNodeState::Unavailable as i32;
             next.grpc_uri.clear();
-            next.message = format!(
-                "its agent {} is not READY; the node is not moved",
-                node.agent_id
-            );
+            next.message = unavailable_message(&node.agent_id, failover_in);
         }
         next.task_id = t.id.clone();
     } else if !live.is_empty() {
@@ -171,37 +312,20 @@ async fn reconcile_node(
             next.message = format!("starting on agent {}", node.agent_id);
         } else {
             next.state = HostedNodeState::Unavailable as i32;
-            next.message = format!(
-                "its agent {} is not READY; the node is not moved",
-                node.agent_id
-            );
+            next.message = unavailable_message(&node.agent_id, failover_in);
         }
     } else {
-        // No live task: start one, on the sticky agent if the node has one.
-        let target = if node.agent_id.is_empty() {
-            placement::choose(agents.all, &agents.load)
-        } else {
-            let live_on = agents.load.on(&node.agent_id);
-            match agent {
-                None => Err(format!(
-                    "its agent {} has left the cluster; the node is not moved",
-                    node.agent_id
-                )),
-                Some(a) => match placement::unfit(a, live_on) {
-                    Some(why) => Err(format!(
-                        "{why}; the node's state is on that agent, so it is not moved"
-                    )),
-                    None => Ok(a.id.clone()),
-                },
-            }
-        };
-        let previous_failed = node_tasks
-            .iter()
-            .max_by_key(|t| t.created_unix_ms)
-            .is_some_and(|t| {
-                task_state(t) >= TaskState::Failed as i32
-                    || task_state(t) == TaskState::Complete as i32
-            });
+        // No live task: start one.
+        let target = agents.target(&node.agent_id, leaving || failed_over, &node.move_to);
+        let previous_failed = !failed_over
+            && node_tasks
+                .iter()
+                .filter(|t| agents.by_id.contains_key(t.agent_id.as_str()))
+                .max_by_key(|t| t.created_unix_ms)
+                .is_some_and(|t| {
+                    task_state(t) >= TaskState::Failed as i32
+                        || (task_state(t) == TaskState::Complete as i32 && !leaving)
+                });
         next.grpc_uri.clear();
         match target {
             // Agents are UNKNOWN until they find a new leader: wait for them rather
@@ -212,7 +336,7 @@ async fn reconcile_node(
             }
             Err(why) => {
                 next.state = HostedNodeState::Unavailable as i32;
-                next.message = why;
+                next.message = format!("no agent can run it now: {why}");
             }
             Ok(_) if previous_failed && node.next_start_unix_ms == 0 => {
                 next.restarts = node.restarts + 1;
@@ -229,21 +353,40 @@ async fn reconcile_node(
                     .get(agent_id.as_str())
                     .and_then(|a| a.description.as_ref())
                     .map(|d| d.advertised_address.clone());
-                let (task, secret_ops) = new_task(store, &node, &agent_id, host)?;
+                let lease_key = keys::node_lease(&node.node_id);
+                let previous = store.get::<NodeLease>(&lease_key)?;
+                let epoch = previous.as_ref().map_or(0, |(_, l)| l.epoch) + 1;
+                let (task, secret_ops) = new_task(store, &node, &agent_id, host, epoch)?;
                 agents.load.add(&agent_id);
                 for secret in secret_ops {
                     txn = secrets::put(store, txn, &secret, [keys::agent_tag(&agent_id)])?;
                 }
+                // The epoch moves in the transaction that creates the task.
+                txn = match &previous {
+                    Some((v, _)) => txn.require_version(&lease_key, *v),
+                    None => txn.require_absent(&lease_key),
+                }
+                .put(
+                    &lease_key,
+                    &NodeLease {
+                        node_id: node.node_id.clone(),
+                        epoch,
+                        task_id: task.id.clone(),
+                        agent_id: agent_id.clone(),
+                        granted_unix_ms: now,
+                    },
+                );
                 txn = txn.require_absent(keys::task(&task.id)).put_tagged(
                     keys::task(&task.id),
                     &task,
                     [keys::agent_tag(&agent_id)],
                 );
                 changed_tasks = true;
-                info!(node = %node.node_id, agent = %agent_id, task = %task.id, "starting hosted node");
+                info!(node = %node.node_id, agent = %agent_id, task = %task.id, epoch, "starting hosted node");
                 next.agent_id = agent_id.clone();
                 next.task_id = task.id;
                 next.next_start_unix_ms = 0;
+                next.move_to.clear();
                 next.state = HostedNodeState::Scheduled as i32;
                 next.message = format!("starting on agent {agent_id}");
             }
@@ -271,6 +414,16 @@ async fn reconcile_node(
     Ok(())
 }
 
+fn unavailable_message(agent_id: &str, failover_in: Option<Duration>) -> String {
+    match failover_in {
+        Some(wait) => format!(
+            "its agent {agent_id} is not answering; the node moves to another agent once its lease has run out (in {:.1} s)",
+            wait.as_secs_f64()
+        ),
+        None => format!("its agent {agent_id} is not answering"),
+    }
+}
+
 /// A task for `node` on `agent_id`, and the secret writes it needs (its TLS
 /// certificate; the seed secret already exists from registration). `host` is the
 /// agent's advertised address, which the node's certificate names.
@@ -279,6 +432,7 @@ fn new_task(
     node: &HostedNode,
     agent_id: &str,
     host: Option<String>,
+    lease_epoch: u64,
 ) -> Result<(Task, Vec<Secret>), Status> {
     let (_, record) = cluster::load(store)?;
     let settings = cluster::effective_settings(&record);
@@ -308,6 +462,7 @@ fn new_task(
                 seed_secret_id: seed_id.clone(),
                 chain_source: settings.chain_source,
                 tls_secret_id: tls.id.clone(),
+                lease_epoch,
             })),
             secret_ids: vec![seed_id, tls.id.clone()],
         },

@@ -21,7 +21,7 @@ use tracing::{debug, warn};
 
 use crate::store::{watch::ALL, Store};
 
-pub use hosted_nodes::reconcile;
+pub use hosted_nodes::{failover_margin, reconcile, Lost};
 
 /// The idle time after a pass, as a multiple of the pass's duration.
 const SPACING: u32 = 4;
@@ -36,10 +36,12 @@ fn pause_after(took: Duration) -> Duration {
 /// counting its passes in `passes`.
 pub async fn run(store: Store, stop: CancellationToken, passes: Arc<AtomicU64>) {
     let mut changes = store.state().watch().subscribe(ALL);
+    // Kept across passes (and dropped when this manager stops leading).
+    let mut lost = Lost::default();
     while !stop.is_cancelled() {
         let started = Instant::now();
         passes.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = reconcile(&store).await {
+        if let Err(e) = reconcile(&store, &mut lost).await {
             warn!(error = %e, "orchestrator pass failed");
         }
         let took = started.elapsed();

@@ -104,3 +104,37 @@ pub const INVITES: &str = "invites/";
 pub fn invite(code: &str) -> String {
     format!("{INVITES}{code}")
 }
+
+// ---- hosted nodes' leases and their own state (ldk-node's key-value store) ----
+
+pub const NODE_LEASES: &str = "node-leases/";
+
+/// The lease a hosted node runs under: its epoch fences every state write.
+pub fn node_lease(node_id: &str) -> String {
+    format!("{NODE_LEASES}{node_id}")
+}
+
+pub const NODE_STATE: &str = "node-state/";
+
+/// The last write a node committed (orders its writes; see node_state.proto).
+/// Under [`NODE_STATE`] so that it wakes nobody, but outside every node's prefix.
+pub fn node_state_head(node_id: &str) -> String {
+    format!("{NODE_STATE}heads/{node_id}")
+}
+
+/// Everything one node keeps (the prefix of its keys).
+pub fn node_state_prefix(node_id: &str) -> String {
+    format!("{NODE_STATE}{node_id}/")
+}
+
+/// One key of a node's state. LDK's namespaces and keys never hold `/` (their
+/// alphabet is `[A-Za-z0-9_-]`), so the three parts split back unambiguously.
+pub fn node_state(node_id: &str, primary: &str, secondary: &str, key: &str) -> String {
+    format!("{NODE_STATE}{node_id}/{primary}/{secondary}/{key}")
+}
+
+/// The (primary, secondary, key) of a node-state key under `prefix`.
+pub fn node_state_parts<'a>(prefix: &str, key: &'a str) -> Option<(&'a str, &'a str, &'a str)> {
+    let mut parts = key.strip_prefix(prefix)?.splitn(3, '/');
+    Some((parts.next()?, parts.next()?, parts.next()?))
+}

@@ -283,7 +283,13 @@ impl StateMachine {
             self.certificates.fetch_add(1, Ordering::AcqRel);
         }
         for ((_, txn, _), a) in items.iter().zip(&out) {
-            if let (Applied::Committed(index), false) = (*a, txn.ops.is_empty()) {
+            // A node's own state wakes nobody: only that node reads it, and it keeps
+            // its own copy (orchestrator passes would otherwise follow every write).
+            let only_node_state = txn
+                .ops
+                .iter()
+                .all(|op| op.key.starts_with(super::keys::NODE_STATE));
+            if let (Applied::Committed(index), false) = (*a, only_node_state) {
                 let tags = txn.ops.iter().flat_map(|op| op.tags.iter());
                 self.watch.notify(index, tags);
             }

@@ -1,0 +1,59 @@
+//! The agent's side of its hosted nodes' lease ([`lnswarm_common::lease`]): renewed
+//! after each heartbeat the leader answers, counted from when that heartbeat was
+//! sent, and only once this session's assignment set has been applied (so a
+//! revived agent never extends the lease of a task it has not yet learnt it lost).
+//! Hosted nodes start only while it holds.
+
+use std::{
+    path::Path,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use lnswarm_common::lease::{now_boot_ms, LeaseFile};
+use tracing::warn;
+
+pub struct AgentLease {
+    file: LeaseFile,
+    /// The deadline last written (boot-clock milliseconds).
+    until: AtomicU64,
+}
+
+impl AgentLease {
+    /// The lease file in `nodes_root`; a file left by an earlier run is not trusted.
+    pub fn new(nodes_root: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(nodes_root)?;
+        let file = LeaseFile::new(nodes_root.join("lease"));
+        file.renew(0)?;
+        Ok(AgentLease {
+            file,
+            until: AtomicU64::new(0),
+        })
+    }
+
+    pub fn file(&self) -> &Path {
+        self.file.path()
+    }
+
+    /// Extends the lease to `sent_boot_ms + ttl` (never shortens it).
+    pub fn renew(&self, sent_boot_ms: u64, ttl: Duration) {
+        let until = sent_boot_ms + ttl.as_millis() as u64;
+        if self.until.fetch_max(until, Ordering::AcqRel) < until {
+            if let Err(e) = self.file.renew(until) {
+                warn!(error = %e, "could not renew the hosted nodes' lease file");
+            }
+        }
+    }
+
+    /// Whether the lease holds now.
+    pub fn holds(&self) -> bool {
+        self.until.load(Ordering::Acquire) > now_boot_ms()
+    }
+
+    /// Waits until the lease holds.
+    pub async fn wait(&self) {
+        while !self.holds() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The NodeState handlers: the caller must be the node whose keys it names (its
+//! certificate's CN), and the fence's errors become gRPC codes here and only here.
+
+use lnswarm_common::{
+    api::{
+        node_state_server::NodeState, LoadNodeStateRequest, LoadNodeStateResponse,
+        WriteNodeStateRequest, WriteNodeStateResponse,
+    },
+    authz::caller,
+    pki::Role,
+};
+use tonic::{Request, Response, Status};
+use tracing::warn;
+
+use super::fence::{self, FenceError};
+use crate::store::Store;
+
+/// Largest NodeState message either way: a node's whole state at load, or a batch
+/// of writes (a ChannelManager with many channels is megabytes).
+pub const MAX_NODE_STATE_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+pub struct NodeStateService {
+    store: Store,
+}
+
+impl NodeStateService {
+    pub fn new(store: Store) -> Self {
+        NodeStateService { store }
+    }
+}
+
+/// The calling node, which must be `node_id`.
+fn own_node<T>(req: &Request<T>, node_id: &str) -> Result<(), Status> {
+    let who = caller(req).ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+    if who.role != Role::Node || who.node_id.as_deref() != Some(node_id) {
+        return Err(Status::permission_denied(
+            "a node may reach only its own state",
+        ));
+    }
+    Ok(())
+}
+
+impl From<FenceError> for Status {
+    fn from(e: FenceError) -> Self {
+        match e {
+            FenceError::Stale { .. }
+            | FenceError::NoLease { .. }
+            | FenceError::OutOfOrder { .. } => Status::failed_precondition(e.to_string()),
+            FenceError::InvalidKey(_) | FenceError::TooMany => {
+                Status::invalid_argument(e.to_string())
+            }
+            FenceError::Store(e) => e.into(),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl NodeState for NodeStateService {
+    async fn load(
+        &self,
+        req: Request<LoadNodeStateRequest>,
+    ) -> Result<Response<LoadNodeStateResponse>, Status> {
+        own_node(&req, &req.get_ref().node_id)?;
+        let req = req.into_inner();
+        let (entries, head_version) = fence::load(&self.store, &req.node_id, req.epoch).await?;
+        Ok(Response::new(LoadNodeStateResponse {
+            entries,
+            head_version,
+        }))
+    }
+
+    async fn write(
+        &self,
+        req: Request<WriteNodeStateRequest>,
+    ) -> Result<Response<WriteNodeStateResponse>, Status> {
+        own_node(&req, &req.get_ref().node_id)?;
+        let req = req.into_inner();
+        let order = fence::WriteOrder {
+            incarnation: req.incarnation,
+            seq: req.seq,
+            after_version: req.after_version,
+        };
+        let index = fence::write(&self.store, &req.node_id, req.epoch, order, req.ops)
+            .await
+            .inspect_err(|e| {
+                if matches!(e, FenceError::Stale { .. }) {
+                    warn!(node = %req.node_id, epoch = req.epoch, "refused a write from a stale copy");
+                }
+            })?;
+        Ok(Response::new(WriteNodeStateResponse { index }))
+    }
+}
