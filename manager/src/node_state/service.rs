@@ -29,8 +29,13 @@ impl NodeStateService {
     }
 }
 
-/// The calling node, which must be `node_id`.
+/// The calling node, which must be `node_id` (a well-formed one).
 fn own_node<T>(req: &Request<T>, node_id: &str) -> Result<(), Status> {
+    if !lnswarm_common::ids::is_node_id_hex(node_id) {
+        return Err(Status::invalid_argument(
+            "node_id must be the node's id (66 hex characters)",
+        ));
+    }
     let who = caller(req).ok_or_else(|| Status::unauthenticated("no client certificate"))?;
     if who.role != Role::Node || who.node_id.as_deref() != Some(node_id) {
         return Err(Status::permission_denied(
