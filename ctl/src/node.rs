@@ -44,6 +44,11 @@ pub enum NodeCommand {
         /// invite code.
         #[arg(long, env = "LNSWARM_APP_CREDENTIALS")]
         app: Option<PathBuf>,
+        /// Bring an existing node: the file holding its 24 words (the node's state
+        /// comes with it at its first start, from the old local store under the
+        /// agent's node directory). Without it a new seed is made here.
+        #[arg(long)]
+        mnemonic_file: Option<PathBuf>,
     },
     /// Get a new device credential for a registered node from its mnemonic (read
     /// from --mnemonic-file or stdin). Existing credentials stay valid.
@@ -128,8 +133,15 @@ pub async fn run(conn: &Connection, profile: &ProfileArgs, cmd: NodeCommand) -> 
             network,
             invite_code,
             app,
+            mnemonic_file,
         } => {
             let manager = conn.manager_addr()?;
+            let words = mnemonic_file
+                .map(|path| {
+                    std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))
+                })
+                .transpose()?;
             let ca_pem = trust.ca_pem(&manager).await?;
             let dir = profile.dir()?;
             let app = app
@@ -146,12 +158,15 @@ pub async fn run(conn: &Connection, profile: &ProfileArgs, cmd: NodeCommand) -> 
                 &invite_code,
                 app.as_ref(),
                 &dir,
+                words.as_deref(),
             )
             .await?;
             println!("node id: {node_id}");
             println!("profile: {}", dir.display());
-            println!("mnemonic (write it down; it is shown only this once and is the only way to recover the node):");
-            println!("{mnemonic}");
+            if words.is_none() {
+                println!("mnemonic (write it down; it is shown only this once and is the only way to recover the node):");
+                println!("{mnemonic}");
+            }
         }
         NodeCommand::Recover {
             trust,
@@ -275,8 +290,9 @@ pub async fn run(conn: &Connection, profile: &ProfileArgs, cmd: NodeCommand) -> 
     Ok(())
 }
 
-/// Makes a seed here, registers its node, and saves the device credential in `dir`.
-/// Returns the node id and the mnemonic (for the caller to show once).
+/// Makes a seed here (or takes the one `words` give), registers its node, and saves
+/// the device credential in `dir`. Returns the node id and the mnemonic (for the
+/// caller to show once).
 pub async fn register(
     manager: &str,
     ca_pem: &str,
@@ -285,8 +301,12 @@ pub async fn register(
     invite_code: &str,
     app: Option<&Credentials>,
     dir: &std::path::Path,
+    words: Option<&str>,
 ) -> Result<(String, String)> {
-    let (mnemonic, seed) = node_keys::new_mnemonic();
+    let (mnemonic, seed) = match words {
+        Some(w) => (w.trim().to_string(), node_keys::seed_from_mnemonic(w)?),
+        None => node_keys::new_mnemonic(),
+    };
     let node_id = node_keys::node_id(&seed)?;
     let mut scheduler = anonymous_scheduler(manager, ca_pem, app).await?;
     let challenge = scheduler

@@ -128,6 +128,11 @@ impl<C: Cluster> HostingCluster<C> {
 
     /// `lnswarmctl node register` into a profile under the test's directory.
     pub fn register(&self, name: &str) -> Owner {
+        self.register_seed(name, None)
+    }
+
+    /// As [`HostingCluster::register`], bringing the node of `mnemonic` when given.
+    pub fn register_seed(&self, name: &str, mnemonic: Option<&str>) -> Owner {
         let profile = self.dir.join("profiles").join(name);
         let mut cmd = Command::new(bin_path("lnswarmctl"));
         cmd.args(["--manager", &self.manager.manager_arg(), "--profile-dir"])
@@ -142,6 +147,11 @@ impl<C: Cluster> HostingCluster<C> {
                 "--app",
             ])
             .arg(self.dir.join("app"));
+        if let Some(words) = mnemonic {
+            let file = self.dir.join(format!("{name}.mnemonic"));
+            std::fs::write(&file, words).unwrap();
+            cmd.arg("--mnemonic-file").arg(file);
+        }
         let (status, out, err) = run(cmd);
         assert!(status.success(), "register {name}: {out}{err}");
         let node_id = out
@@ -151,7 +161,10 @@ impl<C: Cluster> HostingCluster<C> {
             .to_string();
         Owner {
             name: name.into(),
-            mnemonic: out.lines().last().unwrap_or_default().trim().to_string(),
+            mnemonic: mnemonic.map_or_else(
+                || out.lines().last().unwrap_or_default().trim().to_string(),
+                str::to_string,
+            ),
             creds: Credentials::load(&profile).unwrap(),
             profile,
             node_id,

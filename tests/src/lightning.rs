@@ -209,7 +209,17 @@ impl TestNode {
     /// Starts a node named `name` with the seed for `name`, under `dir/name`, and
     /// waits until its health says SERVING.
     pub async fn start(name: &str, dir: &Path, ca: &TestCa, regtest: &Regtest) -> TestNode {
-        let seed = seed(name);
+        Self::start_with_seed(name, seed(name), dir, ca, regtest).await
+    }
+
+    /// As [`TestNode::start`], with the given seed.
+    pub async fn start_with_seed(
+        name: &str,
+        seed: [u8; 64],
+        dir: &Path,
+        ca: &TestCa,
+        regtest: &Regtest,
+    ) -> TestNode {
         let node_id = node_id_of(&seed);
         let home = dir.join(name);
         let tls_dir = home.join("tls");

@@ -53,8 +53,17 @@ pub async fn run(cluster: &LocalCluster) -> Result<()> {
     let mut owners = Vec::new();
     for name in ["alice", "bob"] {
         let dir = cluster.profiles().join(name);
-        let (node_id, _mnemonic) =
-            register(&manager, &ca_pem, "demo", "regtest", "", Some(&app), &dir).await?;
+        let (node_id, _mnemonic) = register(
+            &manager,
+            &ca_pem,
+            "demo",
+            "regtest",
+            "",
+            Some(&app),
+            &dir,
+            None,
+        )
+        .await?;
         println!("    {name}: node {node_id} (profile {})", dir.display());
         owners.push((name, node_id, Credentials::load(&dir)?));
     }
