@@ -153,12 +153,14 @@ pub async fn run(conn: &Connection, profile: &ProfileArgs, cmd: NodeCommand) -> 
             let (node_id, mnemonic) = register(
                 &manager,
                 &ca_pem,
-                &device,
-                &network,
-                &invite_code,
-                app.as_ref(),
+                &Registration {
+                    device: &device,
+                    network: &network,
+                    invite_code: &invite_code,
+                    app: app.as_ref(),
+                    words: words.as_deref(),
+                },
                 &dir,
-                words.as_deref(),
             )
             .await?;
             println!("node id: {node_id}");
@@ -290,19 +292,33 @@ pub async fn run(conn: &Connection, profile: &ProfileArgs, cmd: NodeCommand) -> 
     Ok(())
 }
 
+/// What a registration asks for, beside where to send it.
+#[derive(Clone, Copy)]
+pub struct Registration<'a> {
+    pub device: &'a str,
+    pub network: &'a str,
+    pub invite_code: &'a str,
+    pub app: Option<&'a Credentials>,
+    /// An existing node's mnemonic; a new seed is made when absent.
+    pub words: Option<&'a str>,
+}
+
 /// Makes a seed here (or takes the one `words` give), registers its node, and saves
 /// the device credential in `dir`. Returns the node id and the mnemonic (for the
 /// caller to show once).
 pub async fn register(
     manager: &str,
     ca_pem: &str,
-    device: &str,
-    network: &str,
-    invite_code: &str,
-    app: Option<&Credentials>,
+    r: &Registration<'_>,
     dir: &std::path::Path,
-    words: Option<&str>,
 ) -> Result<(String, String)> {
+    let Registration {
+        device,
+        network,
+        invite_code,
+        app,
+        words,
+    } = *r;
     let (mnemonic, seed) = match words {
         Some(w) => (w.trim().to_string(), node_keys::seed_from_mnemonic(w)?),
         None => node_keys::new_mnemonic(),

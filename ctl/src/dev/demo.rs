@@ -56,12 +56,14 @@ pub async fn run(cluster: &LocalCluster) -> Result<()> {
         let (node_id, _mnemonic) = register(
             &manager,
             &ca_pem,
-            "demo",
-            "regtest",
-            "",
-            Some(&app),
+            &crate::node::Registration {
+                device: "demo",
+                network: "regtest",
+                invite_code: "",
+                app: Some(&app),
+                words: None,
+            },
             &dir,
-            None,
         )
         .await?;
         println!("    {name}: node {node_id} (profile {})", dir.display());
