@@ -250,6 +250,7 @@ pub async fn run(
                 "onchain_total_sats": b.onchain_total_sats,
                 "onchain_spendable_sats": b.onchain_spendable_sats,
                 "lightning_sats": b.lightning_sats,
+                "pending_sweep_sats": b.pending_sweep_sats,
             }));
         }
         OwnerCommand::Newaddr => {
@@ -270,6 +271,7 @@ pub async fn run(
                 "onchain_total_sats": b.onchain_total_sats,
                 "onchain_spendable_sats": b.onchain_spendable_sats,
                 "lightning_sats": b.lightning_sats,
+                "pending_sweep_sats": b.pending_sweep_sats,
             }));
         }
         OwnerCommand::Connect { peer } => {

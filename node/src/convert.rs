@@ -67,5 +67,25 @@ pub fn balances(b: &ldk_node::BalanceDetails) -> api::BalancesResponse {
         onchain_total_sats: b.total_onchain_balance_sats,
         onchain_spendable_sats: b.spendable_onchain_balance_sats,
         lightning_sats: b.total_lightning_balance_sats,
+        pending_sweep_sats: b
+            .pending_balances_from_channel_closures
+            .iter()
+            .map(pending_sweep_sats)
+            .sum(),
+    }
+}
+
+fn pending_sweep_sats(p: &ldk_node::PendingSweepBalance) -> u64 {
+    use ldk_node::PendingSweepBalance::*;
+    match p {
+        PendingBroadcast {
+            amount_satoshis, ..
+        }
+        | BroadcastAwaitingConfirmation {
+            amount_satoshis, ..
+        }
+        | AwaitingThresholdConfirmations {
+            amount_satoshis, ..
+        } => *amount_satoshis,
     }
 }

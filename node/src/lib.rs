@@ -5,6 +5,7 @@
 //! - [`ldk`]: building and starting ldk-node.
 //! - [`service`]: the Node API handlers; [`convert`]: ldk types as API messages;
 //!   [`errors`]: ldk errors as gRPC codes; [`events`]: the event stream.
+//! - [`peers`]: reaching channel peers where they are now.
 //! - [`state`]: the node's state in the managers' replicated store, fenced by
 //!   its lease.
 //! - [`server`]: mTLS, authorization, health and shutdown around it all.
@@ -14,6 +15,7 @@ pub mod convert;
 pub mod errors;
 pub mod events;
 pub mod ldk;
+pub mod peers;
 pub mod seed;
 pub mod server;
 pub mod service;

@@ -75,7 +75,7 @@ fn open_state(
     config: &NodeConfig,
     creds: &Credentials,
     node_id: &str,
-) -> Result<Option<Arc<ldk_node::DynStore>>, RunError> {
+) -> Result<Option<Arc<state::ReplicatedStore>>, RunError> {
     let StateConfig::Replicated {
         managers,
         epoch,
@@ -184,9 +184,12 @@ async fn run_checked(config: NodeConfig, seed: Seed, node_id: String) -> Result<
             &store_creds,
             &start_config.node_id.to_string(),
         )?;
-        ldk::build_and_start(&start_config, &seed, store).map_err(RunError::from)
+        let dyn_store = store.clone().map(|s| s as Arc<ldk_node::DynStore>);
+        ldk::build_and_start(&start_config, &seed, dyn_store)
+            .map(|node| (node, store))
+            .map_err(RunError::from)
     });
-    let node = tokio::select! {
+    let (node, store) = tokio::select! {
         started = starting => started.map_err(|e| RunError::Internal(e.to_string()))??,
         _ = term.recv() => {
             tracing::info!("SIGTERM while starting: exiting");
@@ -201,6 +204,9 @@ async fn run_checked(config: NodeConfig, seed: Seed, node_id: String) -> Result<
         }
     };
 
+    if let Some(store) = store {
+        crate::peers::follow_hosted_peers(node.clone(), store);
+    }
     let (events_tx, _) = broadcast::channel(events::BUFFER);
     let pump = tokio::spawn(events::pump(node.clone(), events_tx.clone()).in_current_span());
     let _ = state.set(Running {

@@ -185,23 +185,9 @@ impl node_server::Node for NodeApi {
                 connected_address: p.address.to_string(),
             }));
         }
-        // ldk-node keeps the first address it persisted for a peer; a peer that
-        // moved (a hosted node after a failover or a move) is reached at the new
-        // address, and only then is the stored one replaced.
-        let stale = node
-            .list_peers()
-            .into_iter()
-            .any(|p| p.node_id == peer && p.is_persisted && p.address != address);
-        blocking(move || {
-            node.connect(peer, address.clone(), !stale)?;
-            if stale {
-                node.disconnect(peer)?;
-                node.connect(peer, address, true)?;
-            }
-            Ok(())
-        })
-        .await?
-        .map_err(|e| status("connect", e))?;
+        blocking(move || crate::peers::connect_at(&node, peer, address))
+            .await?
+            .map_err(|e| status("connect", e))?;
         Ok(Response::new(api::ConnectPeerResponse::default()))
     }
 

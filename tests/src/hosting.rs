@@ -189,6 +189,18 @@ impl<C: Cluster> HostingCluster<C> {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
     }
 
+    /// The operator's view of one hosted node, or `None` while the cluster does not
+    /// answer (an election).
+    pub fn try_inspect(&self, node_id: &str) -> Option<Value> {
+        let mut cmd = self.manager.ctl();
+        cmd.args(["node", "inspect", node_id, "--format", "json"]);
+        let (status, out, _) = run(cmd);
+        status
+            .success()
+            .then(|| serde_json::from_str(&out).ok())
+            .flatten()
+    }
+
     /// The operator's view of one hosted node.
     pub fn inspect(&self, node_id: &str) -> Value {
         let mut cmd = self.manager.ctl();

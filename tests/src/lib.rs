@@ -12,6 +12,7 @@ pub mod lightning;
 pub mod manager;
 pub mod process;
 pub mod raw_grpc;
+pub mod stats;
 pub mod wait;
 
 use std::{net::TcpListener, path::PathBuf, process::Command};

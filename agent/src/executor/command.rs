@@ -41,6 +41,7 @@ impl TaskRuntime for CommandRuntime {
             stdin: SecretBytes(stdin),
             readiness: Readiness::Started,
             endpoint: String::new(),
+            lightning_addr: String::new(),
             lease: None,
         })
     }

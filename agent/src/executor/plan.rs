@@ -70,6 +70,8 @@ pub struct LaunchPlan {
     pub readiness: Readiness,
     /// Where the task serves once RUNNING (reported in its status), if anywhere.
     pub endpoint: String,
+    /// A hosted node's Lightning address (reported with the endpoint).
+    pub lightning_addr: String,
     /// When set, the child starts (and restarts) only while this lease holds: a
     /// hosted node must not start on an agent that may have lost it.
     pub lease: Option<std::sync::Arc<crate::lease::AgentLease>>,

@@ -73,6 +73,8 @@ impl Supervisor {
 
 struct Reporter {
     task_id: String,
+    /// Reported beside the endpoint, whenever there is one.
+    lightning_addr: String,
     sink: Arc<dyn StatusSink>,
     state: i32,
     last_ts: i64,
@@ -101,6 +103,11 @@ impl Reporter {
                 timestamp_unix_ms: ts,
                 pid,
                 endpoint: endpoint.to_string(),
+                lightning_addr: if endpoint.is_empty() {
+                    String::new()
+                } else {
+                    self.lightning_addr.clone()
+                },
             },
         );
     }
@@ -119,6 +126,7 @@ pub fn spawn_supervisor(
     let (done_tx, done) = watch::channel(false);
     let reporter = Reporter {
         task_id: task.id.clone(),
+        lightning_addr: plan.lightning_addr.clone(),
         sink,
         state: initial_state,
         last_ts: 0,

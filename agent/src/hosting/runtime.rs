@@ -173,6 +173,7 @@ impl TaskRuntime for HostedNodeRuntime {
                 node_id: spec.node_id.clone(),
             })),
             endpoint: format!("https://{}:{}", self.config.advertise_host, ports.api),
+            lightning_addr: format!("{}:{}", self.config.advertise_host, ports.lightning),
             lease: Some(self.config.lease.clone()),
         })
     }

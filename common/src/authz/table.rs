@@ -109,6 +109,7 @@ pub static TABLE: &[(&str, Access)] = &[
     // against the request's node id).
     ("/lnswarm.v1.NodeState/Load", Roles(&[Node])),
     ("/lnswarm.v1.NodeState/Write", Roles(&[Node])),
+    ("/lnswarm.v1.NodeState/PeerAddresses", Roles(&[Node])),
     // A locked manager: whoever holds the unlock key.
     ("/lnswarm.v1.Unlock/Unlock", Anonymous),
     // Standard services every server carries.

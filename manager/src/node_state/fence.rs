@@ -36,7 +36,7 @@ pub enum FenceError {
     OutOfOrder { node: String },
     #[error("invalid key: {0}")]
     InvalidKey(String),
-    #[error("a write carries at most {MAX_OPS_PER_WRITE} operations")]
+    #[error("too many items in one call (at most {MAX_OPS_PER_WRITE} writes, or 1 000 peers)")]
     TooMany,
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -67,7 +67,7 @@ fn check_key(k: Option<&NodeStateKey>) -> Result<&NodeStateKey, FenceError> {
 }
 
 /// The node's lease, if `epoch` is current: its version, for the write's check.
-fn current_lease(store: &Store, node_id: &str, epoch: u64) -> Result<u64, FenceError> {
+pub(super) fn current_lease(store: &Store, node_id: &str, epoch: u64) -> Result<u64, FenceError> {
     let (version, lease) = store
         .get::<NodeLease>(&keys::node_lease(node_id))?
         .ok_or_else(|| FenceError::NoLease {

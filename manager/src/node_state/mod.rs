@@ -3,10 +3,12 @@
 //!
 //! - [`fence`]: the domain: which writes a node may make under which epoch, as one
 //!   store transaction with a check on the node's lease.
+//! - [`peers`]: where a node's hosted channel peers listen now.
 //! - [`service`]: the NodeState gRPC handlers; the only place its errors become
 //!   gRPC codes.
 
 pub mod fence;
+pub mod peers;
 pub mod service;
 
 pub use service::{NodeStateService, MAX_NODE_STATE_MESSAGE_BYTES};

@@ -4,7 +4,7 @@
 use lnswarm_common::{
     api::{
         node_state_server::NodeState, LoadNodeStateRequest, LoadNodeStateResponse,
-        WriteNodeStateRequest, WriteNodeStateResponse,
+        PeerAddressesRequest, PeerAddressesResponse, WriteNodeStateRequest, WriteNodeStateResponse,
     },
     authz::caller,
     pki::Role,
@@ -93,5 +93,15 @@ impl NodeState for NodeStateService {
                 }
             })?;
         Ok(Response::new(WriteNodeStateResponse { index }))
+    }
+
+    async fn peer_addresses(
+        &self,
+        req: Request<PeerAddressesRequest>,
+    ) -> Result<Response<PeerAddressesResponse>, Status> {
+        own_node(&req, &req.get_ref().node_id)?;
+        let req = req.into_inner();
+        let addresses = super::peers::addresses(&self.store, &req.node_id, req.epoch, &req.peers)?;
+        Ok(Response::new(PeerAddressesResponse { addresses }))
     }
 }

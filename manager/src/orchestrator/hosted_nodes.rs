@@ -240,6 +240,7 @@ async fn reconcile_node(
             changed_tasks = true;
         }
         next.grpc_uri.clear();
+        next.lightning_addr.clear();
         next.move_to.clear();
         next.state = HostedNodeState::Stopped as i32;
         next.message = if live.is_empty() {
@@ -265,6 +266,7 @@ async fn reconcile_node(
             changed_tasks = true;
         }
         next.grpc_uri.clear();
+        next.lightning_addr.clear();
         next.state = HostedNodeState::Scheduled as i32;
         next.message = if draining {
             format!("moving: agent {} is draining", node.agent_id)
@@ -286,6 +288,7 @@ async fn reconcile_node(
             // RUNNING with no endpoint until it serves again.
             next.state = HostedNodeState::Scheduled as i32;
             next.grpc_uri.clear();
+            next.lightning_addr.clear();
             next.message = format!(
                 "restarting on agent {}: {}",
                 node.agent_id,
@@ -294,12 +297,18 @@ async fn reconcile_node(
         } else if agent_up {
             next.state = HostedNodeState::Running as i32;
             next.grpc_uri = endpoint;
+            next.lightning_addr = t
+                .status
+                .as_ref()
+                .map(|s| s.lightning_addr.clone())
+                .unwrap_or_default();
             next.message.clear();
             next.restarts = 0;
             next.next_start_unix_ms = 0;
         } else {
             next.state = HostedNodeState::Unavailable as i32;
             next.grpc_uri.clear();
+            next.lightning_addr.clear();
             next.message = unavailable_message(&node.agent_id, failover_in);
         }
         next.task_id = t.id.clone();
@@ -307,6 +316,7 @@ async fn reconcile_node(
         // Starting, or stuck on an agent that stopped answering.
         let agent_up = agent.is_some_and(holds_its_tasks);
         next.grpc_uri.clear();
+        next.lightning_addr.clear();
         if agent_up {
             next.state = HostedNodeState::Scheduled as i32;
             next.message = format!("starting on agent {}", node.agent_id);
@@ -327,6 +337,7 @@ async fn reconcile_node(
                         || (task_state(t) == TaskState::Complete as i32 && !leaving)
                 });
         next.grpc_uri.clear();
+        next.lightning_addr.clear();
         match target {
             // Agents are UNKNOWN until they find a new leader: wait for them rather
             // than give up on a node that has somewhere to go in a moment.

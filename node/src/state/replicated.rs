@@ -28,7 +28,10 @@ use ldk_node::{
     },
 };
 use lnswarm_common::{
-    api::{LoadNodeStateRequest, NodeStateKey, NodeStateOp, WriteNodeStateRequest},
+    api::{
+        LoadNodeStateRequest, NodeStateKey, NodeStateOp, PeerAddressesRequest,
+        WriteNodeStateRequest,
+    },
     lease::EXIT_FENCED,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -74,6 +77,9 @@ struct Queued {
 
 pub struct ReplicatedStore {
     state: RwLock<BTreeMap<Key, Vec<u8>>>,
+    remote: Arc<Remote>,
+    node_id: String,
+    epoch: u64,
     queue: mpsc::UnboundedSender<Queued>,
     local: SqliteStore,
     /// Runs the writer; kept apart from ldk-node's runtime, whose threads may be
@@ -203,13 +209,46 @@ impl ReplicatedStore {
             epoch = who.epoch,
             "node state loaded from the managers"
         );
-        runtime.spawn(writer(remote, who, incarnation, head_version, rx));
+        let (node_id, epoch) = (who.node_id.clone(), who.epoch);
+        runtime.spawn(writer(remote.clone(), who, incarnation, head_version, rx));
         Ok(Arc::new(ReplicatedStore {
             state: RwLock::new(state),
+            remote,
+            node_id,
+            epoch,
             queue,
             local,
             _runtime: runtime,
         }))
+    }
+
+    /// Where those of `peers` that are hosted nodes of this cluster listen now
+    /// (blocks; for a thread that may block).
+    pub fn peer_addresses(&self, peers: Vec<String>) -> Vec<(String, String)> {
+        let (remote, node_id, epoch) = (self.remote.clone(), self.node_id.clone(), self.epoch);
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self._runtime.spawn(async move {
+            let r = remote
+                .call("asking where peers went", |mut c| {
+                    let req = PeerAddressesRequest {
+                        node_id: node_id.clone(),
+                        epoch,
+                        peers: peers.clone(),
+                    };
+                    async move { c.peer_addresses(req).await }
+                })
+                .await;
+            let _ = tx.send(r);
+        });
+        match rx.recv() {
+            Ok(Ok(r)) => r
+                .addresses
+                .into_iter()
+                .map(|a| (a.node_id, a.address))
+                .collect(),
+            Ok(Err(Refused::Fenced(why))) => fenced(&why),
+            _ => Vec::new(),
+        }
     }
 
     /// Records the change in memory and queues it; the waiter hears when it is

@@ -51,6 +51,7 @@ use lnswarm_tests::{
     lightning::{Regtest, TestNode, RPC_PASSWORD, RPC_USER},
     manager::TestManager,
     process::run,
+    stats::{ms, summary},
 };
 use tonic::transport::Channel;
 
@@ -248,26 +249,6 @@ async fn bare_start(dir: &Path, ca: &TestCa, regtest: &Regtest, i: usize) -> Dur
     let elapsed = t0.elapsed();
     node.stop();
     elapsed
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-/// (p50, p99, max) of unsorted samples.
-fn summary(samples: &[Duration]) -> (Duration, Duration, Duration) {
-    let mut s = samples.to_vec();
-    s.sort();
-    (
-        percentile(&s, 0.5),
-        percentile(&s, 0.99),
-        *s.last().unwrap(),
-    )
 }
 
 fn status_kib(pid: u32, field: &str) -> u64 {

@@ -1,0 +1,53 @@
+//! A leader kill during a failover, on a quorum of three managers: the agent that
+//! runs a node is killed, and the leader is killed while the node waits for the
+//! agent's lease to run out. The new leader counts the lease afresh and the node
+//! ends up running exactly once, on the other agent. Throughout, no node id ever
+//! runs in two processes.
+
+use std::time::Duration;
+
+use lnswarm_tests::{
+    agents::set_heartbeat,
+    hosting::{node_processes, DuplicateWatch, HostingCluster},
+    wait,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_kill_during_a_failover_ends_with_one_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = HostingCluster::start_quorum(tmp.path(), 3, 2).await;
+    set_heartbeat(&c.manager, 1000, 3).await;
+    let watch = DuplicateWatch::start(tmp.path());
+
+    let alice = c.register("alice");
+    let (ok, _, err) = c.owner_ctl(&alice, &["schedule"]);
+    assert!(ok, "schedule: {err}");
+    let first = c.inspect(&alice.node_id)["agent_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let i = c.agent_index(&first);
+
+    c.agents[i].kill9();
+    // Within the TTL: the old leader has not yet written the agent DOWN.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let leader = c.manager.leader().await;
+    c.manager.kill9(leader);
+
+    wait::until(
+        "alice to serve from the other agent",
+        Duration::from_secs(120),
+        || async {
+            let n = c.try_inspect(&alice.node_id)?;
+            (n["state"] == "running" && n["agent_id"] != first.as_str()).then_some(())
+        },
+    )
+    .await;
+    let info = c.owner_json(&alice, &["getinfo"]);
+    assert_eq!(info["node_id"], alice.node_id.as_str());
+    assert_eq!(node_processes(tmp.path())[&alice.node_id].len(), 1);
+    c.manager.restart(leader, &[]);
+
+    let violations = watch.finish();
+    assert!(violations.is_empty(), "a node ran twice: {violations:?}");
+}
