@@ -2,7 +2,8 @@
 //! after each heartbeat the leader answers, counted from when that heartbeat was
 //! sent, and only once this session's assignment set has been applied (so a
 //! revived agent never extends the lease of a task it has not yet learnt it lost).
-//! Hosted nodes start only while it holds.
+//! Hosted nodes start only while it holds, and the agent kills any that still run
+//! once it lapses (a node frozen or hung past its own lease check).
 
 use std::{
     path::Path,
@@ -48,6 +49,13 @@ impl AgentLease {
     /// Whether the lease holds now.
     pub fn holds(&self) -> bool {
         self.until.load(Ordering::Acquire) > now_boot_ms()
+    }
+
+    /// Waits until the lease no longer holds.
+    pub async fn lapsed(&self) {
+        while self.holds() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Waits until the lease holds.

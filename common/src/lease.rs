@@ -23,9 +23,15 @@ pub const EXIT_LEASE_EXPIRED: i32 = 76;
 
 /// Milliseconds on the host's boot clock.
 pub fn now_boot_ms() -> u64 {
-    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
-        .expect("CLOCK_BOOTTIME is available on Linux");
-    t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec for the call to fill; CLOCK_BOOTTIME exists on
+    // every Linux this runs on, and the call only writes `t`.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut t) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_BOOTTIME)");
+    t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000
 }
 
 /// The lease file of an agent's nodes.

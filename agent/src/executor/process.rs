@@ -71,6 +71,13 @@ pub async fn stop(child: &mut Child, grace: Duration) {
     let _ = killpg(group, Signal::SIGKILL);
 }
 
+/// SIGKILL to the child's group at once (a hosted node whose lease ran out).
+pub fn kill_now(child: &Child) {
+    if let Some(pid) = child.id() {
+        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
+}
+
 /// Stops a child a previous run of the agent left behind, if `pid` still names the
 /// process that was started at `started`.
 pub async fn kill_stale(pid: u32, started: u64, grace: Duration) {

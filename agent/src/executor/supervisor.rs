@@ -202,9 +202,24 @@ async fn supervise(
         let mut running = false;
         let ready = wait_ready(&plan.readiness);
         tokio::pin!(ready);
+        let lapsed = async {
+            match &plan.lease {
+                Some(lease) => lease.lapsed().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(lapsed);
+        let mut killed_for_lease = false;
         let exit = loop {
             tokio::select! {
                 status = child.wait() => break status,
+                () = &mut lapsed, if !killed_for_lease => {
+                    // The node stops itself when its lease runs out; one that is
+                    // frozen or hung cannot, so the agent makes sure.
+                    warn!(pid, "the agent's lease ran out; killing the hosted node");
+                    process::kill_now(&child);
+                    killed_for_lease = true;
+                }
                 _ = &mut ready, if !running => {
                     running = true;
                     let message = if restarts == 0 { "running".to_string() } else { format!("running (restart {restarts})") };

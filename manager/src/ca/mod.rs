@@ -2,8 +2,10 @@
 //! certificate; holders renew theirs. Issued certificates are recorded in the store,
 //! which also backs revocation.
 
+mod issue;
 mod revocations;
 mod service;
 
+pub use issue::{check_csr, issue_and_record, sign_leaf, IssueError};
 pub use revocations::StoreRevocations;
-pub use service::{check_csr, issue_and_record, sign_leaf, CaService};
+pub use service::CaService;

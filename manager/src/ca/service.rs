@@ -10,15 +10,16 @@ use lnswarm_common::{
         IssueNodeCertificateResponse, NodeCertificateStatusRequest, NodeCertificateStatusResponse,
     },
     authz::caller,
-    ids::{new_id, now_unix_ms},
-    pki::{csr_requested_ous, ip_of_address, JoinToken, LeafRequest, PkiError, Role},
+    ids::new_id,
+    pki::{ip_of_address, JoinToken, PkiError, Role},
 };
 use tonic::{Request, Response, Status};
 use tracing::info;
 
+use super::issue::{check_csr, issue_and_record, IssueError};
 use crate::{
     cluster,
-    store::{keys, Applied, Store, TxnBuilder},
+    store::{keys, Store},
 };
 
 pub struct CaService {
@@ -34,87 +35,20 @@ impl CaService {
 /// Longest `host:port` accepted (a DNS name is at most 253 bytes).
 const MAX_ADDR_BYTES: usize = 261;
 
-/// Largest CSR accepted; a P-256 CSR is well under 1 KiB.
-const MAX_CSR_BYTES: usize = 16 * 1024;
-
-/// Signs a leaf for `csr_pem` (CN `id`, OU `role`) without recording it, for callers
-/// that record it in the same transaction as other changes.
-pub fn sign_leaf(
-    store: &Store,
-    csr_pem: &str,
-    role: Role,
-    id: &str,
-    ip_sans: &[IpAddr],
-) -> Result<CertificateRecord, Status> {
-    let (_, record) = cluster::load(store)?;
-    let ca = cluster::ca(store, &record)?;
-    let issued = ca
-        .issue(&LeafRequest {
-            csr_pem,
-            role,
-            common_name: id,
-            ip_sans,
-            validity: None,
-        })
-        .map_err(pki_status)?;
-    Ok(CertificateRecord {
-        id: id.to_string(),
-        role: role.ou().to_string(),
-        cert_pem: issued.pem,
-        revoked: false,
-        issued_unix_ms: now_unix_ms(),
-    })
-}
-
-/// Signs a leaf for `csr_pem` and records it; shared by joins, renewals and init.
-/// Returns the certificate PEM.
-pub async fn issue_and_record(
-    store: &Store,
-    csr_pem: &str,
-    role: Role,
-    id: &str,
-    ip_sans: &[IpAddr],
-) -> Result<String, Status> {
-    let cert = sign_leaf(store, csr_pem, role, id, ip_sans)?;
-    let key = keys::certificate(id);
-    let txn = match store.get::<CertificateRecord>(&key)? {
-        // A renewal replaces the record, unless it was revoked meanwhile.
-        Some((version, old)) if !old.revoked => TxnBuilder::new()
-            .require_version(&key, version)
-            .put(&key, &cert),
-        Some(_) => return Err(Status::permission_denied("certificate was revoked")),
-        None => TxnBuilder::new().require_absent(&key).put(&key, &cert),
-    };
-    match store.propose(txn.build()).await? {
-        Applied::Committed(_) => Ok(cert.cert_pem),
-        Applied::CheckFailed(_) => Err(Status::aborted(
-            "certificate record changed concurrently; retry",
-        )),
-    }
-}
-
-/// CSRs are small; anything larger is refused before parsing.
-pub fn check_csr(csr: &[u8], allowed_role: Role) -> Result<&str, Status> {
-    if csr.len() > MAX_CSR_BYTES {
-        return Err(Status::invalid_argument("CSR too large"));
-    }
-    let csr_pem =
-        std::str::from_utf8(csr).map_err(|_| Status::invalid_argument("CSR must be PEM text"))?;
-    let requested = csr_requested_ous(csr_pem).map_err(pki_status)?;
-    if requested.iter().any(|ou| ou != allowed_role.ou()) {
-        return Err(Status::permission_denied(format!(
-            "CSR asks for OU {requested:?} but this call grants {allowed_role}"
-        )));
-    }
-    Ok(csr_pem)
-}
-
-fn pki_status(e: PkiError) -> Status {
-    match e {
-        PkiError::MalformedCsr(_) | PkiError::MissingCommonName => {
-            Status::invalid_argument(e.to_string())
+impl From<IssueError> for Status {
+    fn from(e: IssueError) -> Self {
+        match e {
+            IssueError::Pki(PkiError::MalformedCsr(_) | PkiError::MissingCommonName)
+            | IssueError::CsrTooLarge
+            | IssueError::CsrNotPem => Status::invalid_argument(e.to_string()),
+            IssueError::WrongRole { .. } | IssueError::Revoked => {
+                Status::permission_denied(e.to_string())
+            }
+            IssueError::Contended => Status::aborted(e.to_string()),
+            IssueError::Cluster(e) => e.into(),
+            IssueError::Store(e) => e.into(),
+            IssueError::Pki(_) => Status::internal(e.to_string()),
         }
-        other => Status::internal(other.to_string()),
     }
 }
 

@@ -26,16 +26,28 @@ use lnswarm_common::{
     pki::{new_key_and_csr, Role},
 };
 use prost::Message;
-use tonic::Status;
 use tracing::info;
 
 use crate::{
-    ca::sign_leaf,
-    cluster,
+    ca::{sign_leaf, IssueError},
+    cluster::{self, ClusterError},
     dispatcher::{DispatcherConfig, HeartbeatTiming},
     placement::{self, agent_state, is_live, Load},
-    store::{keys, secrets, Store, TxnBuilder},
+    store::{keys, secrets, Store, StoreError, TxnBuilder},
 };
+
+/// Why a pass could not finish (the next pass tries again).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("issuing a node certificate: {0}")]
+    Issue(#[from] IssueError),
+    #[error("making a node key: {0}")]
+    Pki(#[from] lnswarm_common::pki::PkiError),
+}
 
 /// Whether an agent's tasks count as running where their status says. UNKNOWN is
 /// the grace after a leader change, not a verdict: the agent is most likely still
@@ -96,7 +108,7 @@ impl Lost {
 
 /// One pass over every hosted node. Agents and tasks are read only when there is a
 /// node to reconcile: a cluster's agents can far outnumber its hosted nodes.
-pub async fn reconcile(store: &Store, lost: &mut Lost) -> Result<(), Status> {
+pub async fn reconcile(store: &Store, lost: &mut Lost) -> Result<(), ReconcileError> {
     let nodes = store.list::<HostedNode>(keys::HOSTED_NODES)?;
     if nodes.is_empty() {
         return Ok(());
@@ -193,7 +205,7 @@ async fn reconcile_node(
     node: HostedNode,
     node_tasks: &[&Task],
     agents: &mut Agents<'_>,
-) -> Result<(), Status> {
+) -> Result<(), ReconcileError> {
     if node.state == HostedNodeState::Exported as i32 {
         return Ok(());
     }
@@ -444,7 +456,7 @@ fn new_task(
     agent_id: &str,
     host: Option<String>,
     lease_epoch: u64,
-) -> Result<(Task, Vec<Secret>), Status> {
+) -> Result<(Task, Vec<Secret>), ReconcileError> {
     let (_, record) = cluster::load(store)?;
     let settings = cluster::effective_settings(&record);
     let host: Vec<std::net::IpAddr> = host
@@ -452,8 +464,7 @@ fn new_task(
         .and_then(lnswarm_common::pki::ip_of_address)
         .into_iter()
         .collect();
-    let key = new_key_and_csr(&node.node_id, Some(Role::Node))
-        .map_err(|e| Status::internal(e.to_string()))?;
+    let key = new_key_and_csr(&node.node_id, Some(Role::Node))?;
     let cert = sign_leaf(store, &key.csr_pem, Role::Node, &node.node_id, &host)?;
     let tls = Secret {
         id: keys::tls_secret_id(&node.node_id),

@@ -21,7 +21,7 @@ use tracing::{debug, warn};
 
 use crate::store::{watch::ALL, Store};
 
-pub use hosted_nodes::{failover_margin, reconcile, Lost};
+pub use hosted_nodes::{failover_margin, reconcile, Lost, ReconcileError};
 
 /// The idle time after a pass, as a multiple of the pass's duration.
 const SPACING: u32 = 4;
