@@ -75,7 +75,7 @@ fn open_state(
     config: &NodeConfig,
     creds: &Credentials,
     node_id: &str,
-) -> Result<Option<Arc<state::ReplicatedStore>>, RunError> {
+) -> Result<Option<(Arc<state::ReplicatedStore>, state::lease_watch::Quiesce)>, RunError> {
     let StateConfig::Replicated {
         managers,
         epoch,
@@ -88,7 +88,7 @@ fn open_state(
         tracing::error!(lease = %lease_file.display(), "the agent does not vouch for this node (no lease); not starting");
         std::process::exit(lnswarm_common::lease::EXIT_LEASE_EXPIRED);
     }
-    state::lease_watch::spawn(lease_file.clone());
+    let quiesce = state::lease_watch::spawn(lease_file.clone());
     let tls = creds
         .client_tls()
         .map_err(|e| RunError::Certificate(e.to_string()))?;
@@ -101,7 +101,7 @@ fn open_state(
         &config.storage_dir,
     )
     .map_err(|e| RunError::State(e.to_string()))?;
-    Ok(Some(store))
+    Ok(Some((store, quiesce)))
 }
 
 fn read(what: &'static str, path: &std::path::Path) -> Result<String, RunError> {
@@ -184,10 +184,19 @@ async fn run_checked(config: NodeConfig, seed: Seed, node_id: String) -> Result<
             &store_creds,
             &start_config.node_id.to_string(),
         )?;
-        let dyn_store = store.clone().map(|s| s as Arc<ldk_node::DynStore>);
-        ldk::build_and_start(&start_config, &seed, dyn_store)
-            .map(|node| (node, store))
-            .map_err(RunError::from)
+        let dyn_store = store
+            .as_ref()
+            .map(|(s, _)| s.clone() as Arc<ldk_node::DynStore>);
+        let node = ldk::build_and_start(&start_config, &seed, dyn_store)?;
+        if let Some((_, quiesce)) = &store {
+            let n = node.clone();
+            let _ = quiesce.set(Box::new(move || {
+                if let Err(e) = n.stop() {
+                    tracing::warn!(error = %e, "the clean stop before the lease ran out failed");
+                }
+            }));
+        }
+        Ok::<_, RunError>((node, store.map(|(s, _)| s)))
     });
     let (node, store) = tokio::select! {
         started = starting => started.map_err(|e| RunError::Internal(e.to_string()))??,

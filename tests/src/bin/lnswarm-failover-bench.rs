@@ -43,6 +43,7 @@ use tonic::transport::Channel;
 
 struct Options {
     crash_kills: usize,
+    agent_kills: usize,
     managers: usize,
     payments: usize,
     runs: usize,
@@ -53,6 +54,7 @@ struct Options {
 fn parse(args: &[String]) -> Result<Options> {
     let mut o = Options {
         crash_kills: 0,
+        agent_kills: 0,
         managers: 3,
         payments: 100,
         runs: 10,
@@ -66,6 +68,7 @@ fn parse(args: &[String]) -> Result<Options> {
             "--payments" => o.payments = value()?.parse()?,
             "--managers" => o.managers = value()?.parse()?,
             "--crash-kills" => o.crash_kills = value()?.parse()?,
+            "--agent-kills" => o.agent_kills = value()?.parse()?,
             "--runs" => o.runs = value()?.parse()?,
             "--skip-failover" => o.failover = false,
             "--skip-payments" => o.payments_on = false,
@@ -86,13 +89,15 @@ fn main() -> Result<()> {
             if opts.payments_on {
                 let tmp = tempfile::tempdir()?;
                 if opts.managers > 1 {
-                    let c = HostingCluster::start_quorum(tmp.path(), opts.managers, 2).await;
+                    let mut c = HostingCluster::start_quorum(tmp.path(), opts.managers, 2).await;
                     let pair = payments(&c, opts.payments, opts.managers).await?;
-                    crash_window(&c, &pair, opts.crash_kills).await?;
+                    crash_window(&mut c, &pair, opts.crash_kills, Kill::Node).await?;
+                    crash_window(&mut c, &pair, opts.agent_kills, Kill::Agent).await?;
                 } else {
-                    let c = HostingCluster::start(tmp.path(), 2).await;
+                    let mut c = HostingCluster::start(tmp.path(), 2).await;
                     let pair = payments(&c, opts.payments, 1).await?;
-                    crash_window(&c, &pair, opts.crash_kills).await?;
+                    crash_window(&mut c, &pair, opts.crash_kills, Kill::Node).await?;
+                    crash_window(&mut c, &pair, opts.agent_kills, Kill::Agent).await?;
                 }
             }
             if opts.failover {
@@ -295,13 +300,31 @@ fn channel_state<C: Cluster>(
         .map(|ch| ch["is_usable"] == true))
 }
 
-/// `kills` times: a burst of payments from A to B, and kill -9 of A's process at a
-/// random moment 20-300 ms into it; the agent restarts A. Counts the channels LDK
-/// force-closes on restart and the change in what the two nodes hold.
-async fn crash_window<C: Cluster>(c: &HostingCluster<C>, p: &Pair, kills: usize) -> Result<()> {
+/// What a crash-window run kills.
+#[derive(Clone, Copy, Debug)]
+enum Kill {
+    /// A's process; its agent restarts it in place.
+    Node,
+    /// A's agent (1 s heartbeat); A stops when the lease runs out (cleanly, if it
+    /// can, in the last second) and fails over to the other agent.
+    Agent,
+}
+
+/// `kills` times: a burst of payments from A to B, and kill -9 of A's process (or
+/// agent) at a random moment 20-300 ms into it. Counts the channels LDK force-closes
+/// on restart and the change in what the two nodes hold.
+async fn crash_window<C: Cluster>(
+    c: &mut HostingCluster<C>,
+    p: &Pair,
+    kills: usize,
+    what: Kill,
+) -> Result<()> {
     use rand::Rng;
     if kills == 0 {
         return Ok(());
+    }
+    if matches!(what, Kill::Agent) {
+        set_heartbeat(&c.manager, 1000, 3).await;
     }
     let mut channel_id = p.channel_id.clone();
     let (mut closed, mut deltas) = (0usize, Vec::new());
@@ -334,20 +357,42 @@ async fn crash_window<C: Cluster>(c: &HostingCluster<C>, p: &Pair, kills: usize)
         });
         let delay = rand::thread_rng().gen_range(20..300);
         tokio::time::sleep(Duration::from_millis(delay)).await;
-        let pid = node_processes(&c.dir)
-            .get(&p.a.node_id)
-            .and_then(|v| v.first().copied())
-            .context("A's process")?;
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        )?;
+        let old_agent = c.inspect(&p.a.node_id)["agent_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let killed_agent = match what {
+            Kill::Node => {
+                let pid = node_processes(&c.dir)
+                    .get(&p.a.node_id)
+                    .and_then(|v| v.first().copied())
+                    .context("A's process")?;
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                )?;
+                None
+            }
+            Kill::Agent => {
+                let i = c.agent_index(&old_agent);
+                c.agents[i].kill9();
+                Some(i)
+            }
+        };
         let _ = burst.await;
+        let c_ref = &*c;
         wait::until("A to serve again", Duration::from_secs(120), || async {
-            let n = c.try_inspect(&p.a.node_id)?;
-            (n["state"] == "running").then_some(())
+            let n = c_ref.try_inspect(&p.a.node_id)?;
+            (n["state"] == "running"
+                && (killed_agent.is_none() || n["agent_id"] != old_agent.as_str()))
+            .then_some(())
         })
         .await;
+        if let Some(i) = killed_agent {
+            c.agents[i].start();
+            c.wait_agents_ready().await;
+        }
+        let c = &*c;
         // Usable again within a minute, or closed.
         let deadline = Instant::now() + Duration::from_secs(60);
         let kept = loop {
@@ -362,7 +407,7 @@ async fn crash_window<C: Cluster>(c: &HostingCluster<C>, p: &Pair, kills: usize)
         let after = holdings(c, p).await;
         deltas.push(after - before);
         println!(
-            "kill {k} at {delay} ms: channel {}; holdings {before} -> {after} sats ({:+})",
+            "{what:?} kill {k} at {delay} ms: channel {}; holdings {before} -> {after} sats ({:+})",
             if kept { "kept" } else { "force-closed" },
             after - before
         );
@@ -401,7 +446,7 @@ async fn crash_window<C: Cluster>(c: &HostingCluster<C>, p: &Pair, kills: usize)
         }
     }
     println!(
-        "## crash window: {closed} of {kills} kills during a payment burst force-closed the channel; holdings change per kill: min {:+} max {:+} sats",
+        "## crash window ({what:?} kills): {closed} of {kills} kills during a payment burst force-closed the channel; holdings change per kill: min {:+} max {:+} sats",
         deltas.iter().min().unwrap_or(&0),
         deltas.iter().max().unwrap_or(&0)
     );
