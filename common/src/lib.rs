@@ -10,6 +10,7 @@ pub mod grpc_server;
 pub mod ids;
 pub mod join;
 pub mod json_file;
+pub mod ldk_keys;
 pub mod lease;
 pub mod node_keys;
 pub mod pki;

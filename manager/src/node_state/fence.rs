@@ -10,13 +10,6 @@ use lnswarm_common::api::{
 
 use crate::store::{keys, Attempt, Store, StoreError, TxnBuilder};
 
-/// LDK's alphabet for namespaces and keys (`KVSTORE_NAMESPACE_KEY_ALPHABET`).
-fn valid_part(s: &str) -> bool {
-    s.len() <= 120
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
 /// Most operations one write may carry.
 pub const MAX_OPS_PER_WRITE: usize = 10_000;
 
@@ -44,25 +37,8 @@ pub enum FenceError {
 
 fn check_key(k: Option<&NodeStateKey>) -> Result<&NodeStateKey, FenceError> {
     let k = k.ok_or_else(|| FenceError::InvalidKey("missing".into()))?;
-    for (what, part) in [
-        ("primary namespace", &k.primary),
-        ("secondary namespace", &k.secondary),
-        ("key", &k.key),
-    ] {
-        if !valid_part(part) {
-            return Err(FenceError::InvalidKey(format!(
-                "the {what} must be at most 120 characters of [A-Za-z0-9_-]"
-            )));
-        }
-    }
-    if k.key.is_empty() {
-        return Err(FenceError::InvalidKey("the key is empty".into()));
-    }
-    if k.primary.is_empty() && !k.secondary.is_empty() {
-        return Err(FenceError::InvalidKey(
-            "a secondary namespace needs a primary one".into(),
-        ));
-    }
+    lnswarm_common::ldk_keys::check(&k.primary, &k.secondary, &k.key)
+        .map_err(FenceError::InvalidKey)?;
     Ok(k)
 }
 

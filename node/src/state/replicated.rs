@@ -93,31 +93,9 @@ pub struct Identity {
     pub epoch: u64,
 }
 
-fn check_part(s: &str) -> io::Result<()> {
-    if s.len() > 120
-        || !s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("invalid namespace or key {s:?}"),
-        ));
-    }
-    Ok(())
-}
-
 fn check_key(p: &str, s: &str, k: &str) -> io::Result<()> {
-    check_part(p)?;
-    check_part(s)?;
-    check_part(k)?;
-    if k.is_empty() || (p.is_empty() && !s.is_empty()) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "empty key, or a secondary namespace without a primary one",
-        ));
-    }
-    Ok(())
+    lnswarm_common::ldk_keys::check(p, s, k)
+        .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))
 }
 
 fn key_of(k: &Key) -> NodeStateKey {
