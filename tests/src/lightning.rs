@@ -123,6 +123,17 @@ impl Regtest {
             .unwrap();
     }
 
+    /// Waits (up to a minute) until at least `txs` transactions are in the mempool
+    /// (`what` names them in a timeout), then mines `blocks`.
+    pub async fn mine_after_broadcast(&self, what: &str, txs: usize, blocks: u64) {
+        crate::wait::until(what, Duration::from_secs(60), || async {
+            let pool = self.rpc("getrawmempool", json!([])).await.ok()?;
+            (pool.as_array()?.len() >= txs).then_some(())
+        })
+        .await;
+        self.mine(blocks).await;
+    }
+
     /// Pays `btc` from the chain's wallet to `address`; returns the txid.
     pub async fn send(&self, address: &str, btc: f64) -> String {
         self.rpc("sendtoaddress", json!([address, btc]))

@@ -21,7 +21,6 @@ use lnswarm_tests::{
     process::run,
     wait,
 };
-use serde_json::json;
 use tonic::Code;
 
 async fn scheduler_as(
@@ -144,16 +143,9 @@ async fn nodes_are_hosted_paid_isolated_and_fail_over_with_their_channels() {
     );
     assert!(ok, "open-channel: {err}");
     let channel_id = channel_id.trim().to_string();
-    wait::until(
-        "the funding transaction",
-        Duration::from_secs(60),
-        || async {
-            let pool = c.regtest.rpc("getrawmempool", json!([])).await.ok()?;
-            (!pool.as_array()?.is_empty()).then_some(())
-        },
-    )
-    .await;
-    c.regtest.mine(6).await;
+    c.regtest
+        .mine_after_broadcast("the funding transaction", 1, 6)
+        .await;
     wait::until("a usable channel", Duration::from_secs(90), || async {
         let chans = c.owner_json(&alice, &["channels", "--format", "json"]);
         chans

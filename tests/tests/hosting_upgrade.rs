@@ -13,7 +13,6 @@ use lnswarm_tests::{
     lightning::TestNode,
     wait,
 };
-use serde_json::json;
 use tonic::transport::Channel;
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -84,16 +83,9 @@ async fn a_node_on_local_sqlite_moves_into_the_replicated_store_once_with_its_ch
         .unwrap()
         .into_inner()
         .channel_id;
-    wait::until(
-        "the funding transaction",
-        Duration::from_secs(60),
-        || async {
-            let pool = c.regtest.rpc("getrawmempool", json!([])).await.ok()?;
-            (!pool.as_array()?.is_empty()).then_some(())
-        },
-    )
-    .await;
-    c.regtest.mine(6).await;
+    c.regtest
+        .mine_after_broadcast("the funding transaction", 1, 6)
+        .await;
     wait::until("the channel", Duration::from_secs(90), || {
         let mut a = a.clone();
         async move { (usable_channels(&mut a).await == 1).then_some(()) }

@@ -11,7 +11,6 @@ use lnswarm_tests::{
     lightning::{Regtest, TestNode},
     wait,
 };
-use serde_json::json;
 use tonic::transport::Channel;
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -32,15 +31,6 @@ async fn channels(c: &mut NodeClient<Channel>) -> Vec<api::Channel> {
 }
 
 /// Waits until the mempool holds a transaction, then mines `blocks`.
-async fn mine_after_broadcast(chain: &Regtest, what: &str, blocks: u64) {
-    wait::until(what, MINUTE, || async {
-        let pool = chain.rpc("getrawmempool", json!([])).await.ok()?;
-        (!pool.as_array()?.is_empty()).then_some(())
-    })
-    .await;
-    chain.mine(blocks).await;
-}
-
 #[tokio::test]
 async fn two_nodes_open_a_channel_pay_restart_and_close() {
     let dir = tempfile::tempdir().unwrap();
@@ -104,7 +94,9 @@ async fn two_nodes_open_a_channel_pay_restart_and_close() {
         .unwrap()
         .into_inner()
         .channel_id;
-    mine_after_broadcast(&chain, "the funding transaction", 6).await;
+    chain
+        .mine_after_broadcast("the funding transaction", 1, 6)
+        .await;
     wait::until("the channel to be usable on both sides", MINUTE, || {
         let (mut ca_, mut cb) = (ca_.clone(), cb.clone());
         async move {
@@ -296,7 +288,9 @@ async fn two_nodes_open_a_channel_pay_restart_and_close() {
     })
     .await
     .unwrap();
-    mine_after_broadcast(&chain, "the closing transaction", 1).await;
+    chain
+        .mine_after_broadcast("the closing transaction", 1, 1)
+        .await;
     wait::until("the closing outputs in both wallets", MINUTE, || {
         let (mut ca_, mut cb) = (ca_.clone(), cb.clone());
         async move {

@@ -182,16 +182,8 @@ impl Agents<'_> {
                 }
             }
         }
-        if previous.is_empty() {
-            return placement::choose(self.all, &self.load);
-        }
-        let others: Vec<Agent> = self
-            .all
-            .iter()
-            .filter(|a| a.id != previous)
-            .cloned()
-            .collect();
-        placement::choose(&others, &self.load)
+        // Placement's pick among the others (all of them for a node never placed).
+        placement::choose_among(self.all.iter().filter(|a| a.id != previous), &self.load)
     }
 }
 
@@ -242,15 +234,7 @@ async fn reconcile_node(
 
     if !node.desired_running {
         // Stop everything the owner does not want running.
-        for t in live
-            .iter()
-            .filter(|t| t.desired_state == TaskState::Running as i32)
-        {
-            let mut t = (*t).clone();
-            t.desired_state = TaskState::Shutdown as i32;
-            txn = txn.put_tagged(keys::task(&t.id), &t, [keys::agent_tag(&t.agent_id)]);
-            changed_tasks = true;
-        }
+        txn = stop_tasks(txn, &live, &mut changed_tasks);
         next.grpc_uri.clear();
         next.lightning_addr.clear();
         next.move_to.clear();
@@ -268,15 +252,7 @@ async fn reconcile_node(
     } else if leaving && !live.is_empty() {
         // A drain or a move: stop cleanly here first; it starts elsewhere once the
         // task has stopped (never two copies, and no write is cut off mid-flight).
-        for t in live
-            .iter()
-            .filter(|t| t.desired_state == TaskState::Running as i32)
-        {
-            let mut t = (*t).clone();
-            t.desired_state = TaskState::Shutdown as i32;
-            txn = txn.put_tagged(keys::task(&t.id), &t, [keys::agent_tag(&t.agent_id)]);
-            changed_tasks = true;
-        }
+        txn = stop_tasks(txn, &live, &mut changed_tasks);
         next.grpc_uri.clear();
         next.lightning_addr.clear();
         next.state = HostedNodeState::Scheduled as i32;
@@ -435,6 +411,20 @@ async fn reconcile_node(
     // A failed check (someone changed the node meanwhile) is retried next pass.
     store.propose(txn.build()).await?;
     Ok(())
+}
+
+/// Asks every task of `live` that should run to shut down.
+fn stop_tasks(mut txn: TxnBuilder, live: &[&Task], changed: &mut bool) -> TxnBuilder {
+    for t in live
+        .iter()
+        .filter(|t| t.desired_state == TaskState::Running as i32)
+    {
+        let mut t = (*t).clone();
+        t.desired_state = TaskState::Shutdown as i32;
+        txn = txn.put_tagged(keys::task(&t.id), &t, [keys::agent_tag(&t.agent_id)]);
+        *changed = true;
+    }
+    txn
 }
 
 fn unavailable_message(agent_id: &str, failover_in: Option<Duration>) -> String {

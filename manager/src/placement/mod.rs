@@ -91,10 +91,20 @@ const MAX_REASONS: usize = 5;
 
 /// The agent a new task should go to, or why none can take it.
 pub fn choose(agents: &[Agent], load: &Load) -> Result<String, String> {
+    choose_among(agents, load)
+}
+
+/// As [`choose`], among some of the agents (for example all but the one a node
+/// is leaving).
+pub fn choose_among<'a>(
+    agents: impl IntoIterator<Item = &'a Agent>,
+    load: &Load,
+) -> Result<String, String> {
     let mut reasons = Vec::new();
-    let mut unfit_count = 0;
+    let (mut seen, mut unfit_count) = (0usize, 0usize);
     let best = agents
-        .iter()
+        .into_iter()
+        .inspect(|_| seen += 1)
         .filter(|a| match unfit(a, load.on(&a.id)) {
             None => true,
             Some(why) => {
@@ -108,7 +118,7 @@ pub fn choose(agents: &[Agent], load: &Load) -> Result<String, String> {
         .min_by_key(|a| (load.on(&a.id), a.id.as_str()));
     match best {
         Some(a) => Ok(a.id.clone()),
-        None if agents.is_empty() => Err("no agent has joined the cluster".into()),
+        None if seen == 0 => Err("no agent has joined the cluster".into()),
         None => {
             let more = unfit_count - reasons.len();
             if more > 0 {

@@ -84,7 +84,7 @@ pub struct ReplicatedStore {
     local: SqliteStore,
     /// Runs the writer; kept apart from ldk-node's runtime, whose threads may be
     /// the ones blocked waiting on it.
-    _runtime: tokio::runtime::Runtime,
+    runtime: tokio::runtime::Runtime,
 }
 
 /// Who this process is, for the store.
@@ -158,10 +158,11 @@ impl ReplicatedStore {
         }
         let incarnation = rand::random::<u64>();
         let (queue, rx) = mpsc::unbounded_channel();
+        let mut seq = 0u64;
         if state.is_empty() {
             if let Some(old) = super::migrate::read_old_store(storage_dir)? {
                 let copied = old.rows.len();
-                head_version = runtime.block_on(write_all(
+                (head_version, seq) = runtime.block_on(write_all(
                     &remote,
                     &who,
                     incarnation,
@@ -188,7 +189,12 @@ impl ReplicatedStore {
             "node state loaded from the managers"
         );
         let (node_id, epoch) = (who.node_id.clone(), who.epoch);
-        runtime.spawn(writer(remote.clone(), who, incarnation, head_version, rx));
+        let order = Order {
+            incarnation,
+            seq,
+            head: head_version,
+        };
+        runtime.spawn(writer(remote.clone(), who, order, rx));
         Ok(Arc::new(ReplicatedStore {
             state: RwLock::new(state),
             remote,
@@ -196,7 +202,7 @@ impl ReplicatedStore {
             epoch,
             queue,
             local,
-            _runtime: runtime,
+            runtime,
         }))
     }
 
@@ -205,7 +211,7 @@ impl ReplicatedStore {
     pub fn peer_addresses(&self, peers: Vec<String>) -> Vec<(String, String)> {
         let (remote, node_id, epoch) = (self.remote.clone(), self.node_id.clone(), self.epoch);
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self._runtime.spawn(async move {
+        self.runtime.spawn(async move {
             let r = remote
                 .call("asking where peers went", |mut c| {
                     let req = PeerAddressesRequest {
@@ -295,14 +301,15 @@ impl ReplicatedStore {
     }
 }
 
-/// Writes `ops` (a one-time copy) in batches; returns the new head version.
+/// Writes `ops` (a one-time copy) in batches; returns the new head version and the
+/// last sequence number used.
 async fn write_all(
     remote: &Remote,
     who: &Identity,
     incarnation: u64,
     mut head: u64,
     ops: impl Iterator<Item = NodeStateOp>,
-) -> Result<u64, StateError> {
+) -> Result<(u64, u64), StateError> {
     let mut seq = 0u64;
     let mut batch = Vec::new();
     let mut bytes = 0usize;
@@ -326,7 +333,14 @@ async fn write_all(
         .map_err(|s| StateError::Refused(s.to_string()))?;
         bytes = 0;
     }
-    Ok(head)
+    Ok((head, seq))
+}
+
+/// Where this process is in its write order: the last write it made.
+struct Order {
+    incarnation: u64,
+    seq: u64,
+    head: u64,
 }
 
 /// One fenced write; ends the process when fenced.
@@ -363,14 +377,14 @@ async fn send(
 async fn writer(
     remote: Arc<Remote>,
     who: Identity,
-    incarnation: u64,
-    mut head: u64,
+    order: Order,
     mut rx: mpsc::UnboundedReceiver<Queued>,
 ) {
-    // The migration (if any) used the first sequence numbers of this incarnation
-    // under other heads; a fresh incarnation keeps the two apart.
-    let incarnation = incarnation.wrapping_add(1);
-    let mut seq = 0u64;
+    let Order {
+        incarnation,
+        mut seq,
+        mut head,
+    } = order;
     while let Some(first) = rx.recv().await {
         let mut bytes = first.op.value.len();
         let mut batch = vec![first];

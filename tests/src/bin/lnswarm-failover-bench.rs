@@ -38,7 +38,6 @@ use lnswarm_tests::{
     stats::{ms, summary},
     wait, Cluster,
 };
-use serde_json::json;
 use tonic::transport::Channel;
 
 struct Options {
@@ -107,15 +106,6 @@ fn main() -> Result<()> {
             }
             Ok(())
         })
-}
-
-async fn mine_funding<C: Cluster>(c: &HostingCluster<C>) {
-    wait::until("funding transactions", Duration::from_secs(60), || async {
-        let pool = c.regtest.rpc("getrawmempool", json!([])).await.ok()?;
-        (pool.as_array()?.len() >= 2).then_some(())
-    })
-    .await;
-    c.regtest.mine(6).await;
 }
 
 fn port_of(addr: &str) -> String {
@@ -192,7 +182,9 @@ async fn payments<C: Cluster>(c: &HostingCluster<C>, n: usize, managers: usize) 
         announce: false,
     })
     .await?;
-    mine_funding(c).await;
+    c.regtest
+        .mine_after_broadcast("funding transactions", 2, 6)
+        .await;
     wait::until("usable channels", Duration::from_secs(120), || {
         let mut c1 = c1.clone();
         let a = &a;
@@ -429,16 +421,9 @@ async fn crash_window<C: Cluster>(
             );
             anyhow::ensure!(ok, "reopen: {err}");
             channel_id = id.trim().to_string();
-            wait::until(
-                "the new funding transaction",
-                Duration::from_secs(60),
-                || async {
-                    let pool = c.regtest.rpc("getrawmempool", json!([])).await.ok()?;
-                    (!pool.as_array()?.is_empty()).then_some(())
-                },
-            )
-            .await;
-            c.regtest.mine(6).await;
+            c.regtest
+                .mine_after_broadcast("the new funding transaction", 1, 6)
+                .await;
             wait::until("the new channel", Duration::from_secs(120), || async {
                 (channel_state(c, &p.a, &channel_id) == Ok(Some(true))).then_some(())
             })
