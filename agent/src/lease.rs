@@ -51,6 +51,13 @@ impl AgentLease {
         self.until.load(Ordering::Acquire) > now_boot_ms()
     }
 
+    /// How long the lease holds from now, milliseconds (0 when it has lapsed).
+    pub fn remaining_ms(&self) -> u64 {
+        self.until
+            .load(Ordering::Acquire)
+            .saturating_sub(now_boot_ms())
+    }
+
     /// Waits until the lease no longer holds.
     pub async fn lapsed(&self) {
         while self.holds() {

@@ -55,6 +55,10 @@ enum Command {
         /// Longest delay between reconnection attempts, milliseconds.
         #[arg(long, default_value_t = 5_000)]
         reconnect_max_ms: u64,
+        /// Serve plain-HTTP `GET /healthz` here (200 while the managers vouch for
+        /// this agent, 503 otherwise), e.g. 127.0.0.1:4280.
+        #[arg(long, env = "LNSWARM_AGENT_HEALTH_LISTEN")]
+        health_listen: Option<std::net::SocketAddr>,
     },
 }
 
@@ -96,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
             stop_grace_ms,
             restart_backoff_ms,
             reconnect_max_ms,
+            health_listen,
         } => {
             lnswarm_agent::run::run(lnswarm_agent::run::RunOptions {
                 data_dir,
@@ -104,6 +109,7 @@ async fn main() -> anyhow::Result<()> {
                 stop_grace: std::time::Duration::from_millis(stop_grace_ms),
                 restart_backoff: std::time::Duration::from_millis(restart_backoff_ms),
                 reconnect_max: std::time::Duration::from_millis(reconnect_max_ms),
+                health_listen,
             })
             .await
         }

@@ -5,7 +5,14 @@
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use lnswarm_common::{api::AgentDescription, credentials::Credentials};
+use lnswarm_common::{
+    api::AgentDescription,
+    cert_renewal::{request_from_managers, Renewal, RenewalStopped, Renewed},
+    credentials::Credentials,
+    pki::Role,
+    tls::{ClientTls, LiveIdentity},
+};
+use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::{
@@ -25,6 +32,8 @@ pub struct RunOptions {
     pub stop_grace: Duration,
     pub restart_backoff: Duration,
     pub reconnect_max: Duration,
+    /// Where to serve `/healthz`, if anywhere.
+    pub health_listen: Option<std::net::SocketAddr>,
 }
 
 fn parse_range(s: &str) -> anyhow::Result<(u32, u32)> {
@@ -66,6 +75,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let config = dir.read_config()?;
     let credentials = Credentials::load(&dir.credentials())
         .with_context(|| format!("loading credentials from {}", dir.credentials().display()))?;
+    refuse_expired(&credentials, &opts.data_dir)?;
+    // Renewal swaps the certificate here; every new connection presents it.
+    let identity = LiveIdentity::new(&credentials.cert_pem, &credentials.key_pem)
+        .context("loading the agent's certificate")?;
+    let tls = lnswarm_common::tls::client_config_live(&credentials.ca_pem, Some(identity.clone()))?;
     let (port_start, port_end) = parse_range(&opts.port_range)?;
     std::fs::create_dir_all(dir.task_logs())
         .with_context(|| format!("creating {}", dir.task_logs().display()))?;
@@ -114,6 +128,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     };
     let managers = Managers::new(&config.managers);
     let persist = {
+        let manager_list = manager_list.clone();
         let data_dir = opts.data_dir.clone();
         let known = std::sync::Mutex::new(config.managers.clone());
         move |addrs: &[String]| {
@@ -132,8 +147,27 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
     };
     let (leave, leaving) = tokio::sync::watch::channel(false);
+    let stop_renewal = CancellationToken::new();
+    if let Some(addr) = opts.health_listen {
+        let listener = lnswarm_common::status_server::bind(addr)
+            .await
+            .with_context(|| format!("listening for health checks on {addr}"))?;
+        info!(%addr, "serving /healthz");
+        tokio::spawn(lnswarm_common::status_server::serve(
+            listener,
+            agent_health(lease.clone(), worker.clone()),
+            stop_renewal.clone(),
+        ));
+    }
+    let renewal = keep_renewed(
+        identity,
+        tls.clone(),
+        manager_list.clone(),
+        dir.credentials(),
+        stop_renewal.clone(),
+    );
     let sessions = session::run(
-        credentials,
+        tls,
         managers,
         SessionConfig {
             description,
@@ -146,10 +180,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         persist,
     );
     tokio::pin!(sessions);
+    tokio::pin!(renewal);
     tokio::select! {
         r = &mut sessions => return r,
+        r = &mut renewal => {
+            // Nothing this agent does can succeed any more; say why and stop.
+            let e = r.expect_err("renewal runs until stopped");
+            return Err(anyhow::anyhow!(rejoin_advice(&opts.data_dir))
+                .context(format!("this agent's certificate can no longer be renewed: {e}")));
+        }
         _ = shutdown_signal() => {}
     }
+    stop_renewal.cancel();
     info!("stopping tasks");
     // The session stays up meanwhile, so the tasks' SHUTDOWN reaches the manager.
     let stop = worker.stop_all(opts.stop_grace + Duration::from_secs(1));
@@ -162,6 +204,87 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     leave.send_replace(true);
     let _ = tokio::time::timeout(Duration::from_secs(3), &mut sessions).await;
     Ok(())
+}
+
+/// Healthy while the managers vouch for this agent: its lease holds, which takes a
+/// session whose heartbeats are answered and whose assignments are applied (what
+/// hosted nodes need to run).
+fn agent_health(
+    lease: Arc<AgentLease>,
+    worker: Arc<Worker>,
+) -> lnswarm_common::status_server::HealthFn {
+    Arc::new(move || {
+        let holds = lease.holds();
+        let details = serde_json::json!({
+            "status": if holds { "ready" } else { "not vouched for by the managers" },
+            "lease_ms_left": lease.remaining_ms(),
+            "tasks": worker.board().all().len(),
+        });
+        (holds, details)
+    })
+}
+
+/// What an agent whose certificate has run out must do.
+fn rejoin_advice(data_dir: &std::path::Path) -> String {
+    format!(
+        "join the cluster again with a worker token, into a new data directory: \
+         `lnswarm-agent join --data-dir NEW_DIR --token TOKEN --manager ADDR` \
+         (`lnswarmctl cluster join-token worker` prints the token), then run it and remove \
+         {} and the old agent (`lnswarmctl agent rm`). Its hosted nodes have moved to \
+         other agents meanwhile.",
+        data_dir.display()
+    )
+}
+
+/// An agent that was away longer than its certificate's lifetime could not renew
+/// it, and every manager refuses it now: refused here, before anything is changed.
+fn refuse_expired(credentials: &Credentials, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let (_, not_after) = lnswarm_common::pki::validity_of(&credentials.cert_pem)
+        .context("reading the agent's certificate")?;
+    if lnswarm_common::ids::now_unix_ms() / 1000 >= not_after {
+        let at = time::OffsetDateTime::from_unix_timestamp(not_after)
+            .map(|t| t.to_string())
+            .unwrap_or_else(|_| not_after.to_string());
+        anyhow::bail!(
+            "this agent's certificate expired at {at}: it was stopped for longer than the \
+             cluster's certificate lifetime, so it could not renew it. To serve again, {}",
+            rejoin_advice(data_dir)
+        );
+    }
+    Ok(())
+}
+
+/// Renews the agent's certificate through the managers until `stop`; returns
+/// only if renewal can no longer succeed.
+async fn keep_renewed(
+    identity: Arc<LiveIdentity>,
+    tls: ClientTls,
+    managers: Arc<std::sync::Mutex<Vec<String>>>,
+    credentials_dir: PathBuf,
+    stop: CancellationToken,
+) -> Result<(), RenewalStopped> {
+    let request = move |csr: String| {
+        let (tls, managers) = (tls.clone(), managers.lock().expect("managers lock").clone());
+        Box::pin(async move { request_from_managers(&managers, &tls, csr, 0).await })
+            as lnswarm_common::cert_renewal::BoxFuture<_>
+    };
+    let save = move |r: &Renewed| {
+        Credentials {
+            cert_pem: r.cert_pem.clone(),
+            key_pem: r.key_pem.clone(),
+            ca_pem: r.ca_pem.clone(),
+        }
+        .save(&credentials_dir)
+        .map_err(std::io::Error::other)
+    };
+    Renewal {
+        identity,
+        role: Role::Worker,
+        request: Box::new(request),
+        save: Box::new(save),
+    }
+    .run(stop)
+    .await
 }
 
 async fn shutdown_signal() {

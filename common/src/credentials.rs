@@ -3,12 +3,12 @@
 
 use std::{
     fs,
-    io::Write,
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    os::unix::fs::DirBuilderExt,
     path::{Path, PathBuf},
 };
 
 use crate::{
+    cert_files,
     pki::{subject_of, PeerVerifier, PkiError},
     tls::{client_config, ClientTls, TlsError},
 };
@@ -50,15 +50,20 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
+    /// Reads the three files, finishing a renewal a crash interrupted.
     pub fn load(dir: &Path) -> Result<Self, CredentialsError> {
-        let read = |name: &str| {
+        let rerr = |name: &str| {
             let path = dir.join(name);
-            fs::read_to_string(&path).map_err(|source| CredentialsError::Read { path, source })
+            move |source| CredentialsError::Read { path, source }
         };
+        let (cert_pem, key_pem) =
+            cert_files::read_pair(&dir.join("cert.pem"), &dir.join("key.pem"))
+                .map_err(rerr("cert.pem"))?;
+        let ca_pem = fs::read_to_string(dir.join("ca.pem")).map_err(rerr("ca.pem"))?;
         Ok(Credentials {
-            cert_pem: read("cert.pem")?,
-            key_pem: read("key.pem")?,
-            ca_pem: read("ca.pem")?,
+            cert_pem,
+            key_pem,
+            ca_pem,
         })
     }
 
@@ -67,7 +72,8 @@ impl Credentials {
         dir.join("cert.pem").exists() && dir.join("key.pem").exists()
     }
 
-    /// Writes all three files, each replaced atomically, key first.
+    /// Writes all three files: the CA first (so a certificate is never next to a
+    /// CA that does not trust it), then the certificate and key as a pair.
     pub fn save(&self, dir: &Path) -> Result<(), CredentialsError> {
         let werr = |path: &Path| {
             let path = path.to_path_buf();
@@ -78,25 +84,15 @@ impl Credentials {
             .mode(0o700)
             .create(dir)
             .map_err(werr(dir))?;
-        for (name, body) in [
-            ("key.pem", &self.key_pem),
-            ("cert.pem", &self.cert_pem),
-            ("ca.pem", &self.ca_pem),
-        ] {
-            let path = dir.join(name);
-            let tmp = dir.join(format!(".{name}.tmp"));
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(werr(&tmp))?;
-            f.write_all(body.as_bytes()).map_err(werr(&tmp))?;
-            f.sync_all().map_err(werr(&tmp))?;
-            fs::rename(&tmp, &path).map_err(werr(&path))?;
-        }
-        Ok(())
+        let ca = dir.join("ca.pem");
+        cert_files::write_private(&ca, self.ca_pem.as_bytes()).map_err(werr(&ca))?;
+        cert_files::write_pair(
+            &dir.join("cert.pem"),
+            &dir.join("key.pem"),
+            &self.cert_pem,
+            &self.key_pem,
+        )
+        .map_err(werr(dir))
     }
 
     /// Client TLS presenting these credentials.

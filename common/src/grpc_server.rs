@@ -16,11 +16,11 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::graceful::GracefulShutdown,
     service::TowerToHyperService,
 };
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tonic::service::Routes;
 use tower::{Layer, ServiceExt};
 
@@ -33,6 +33,10 @@ type Request = http::Request<hyper::body::Incoming>;
 /// session, a node's event subscription) never end on their own, so they are cut
 /// after this and their clients reconnect.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// How long a connection closed ahead of its client's certificate expiry may
+/// finish the calls in flight. Short: an HTTP/2 client keeps a connection that
+/// sent GOAWAY until its TCP connection closes, failing new calls meanwhile.
+pub const EXPIRY_GRACE: Duration = Duration::from_millis(250);
 
 /// Open connections one server keeps at most; past it new ones are closed at once
 /// (a client opening thousands of connections cannot exhaust descriptors or
@@ -45,9 +49,27 @@ pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// When a connection whose client presented `peer`'s certificate must be closed:
+/// before that certificate expires, so that the client reconnects with the one it
+/// has renewed meanwhile (renewal is due by 80 % of the lifetime) instead of having
+/// its calls refused. `None` when the client sent no certificate, or when that
+/// moment has passed already: a client that reconnects with a certificate it could
+/// not renew is not closed again and again, its calls are refused at expiry.
+fn close_before_expiry(peer: &tls::PeerInfo) -> Option<tokio::time::Instant> {
+    let cert = peer.certificates.first()?;
+    let (not_before, not_after) = crate::pki::validity_of_der(cert)?;
+    let (not_before, not_after) = (not_before * 1000, not_after * 1000);
+    let margin = Duration::from_secs(2).as_millis() as i64;
+    let after_renewal = not_before + (not_after - not_before) * 9 / 10;
+    let close_ms = (not_after - margin).max(after_renewal);
+    let wait = close_ms - crate::ids::now_unix_ms();
+    (wait > 0).then(|| tokio::time::Instant::now() + Duration::from_millis(wait as u64))
+}
+
 /// Accepts TLS connections on `listener` and serves `routes` behind `authz` on each
 /// until `shutdown` resolves; then stops accepting, lets open calls finish for up
-/// to [`SHUTDOWN_GRACE`] and returns.
+/// to [`SHUTDOWN_GRACE`] and returns. A connection also ends, the same way, shortly
+/// before its client's certificate expires.
 pub async fn serve(
     listener: TcpListener,
     tls_config: Arc<ServerConfig>,
@@ -65,7 +87,8 @@ pub async fn serve(
         .keep_alive_timeout(KEEPALIVE_TIMEOUT);
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut refused_at: Option<tokio::time::Instant> = None;
-    let graceful = GracefulShutdown::new();
+    let stop = CancellationToken::new();
+    let connections = TaskTracker::new();
     tokio::pin!(shutdown);
     loop {
         let (tcp, remote_addr) = tokio::select! {
@@ -90,19 +113,24 @@ pub async fn serve(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, http, service, watcher) = (
+        let (acceptor, http, service, stop) = (
             acceptor.clone(),
             http.clone(),
             service.clone(),
-            graceful.watcher(),
+            stop.clone(),
         );
         // The handshake runs in the connection's task, so a slow client cannot
         // stall the accept loop.
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _permit = permit;
-            let Some((stream, peer)) = tls::handshake(&acceptor, tcp, remote_addr).await else {
+            let shaken = tokio::select! {
+                shaken = tls::handshake(&acceptor, tcp, remote_addr) => shaken,
+                () = stop.cancelled() => None,
+            };
+            let Some((stream, peer)) = shaken else {
                 return;
             };
+            let close_at = close_before_expiry(&peer);
             // The authorization layer reads the peer from the request.
             let service = service.map_request(move |mut req: Request| {
                 req.extensions_mut().insert(peer.clone());
@@ -110,20 +138,46 @@ pub async fn serve(
             });
             let connection =
                 http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-            if let Err(e) = watcher.watch(connection).await {
+            tokio::pin!(connection);
+            let expiry = async {
+                match close_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let ended = tokio::select! {
+                ended = connection.as_mut() => Ok(ended),
+                () = stop.cancelled() => Err(SHUTDOWN_GRACE),
+                () = expiry => Err(EXPIRY_GRACE),
+            };
+            let ended = match ended {
+                Ok(ended) => ended,
+                Err(grace) => {
+                    // GOAWAY: calls in flight finish; then the connection closes and
+                    // the client opens a new one.
+                    connection.as_mut().graceful_shutdown();
+                    match tokio::time::timeout(grace, connection).await {
+                        Ok(ended) => ended,
+                        Err(_) => {
+                            tracing::debug!(%remote_addr, "closing a connection still busy after the grace period");
+                            return;
+                        }
+                    }
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%remote_addr, error = %e, "connection ended with an error");
             }
         });
     }
     drop(listener);
-    let open = graceful.count();
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+    stop.cancel();
+    connections.close();
+    let open = connections.len();
+    if tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), connections.wait())
         .await
         .is_err()
     {
-        tracing::debug!(
-            open,
-            "closing connections still open after the grace period"
-        );
+        tracing::debug!(open, "connections still open after the grace period");
     }
 }

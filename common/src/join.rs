@@ -85,6 +85,7 @@ pub async fn join(
             csr: key.csr_pem.into_bytes(),
             token: token.to_string(),
             addr: advertise_addr.to_string(),
+            lease_epoch: 0,
         })
         .await
         .map_err(JoinError::Refused)?

@@ -4,6 +4,8 @@
 
 pub mod api;
 pub mod authz;
+pub mod cert_files;
+pub mod cert_renewal;
 pub mod codec;
 pub mod credentials;
 pub mod grpc_server;
@@ -18,5 +20,6 @@ pub mod priority;
 pub mod private_files;
 pub mod seal;
 pub mod signals;
+pub mod status_server;
 pub mod telemetry;
 pub mod tls;

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::{
     connection::Connection,
-    output::{print_json, print_table, Format},
+    output::{print_json, print_table, unix_time, Format},
 };
 
 #[derive(Subcommand)]
@@ -94,13 +94,23 @@ pub async fn run(conn: &Connection, cmd: AgentCommand) -> Result<()> {
     let mut control = conn.control().await?;
     match cmd {
         AgentCommand::Ls { format } => {
-            let agents = control
+            let answer = control
                 .list_agents(ListAgentsRequest {})
                 .await?
-                .into_inner()
-                .agents;
+                .into_inner();
+            let (agents, expiries) = (answer.agents, answer.cert_expires_unix);
+            let expires = |id: &str| expiries.get(id).map(|t| unix_time(*t)).unwrap_or_default();
             match format {
-                Format::Json => print_json(&Value::Array(agents.iter().map(agent_json).collect())),
+                Format::Json => print_json(&Value::Array(
+                    agents
+                        .iter()
+                        .map(|a| {
+                            let mut v = agent_json(a);
+                            v["cert_expires"] = json!(expires(&a.id));
+                            v
+                        })
+                        .collect(),
+                )),
                 Format::Table => print_table(
                     &[
                         "ID",
@@ -109,6 +119,7 @@ pub async fn run(conn: &Connection, cmd: AgentCommand) -> Result<()> {
                         "AVAILABILITY",
                         "ADDRESS",
                         "VERSION",
+                        "CERT EXPIRES",
                     ],
                     &agents
                         .iter()
@@ -121,6 +132,7 @@ pub async fn run(conn: &Connection, cmd: AgentCommand) -> Result<()> {
                                 availability_name(a).into(),
                                 d.advertised_address,
                                 d.version,
+                                expires(&a.id),
                             ]
                         })
                         .collect::<Vec<_>>(),

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::{
     connection::Connection,
-    output::{print_json, print_table, Format},
+    output::{cert_expiry, print_json, print_table, Format},
 };
 
 #[derive(Subcommand)]
@@ -52,6 +52,14 @@ pub enum ClusterCommand {
         /// (off by default; for closed or development networks).
         #[arg(long)]
         open_registration: Option<bool>,
+        /// Lifetime of the certificates managers, agents, hosted nodes and
+        /// operators renew themselves (`90d`, `1h`, `45s`; 10 s to 5 years).
+        /// Certificates move to it as they renew.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        cert_expiry: Option<std::time::Duration>,
+        /// Lifetime of owners' device certificates (Register, Recover).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        device_cert_expiry: Option<std::time::Duration>,
     },
     /// Print the autolock unlock key (only the key).
     UnlockKey {
@@ -126,6 +134,9 @@ pub async fn run(conn: &Connection, cmd: ClusterCommand) -> Result<()> {
                 .await?
                 .into_inner();
             let settings = info.settings.unwrap_or_default();
+            let creds = conn.load_credentials()?;
+            let root_ca_expires = cert_expiry(&creds.ca_pem);
+            let own_expires = cert_expiry(&creds.cert_pem);
             match format {
                 Format::Json => print_json(&json!({
                     "cluster_id": info.cluster_id,
@@ -139,7 +150,11 @@ pub async fn run(conn: &Connection, cmd: ClusterCommand) -> Result<()> {
                         "heartbeat_period_ms": settings.heartbeat_period_ms,
                         "heartbeat_grace_multiplier": settings.heartbeat_grace_multiplier,
                         "require_invite_code": settings.require_invite_code,
+                        "cert_expiry_secs": settings.cert_expiry_secs,
+                        "device_cert_expiry_secs": settings.device_cert_expiry_secs,
                     },
+                    "root_ca_expires": root_ca_expires,
+                    "credential_expires": own_expires,
                 })),
                 Format::Table => print_table(
                     &["FIELD", "VALUE"],
@@ -157,6 +172,22 @@ pub async fn run(conn: &Connection, cmd: ClusterCommand) -> Result<()> {
                                 settings.heartbeat_period_ms, settings.heartbeat_grace_multiplier
                             ),
                         ],
+                        vec![
+                            "certificate lifetime".into(),
+                            humantime::format_duration(std::time::Duration::from_secs(
+                                settings.cert_expiry_secs,
+                            ))
+                            .to_string(),
+                        ],
+                        vec![
+                            "device certificate lifetime".into(),
+                            humantime::format_duration(std::time::Duration::from_secs(
+                                settings.device_cert_expiry_secs,
+                            ))
+                            .to_string(),
+                        ],
+                        vec!["root CA expires".into(), root_ca_expires],
+                        vec!["this credential expires".into(), own_expires],
                     ],
                 ),
             }
@@ -171,6 +202,8 @@ pub async fn run(conn: &Connection, cmd: ClusterCommand) -> Result<()> {
             require_invite_code,
             autolock,
             open_registration,
+            cert_expiry,
+            device_cert_expiry,
         } => {
             let source = match (bitcoind_rpc, esplora_url, electrum_url) {
                 (Some(rpc), _, _) => Some(Source::BitcoindRpc(rpc)),
@@ -186,6 +219,8 @@ pub async fn run(conn: &Connection, cmd: ClusterCommand) -> Result<()> {
                 require_invite_code,
                 autolock,
                 open_registration,
+                cert_expiry_secs: cert_expiry.map(|d| d.as_secs()),
+                device_cert_expiry_secs: device_cert_expiry.map(|d| d.as_secs()),
             };
             if update == ClusterSettingsUpdate::default() {
                 anyhow::bail!("nothing to change: give at least one setting (see --help)");

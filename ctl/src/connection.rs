@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use lnswarm_common::{
-    api::control_client::ControlClient, credentials::Credentials, pki::Role, tls,
+    api::control_client::ControlClient,
+    cert_renewal::{self, Renewal, Renewed},
+    credentials::Credentials,
+    pki::{subject_of, Role},
+    tls,
 };
 use tonic::transport::Channel;
 
@@ -44,11 +48,15 @@ impl Connection {
     /// with the credential.
     pub async fn manager_channel(&self) -> Result<Channel> {
         let addrs = crate::retry::manager_addrs(&self.manager_addr()?);
-        let tls = self.load_credentials()?.client_tls()?;
+        let creds = self.load_credentials()?;
+        let tls = creds.client_tls()?;
         let mut last = None;
         for addr in &addrs {
             match tls::connect(addr, &tls, Role::Manager).await {
-                Ok(channel) => return Ok(channel),
+                Ok(channel) => {
+                    self.renew_if_due(&creds, &tls, addr).await;
+                    return Ok(channel);
+                }
                 Err(e) => {
                     last = Some(
                         anyhow::Error::from(e).context(format!("connecting to manager {addr}")),
@@ -57,6 +65,53 @@ impl Connection {
             }
         }
         Err(last.unwrap_or_else(|| anyhow::anyhow!("--manager names no address")))
+    }
+
+    /// An operator credential past half its lifetime is renewed as it is used
+    /// (lnswarmctl runs only now and then, so it renews when it runs). A failure
+    /// is reported and the call goes on with the credential it has.
+    async fn renew_if_due(&self, creds: &Credentials, tls: &tls::ClientTls, addr: &str) {
+        let Some(dir) = &self.credentials else { return };
+        let operator = subject_of(&creds.cert_pem)
+            .map(|s| s.organizational_units == [Role::Operator.ou()])
+            .unwrap_or(false);
+        if !operator || !cert_renewal::in_window(&creds.cert_pem).unwrap_or(false) {
+            return;
+        }
+        let Some(identity) = tls.identity().cloned() else {
+            return;
+        };
+        let (tls, addr, dir) = (tls.clone(), addr.to_string(), dir.clone());
+        let renewal = Renewal {
+            identity,
+            role: Role::Operator,
+            request: Box::new(move |csr| {
+                let (tls, addr) = (tls.clone(), addr.clone());
+                Box::pin(
+                    async move { cert_renewal::request_from_managers(&[addr], &tls, csr, 0).await },
+                )
+            }),
+            save: Box::new(move |r: &Renewed| {
+                Credentials {
+                    cert_pem: r.cert_pem.clone(),
+                    key_pem: r.key_pem.clone(),
+                    ca_pem: r.ca_pem.clone(),
+                }
+                .save(&dir)
+                .map_err(std::io::Error::other)
+            }),
+        };
+        match renewal.renew_now().await {
+            Ok(not_after) => eprintln!(
+                "renewed the operator credential in {} (valid until {})",
+                self.credentials
+                    .as_ref()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default(),
+                crate::output::unix_time(not_after)
+            ),
+            Err(e) => eprintln!("warning: could not renew the operator credential: {e}"),
+        }
     }
 
     /// A Control API client on [`Self::manager_channel`].

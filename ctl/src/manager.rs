@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::{
     connection::Connection,
-    output::{print_json, print_table, Format},
+    output::{print_json, print_table, unix_time, Format},
 };
 
 #[derive(Subcommand)]
@@ -32,11 +32,12 @@ pub async fn run(conn: &Connection, cmd: ManagerCommand) -> Result<()> {
     let mut client = conn.control().await?;
     match cmd {
         ManagerCommand::Ls { format } => {
-            let managers = client
+            let answer = client
                 .list_managers(ListManagersRequest {})
                 .await?
-                .into_inner()
-                .managers;
+                .into_inner();
+            let (managers, expiries) = (answer.managers, answer.cert_expires_unix);
+            let expires = |id: &str| expiries.get(id).map(|t| unix_time(*t)).unwrap_or_default();
             match format {
                 Format::Json => print_json(&json!(managers
                     .iter()
@@ -49,6 +50,7 @@ pub async fn run(conn: &Connection, cmd: ManagerCommand) -> Result<()> {
                         "term": m.term,
                         "commit_index": m.commit_index,
                         "applied_index": m.applied_index,
+                        "cert_expires": expires(&m.id),
                     }))
                     .collect::<Vec<_>>())),
                 Format::Table => print_table(
@@ -61,6 +63,7 @@ pub async fn run(conn: &Connection, cmd: ManagerCommand) -> Result<()> {
                         "TERM",
                         "COMMIT",
                         "APPLIED",
+                        "CERT EXPIRES",
                     ],
                     &managers
                         .iter()
@@ -74,6 +77,7 @@ pub async fn run(conn: &Connection, cmd: ManagerCommand) -> Result<()> {
                                 m.term.to_string(),
                                 m.commit_index.to_string(),
                                 m.applied_index.to_string(),
+                                expires(&m.id),
                             ]
                         })
                         .collect::<Vec<_>>(),

@@ -30,7 +30,8 @@ use crate::{
 pub enum OwnerCommand {
     /// Start the node if it is not running and print its address.
     Schedule,
-    /// Where the node runs; with --wait, wait until it does.
+    /// Where the node runs (with --wait, wait until it does), and when this
+    /// device's certificate expires.
     Info {
         #[arg(long)]
         wait: bool,
@@ -229,6 +230,9 @@ pub async fn run(
                 "grpc_uri": i.grpc_uri,
                 "agent_id": i.agent_id,
                 "task_id": i.task_id,
+                // The device certificate this profile uses; Recover or pairing
+                // gives a new one.
+                "device_cert_expires": crate::output::cert_expiry(&creds.cert_pem),
             }));
         }
         OwnerCommand::Getinfo => {

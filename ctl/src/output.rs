@@ -41,3 +41,16 @@ pub fn print_json(value: &serde_json::Value) {
         serde_json::to_string_pretty(value).expect("JSON values serialize")
     );
 }
+
+/// A Unix time (seconds) as RFC 3339 UTC, as people read expiries.
+pub fn unix_time(secs: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// When a certificate (PEM) expires, as [`unix_time`]; empty if it cannot be read.
+pub fn cert_expiry(cert_pem: &str) -> String {
+    lnswarm_common::pki::validity_of(cert_pem)
+        .map(|(_, not_after)| unix_time(not_after))
+        .unwrap_or_default()
+}

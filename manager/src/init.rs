@@ -30,6 +30,8 @@ pub struct InitOptions {
     /// PEM certificate and key of a root CA the operator brings; its O becomes the
     /// cluster id.
     pub external_ca: Option<(String, String)>,
+    /// The cluster's certificate lifetime, if not the default.
+    pub cert_expiry: Option<std::time::Duration>,
 }
 
 pub struct Initialized {
@@ -70,7 +72,18 @@ pub async fn init(opts: InitOptions) -> anyhow::Result<Initialized> {
         Some((manager_id.clone(), advertise.clone())),
         Some(data_key),
     )?;
-    let record = cluster::create(&store, &ca).await?;
+    let mut settings = cluster::default_settings();
+    if let Some(expiry) = opts.cert_expiry {
+        settings = cluster::settings::apply(
+            &settings,
+            &lnswarm_common::api::ClusterSettingsUpdate {
+                cert_expiry_secs: Some(expiry.as_secs()),
+                ..Default::default()
+            },
+        )
+        .context("--cert-expiry")?;
+    }
+    let record = cluster::create(&store, &ca, settings).await?;
 
     let host: Vec<std::net::IpAddr> = ip_of_address(&advertise).into_iter().collect();
     let key = new_key_and_csr("manager", Some(Role::Manager))?;

@@ -50,6 +50,11 @@ enum Command {
         /// Private key (PEM) of --ca-cert.
         #[arg(long, requires = "ca_cert")]
         ca_key: Option<PathBuf>,
+        /// Lifetime of the certificates managers, agents, hosted nodes and
+        /// operators renew themselves (`90d`, `1h`, `45s`; at least 10 s).
+        /// Later: `lnswarmctl cluster update --cert-expiry`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        cert_expiry: Option<std::time::Duration>,
         #[command(flatten)]
         raft: RaftArgs,
         #[command(flatten)]
@@ -206,6 +211,7 @@ async fn async_main(raised_priority: bool) -> anyhow::Result<()> {
             advertise_addr,
             ca_cert,
             ca_key,
+            cert_expiry,
             raft,
             serve,
         } => {
@@ -220,6 +226,7 @@ async fn async_main(raised_priority: bool) -> anyhow::Result<()> {
                 listen,
                 advertise: advertise_addr,
                 external_ca,
+                cert_expiry,
             })
             .await?;
             println!("cluster id: {}", done.record.cluster_id);

@@ -8,12 +8,18 @@ use std::{future::Future, path::PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use lnswarm_common::{api::Manager, credentials::Credentials};
+use lnswarm_common::{
+    api::Manager,
+    credentials::Credentials,
+    pki::Role,
+    tls::{self, LiveIdentity},
+};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::{
+    ca::Holder,
     data_key,
     dispatcher::DispatcherConfig,
     join::JoinSeed,
@@ -44,6 +50,22 @@ pub struct RunConfig {
     pub db: Option<sled::Db>,
 }
 
+/// The operator credential `init` left in the data directory, if it is there.
+fn operator_credential(dir: &DataDir) -> anyhow::Result<Option<Holder>> {
+    if !Credentials::exist(&dir.operator()) {
+        return Ok(None);
+    }
+    let creds = Credentials::load(&dir.operator())?;
+    Ok(Some(Holder {
+        role: Role::Operator,
+        id: creds.id()?,
+        advertise: String::new(),
+        credentials_dir: dir.operator(),
+        identity: LiveIdentity::new(&creds.cert_pem, &creds.key_pem)
+            .context("loading the operator credential")?,
+    }))
+}
+
 /// Runs the manager until `shutdown` resolves.
 pub async fn run(
     config: RunConfig,
@@ -53,6 +75,10 @@ pub async fn run(
     dir.restrict_permissions()?;
     let manager_config = dir.read_config()?;
     let credentials = Credentials::load(&dir.credentials())?;
+    // Renewal swaps the certificate here; the server and every client read it.
+    let identity = LiveIdentity::new(&credentials.cert_pem, &credentials.key_pem)
+        .context("loading this manager's certificate")?;
+    let client_tls = tls::client_config_live(&credentials.ca_pem, Some(identity.clone()))?;
     let key_path = key_file(dir.root());
     let mut shutdown = Box::pin(shutdown);
 
@@ -85,7 +111,7 @@ pub async fn run(
         RaftOptions {
             manager_id: manager_config.id.clone(),
             addr: manager_config.advertise.clone(),
-            tls: credentials.client_tls()?,
+            tls: client_tls.clone(),
             config: config.raft,
             join_as,
             seeds,
@@ -114,9 +140,23 @@ pub async fn run(
     background.spawn(data_key::keep(
         store.clone(),
         key_path,
-        credentials.client_tls()?,
+        client_tls,
         stop.clone(),
     ));
+    background.spawn(crate::ca::keep_renewed(
+        store.clone(),
+        Holder {
+            role: Role::Manager,
+            id: manager_config.id.clone(),
+            advertise: manager_config.advertise.clone(),
+            credentials_dir: dir.credentials(),
+            identity: identity.clone(),
+        },
+        stop.clone(),
+    ));
+    if let Some(holder) = operator_credential(&dir)? {
+        background.spawn(crate::ca::keep_renewed(store.clone(), holder, stop.clone()));
+    }
     {
         let (m, s) = (subsystems.clone(), stop.clone());
         background.spawn(async move { m.run_leader_lifecycle(s).await });
@@ -124,7 +164,7 @@ pub async fn run(
     info!(manager = %manager_config.id, addr = %manager_config.listen, "manager running");
     let served = server::serve(
         config.listener,
-        &credentials,
+        (&credentials, identity),
         &subsystems,
         manager,
         config.grpc_threads,

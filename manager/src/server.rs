@@ -55,10 +55,12 @@ fn raft_service(
 /// per cent of two (docs/BENCHMARKS.md); a busier manager can use more.
 pub const DEFAULT_THREADS: usize = 1;
 
-/// Serves on `threads` gRPC threads until `shutdown` resolves or one of them fails.
+/// Serves on `threads` gRPC threads until `shutdown` resolves or one of them fails,
+/// presenting the certificate `identity` holds (renewal swaps it) and trusting the
+/// CA of `credentials`.
 pub async fn serve(
     listener: std::net::TcpListener,
-    credentials: &Credentials,
+    (credentials, identity): (&Credentials, Arc<tls::LiveIdentity>),
     manager: &crate::manager::Manager,
     this_manager: Manager,
     threads: usize,
@@ -70,18 +72,23 @@ pub async fn serve(
         .peer_verifier()
         .context("loading the cluster CA")?
         .with_revocations(Arc::new(StoreRevocations::new(store.state().clone())));
-    let tls_config = tls::server_config(&credentials.cert_pem, &credentials.key_pem)
-        .context("loading this manager's certificate")?;
+    let tls_config = tls::server_config_live(identity)?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<CaServer<CaService>>().await;
-    health.set_serving::<ControlServer<ControlService>>().await;
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    let health_task = tokio::spawn(report_quorum_health(store.clone(), health));
+    let _health_task = AbortOnDrop(health_task);
+    let mut reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET);
+    let mut reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET);
+    // Only what this server serves (the descriptor set also holds the hosted
+    // node's and the unlock services).
+    for name in SERVED.iter().chain([RAFT_SERVICE].iter()) {
+        reflection = reflection.with_service_name(*name);
+        reflection_alpha = reflection_alpha.with_service_name(*name);
+    }
+    let reflection_v1 = reflection.build_v1()?;
+    let reflection_v1alpha = reflection_alpha.build_v1alpha()?;
 
     let routes = Routes::new(health_service)
         .add_service(reflection_v1)
@@ -149,4 +156,61 @@ pub async fn serve(
     let _ = stop.send(true);
     while exits.next().await.is_some() {}
     first
+}
+
+/// The services that need the quorum to answer (everything but raft, health and
+/// reflection).
+const SERVED: &[&str] = &[
+    "lnswarm.v1.CA",
+    "lnswarm.v1.Control",
+    "lnswarm.v1.Dispatcher",
+    "lnswarm.v1.Scheduler",
+    "lnswarm.v1.NodeState",
+];
+const RAFT_SERVICE: &str = "lnswarm.v1.Raft";
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// gRPC health that tells the truth: the quorum's services (and the server as a
+/// whole, "") are SERVING while this manager knows a leader, and NOT_SERVING while
+/// it has none (cut off from the quorum, or during an election). Raft itself stays
+/// SERVING: peers need it to elect one.
+async fn report_quorum_health(store: Store, health: tonic_health::server::HealthReporter) {
+    health
+        .set_service_status(RAFT_SERVICE, tonic_health::ServingStatus::Serving)
+        .await;
+    let Some(raft) = store.raft() else {
+        for name in SERVED.iter().chain([""].iter()) {
+            health
+                .set_service_status(*name, tonic_health::ServingStatus::Serving)
+                .await;
+        }
+        return;
+    };
+    let mut leadership = raft.leadership();
+    let mut last = None;
+    loop {
+        let serving = leadership.borrow_and_update().leader_id.is_some();
+        if last != Some(serving) {
+            let status = if serving {
+                tonic_health::ServingStatus::Serving
+            } else {
+                tonic_health::ServingStatus::NotServing
+            };
+            for name in SERVED.iter().chain([""].iter()) {
+                health.set_service_status(*name, status).await;
+            }
+            tracing::info!(serving, "health");
+            last = Some(serving);
+        }
+        if leadership.changed().await.is_err() {
+            return;
+        }
+    }
 }

@@ -6,6 +6,7 @@
 //! - [`service`]: the Node API handlers; [`convert`]: ldk types as API messages;
 //!   [`errors`]: ldk errors as gRPC codes; [`events`]: the event stream.
 //! - [`peers`]: reaching channel peers where they are now.
+//! - [`renewal`]: the node's certificate, renewed under its lease.
 //! - [`state`]: the node's state in the managers' replicated store, fenced by
 //!   its lease.
 //! - [`server`]: mTLS, authorization, health and shutdown around it all.
@@ -16,6 +17,7 @@ pub mod errors;
 pub mod events;
 pub mod ldk;
 pub mod peers;
+pub mod renewal;
 pub mod seed;
 pub mod server;
 pub mod service;

@@ -10,7 +10,7 @@ use lnswarm_common::{
     credentials::Credentials,
     grpc_server,
     pki::Role,
-    tls,
+    tls::{self, ClientTls},
 };
 use tokio::sync::broadcast;
 use tonic::service::Routes;
@@ -73,7 +73,7 @@ pub async fn run(config: NodeConfig, seed: Seed) -> Result<(), RunError> {
 /// (the agent starts nodes only then), and is watched from here on.
 fn open_state(
     config: &NodeConfig,
-    creds: &Credentials,
+    tls: ClientTls,
     node_id: &str,
 ) -> Result<Option<(Arc<state::ReplicatedStore>, state::lease_watch::Quiesce)>, RunError> {
     let StateConfig::Replicated {
@@ -89,9 +89,6 @@ fn open_state(
         std::process::exit(lnswarm_common::lease::EXIT_LEASE_EXPIRED);
     }
     let quiesce = state::lease_watch::spawn(lease_file.clone());
-    let tls = creds
-        .client_tls()
-        .map_err(|e| RunError::Certificate(e.to_string()))?;
     let store = state::ReplicatedStore::open(
         state::remote::Remote::new(managers.clone(), tls),
         state::replicated::Identity {
@@ -113,9 +110,18 @@ fn read(what: &'static str, path: &std::path::Path) -> Result<String, RunError> 
 }
 
 async fn run_checked(config: NodeConfig, seed: Seed, node_id: String) -> Result<(), RunError> {
+    // A renewal that a crash cut short is finished here.
+    let (cert_pem, key_pem) =
+        lnswarm_common::cert_files::read_pair(&config.tls_cert, &config.tls_key).map_err(
+            |source| RunError::ReadFile {
+                what: "the TLS certificate and key",
+                path: config.tls_cert.display().to_string(),
+                source,
+            },
+        )?;
     let creds = Credentials {
-        cert_pem: read("the TLS certificate", &config.tls_cert)?,
-        key_pem: read("the TLS key", &config.tls_key)?,
+        cert_pem,
+        key_pem,
         ca_pem: read("the cluster CA", &config.ca_cert)?,
     };
     let verifier = creds
@@ -137,8 +143,31 @@ async fn run_checked(config: NodeConfig, seed: Seed, node_id: String) -> Result<
             Role::Node
         )));
     }
-    let server_tls = tls::server_config(&creds.cert_pem, &creds.key_pem)
+    // Renewal swaps the certificate here; the Node API and the state client read it.
+    let identity = tls::LiveIdentity::new(&creds.cert_pem, &creds.key_pem)
         .map_err(|e| RunError::Certificate(e.to_string()))?;
+    let server_tls = tls::server_config_live(identity.clone())
+        .map_err(|e| RunError::Certificate(e.to_string()))?;
+    let client_tls = tls::client_config_live(&creds.ca_pem, Some(identity.clone()))
+        .map_err(|e| RunError::Certificate(e.to_string()))?;
+    let stop_renewal = tokio_util::sync::CancellationToken::new();
+    if let StateConfig::Replicated {
+        managers, epoch, ..
+    } = &config.state
+    {
+        tokio::spawn(
+            crate::renewal::keep_renewed(
+                identity,
+                client_tls.clone(),
+                managers.clone(),
+                *epoch,
+                (config.tls_cert.clone(), config.tls_key.clone()),
+                stop_renewal.clone(),
+            )
+            .in_current_span(),
+        );
+    }
+    let _stop_renewal = stop_renewal.drop_guard();
     let listener = tokio::net::TcpListener::bind(config.api_listen)
         .await
         .map_err(|source| RunError::Bind {
@@ -157,13 +186,21 @@ async fn run_checked(config: NodeConfig, seed: Seed, node_id: String) -> Result<
         .set_service_status(NODE_SERVICE, ServingStatus::NotServing)
         .await;
 
+    // Reflection, as the managers offer it: only the Node API is listed.
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(lnswarm_common::api::FILE_DESCRIPTOR_SET)
+        .with_service_name(NODE_SERVICE)
+        .build_v1()
+        .map_err(|e| RunError::Internal(e.to_string()))?;
     let state: Arc<OnceLock<Running>> = Arc::new(OnceLock::new());
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = grpc_server::serve(
         listener,
         server_tls,
         AuthzLayer::new(verifier, NodeScope::Node(node_id.clone())),
-        Routes::new(health_service).add_service(NodeServer::new(NodeApi::new(state.clone()))),
+        Routes::new(health_service)
+            .add_service(reflection_v1)
+            .add_service(NodeServer::new(NodeApi::new(state.clone()))),
         async {
             let _ = api_stopped.await;
         },
@@ -176,14 +213,9 @@ async fn run_checked(config: NodeConfig, seed: Seed, node_id: String) -> Result<
 
     let start_config = config.clone();
     let span = tracing::Span::current();
-    let store_creds = creds.clone();
     let starting = blocking(move || {
         let _enter = span.enter();
-        let store = open_state(
-            &start_config,
-            &store_creds,
-            &start_config.node_id.to_string(),
-        )?;
+        let store = open_state(&start_config, client_tls, &start_config.node_id.to_string())?;
         let dyn_store = store
             .as_ref()
             .map(|(s, _)| s.clone() as Arc<ldk_node::DynStore>);

@@ -141,6 +141,8 @@ pub struct TestAgent {
     pub port_range: Option<String>,
     /// `--task-slots` (the agent's default when None).
     pub task_slots: Option<u32>,
+    /// `--health-listen`, when set.
+    pub health_listen: Option<String>,
 }
 
 /// The agent dies with SIGKILL, which its hosted nodes (in their own process groups)
@@ -179,6 +181,7 @@ impl TestAgent {
             proc: None,
             port_range: None,
             task_slots: None,
+            health_listen: None,
         }
     }
 
@@ -198,6 +201,9 @@ impl TestAgent {
         }
         if let Some(slots) = self.task_slots {
             cmd.args(["--task-slots", &slots.to_string()]);
+        }
+        if let Some(addr) = &self.health_listen {
+            cmd.args(["--health-listen", addr]);
         }
         self.proc = Some(Proc::spawn(&self.name, cmd, &self.log_dir));
     }

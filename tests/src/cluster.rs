@@ -77,6 +77,18 @@ impl ManagerCluster {
         flags: &[&str],
         ca: Option<&crate::certs::TestCa>,
     ) -> ManagerCluster {
+        Self::start_configured(dir, n, flags, &[], ca).await
+    }
+
+    /// Like [`Self::start_with_ca`], with flags for `init` only
+    /// (`--cert-expiry 20s`).
+    pub async fn start_configured(
+        dir: &Path,
+        n: usize,
+        flags: &[&str],
+        init_flags: &[&str],
+        ca: Option<&crate::certs::TestCa>,
+    ) -> ManagerCluster {
         let flags: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
         let addr = free_addr();
         let data_dir = dir.join("m0");
@@ -84,7 +96,8 @@ impl ManagerCluster {
         cmd.args(["init", "--data-dir"])
             .arg(&data_dir)
             .args(["--listen", &addr])
-            .args(&flags);
+            .args(&flags)
+            .args(init_flags);
         if let Some(ca) = ca {
             let (cert, key) = ca.write(dir);
             cmd.arg("--ca-cert").arg(cert).arg("--ca-key").arg(key);
@@ -404,6 +417,7 @@ impl WriteTarget {
             csr: key.csr_pem.into_bytes(),
             token: worker_token.to_string(),
             addr: String::new(),
+            lease_epoch: 0,
         });
         req.set_timeout(Duration::from_secs(30));
         let issued = CaClient::new(channel)

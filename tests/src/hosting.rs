@@ -63,8 +63,18 @@ impl HostingCluster<TestManager> {
 impl HostingCluster<ManagerCluster> {
     /// A quorum of `managers` and `agents` agents.
     pub async fn start_quorum(dir: &Path, managers: usize, agents: usize) -> Self {
+        Self::start_quorum_with(dir, managers, agents, &[]).await
+    }
+
+    /// Like [`Self::start_quorum`], with flags for the first manager's `init`.
+    pub async fn start_quorum_with(
+        dir: &Path,
+        managers: usize,
+        agents: usize,
+        init_flags: &[&str],
+    ) -> Self {
         let regtest = Regtest::start(dir).await;
-        let cluster = ManagerCluster::start(dir, managers, &[]).await;
+        let cluster = ManagerCluster::start_configured(dir, managers, &[], init_flags, None).await;
         Self::around(dir, regtest, cluster, agents).await
     }
 }

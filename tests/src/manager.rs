@@ -17,12 +17,22 @@ pub struct TestManager {
 impl TestManager {
     /// `lnswarm-manager init` in `dir/manager`, on the test's CA if given.
     pub async fn init(dir: &std::path::Path, ca: Option<&TestCa>) -> TestManager {
+        Self::init_with(dir, ca, &[]).await
+    }
+
+    /// Like [`Self::init`], with more `init` flags (`--cert-expiry 10s`).
+    pub async fn init_with(
+        dir: &std::path::Path,
+        ca: Option<&TestCa>,
+        flags: &[&str],
+    ) -> TestManager {
         let addr = free_addr();
         let data_dir = dir.join("manager");
         let mut cmd = Command::new(bin_path("lnswarm-manager"));
         cmd.args(["init", "--data-dir"])
             .arg(&data_dir)
-            .args(["--listen", &addr]);
+            .args(["--listen", &addr])
+            .args(flags);
         if let Some(ca) = ca {
             let (cert, key) = ca.write(dir);
             cmd.arg("--ca-cert").arg(cert).arg("--ca-key").arg(key);

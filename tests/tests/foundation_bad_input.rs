@@ -32,6 +32,7 @@ async fn ca_refuses_bad_requests_clearly_and_keeps_serving() {
         csr,
         token: token.to_string(),
         addr: String::new(),
+        lease_epoch: 0,
     };
 
     let err = ca

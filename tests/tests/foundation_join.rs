@@ -88,6 +88,7 @@ async fn tokens_grant_their_role_and_bad_tokens_store_nothing() {
                 .into_bytes(),
             token: String::new(),
             addr: String::new(),
+            lease_epoch: 0,
         })
         .await
         .expect("renewal with a valid worker certificate")

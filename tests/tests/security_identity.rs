@@ -60,6 +60,7 @@ async fn a_worker_token_buys_a_certificate_for_no_name_but_its_own() {
             csr: key.csr_pem.into_bytes(),
             token: token.clone(),
             addr,
+            lease_epoch: 0,
         }
     };
     for addr in [
@@ -105,6 +106,7 @@ async fn a_worker_token_buys_a_certificate_for_no_name_but_its_own() {
             csr: key.csr_pem.into_bytes(),
             token: token.clone(),
             addr: String::new(),
+            lease_epoch: 0,
         })
         .await
         .unwrap_err();

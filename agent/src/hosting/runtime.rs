@@ -1,15 +1,15 @@
 //! [`HostedNodeRuntime`]: a hosted-node task → an `lnswarm-node` launch plan.
 
 use std::{
-    io::Write,
     net::SocketAddr,
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    os::unix::fs::DirBuilderExt,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
 
 use lnswarm_common::{
     api::{chain_source::Source, task_spec::Runtime, NodeTlsSecret, Task},
+    cert_files,
     ids::is_node_id_hex,
     tls,
 };
@@ -59,17 +59,23 @@ impl HostedNodeRuntime {
     }
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(tmp, path)
+/// Writes the node's certificate from its task's secret, unless the one on disk
+/// is a later one of the same node: the node renews its certificate in place, and a
+/// restart of the same task must not go back to the one the task began with.
+fn install_certificate(cert: &Path, key: &Path, secret: &NodeTlsSecret) -> std::io::Result<()> {
+    let expiry = |pem: &str| lnswarm_common::pki::validity_of(pem).map(|(_, na)| na).ok();
+    if let Ok((on_disk, _)) = cert_files::read_pair(cert, key) {
+        let same_node = lnswarm_common::pki::subject_of(&on_disk)
+            .ok()
+            .and_then(|s| s.common_name)
+            == lnswarm_common::pki::subject_of(&secret.cert_pem)
+                .ok()
+                .and_then(|s| s.common_name);
+        if same_node && expiry(&on_disk) > expiry(&secret.cert_pem) {
+            return Ok(());
+        }
+    }
+    cert_files::write_pair(cert, key, &secret.cert_pem, &secret.key_pem)
 }
 
 fn invalid(msg: impl Into<String>) -> ExecutorError {
@@ -102,8 +108,7 @@ impl TaskRuntime for HostedNodeRuntime {
         let ports = ports::allocate(&self.config.nodes_root, &dir, self.config.port_range)?;
         let cert = dir.join("tls.crt");
         let key = dir.join("tls.key");
-        write_private(&cert, node_tls.cert_pem.as_bytes())?;
-        write_private(&key, node_tls.key_pem.as_bytes())?;
+        install_certificate(&cert, &key, &node_tls)?;
 
         let network = if spec.network.is_empty() {
             "regtest"
@@ -154,7 +159,7 @@ impl TaskRuntime for HostedNodeRuntime {
         }
         // The config holds the chain source's password, so it is private like the key.
         let config_file = dir.join("node.json");
-        write_private(
+        cert_files::write_private(
             &config_file,
             &serde_json::to_vec_pretty(&config).expect("JSON serializes"),
         )?;

@@ -16,7 +16,6 @@ use lnswarm_common::{
         dispatcher_client::DispatcherClient, AgentDescription, HeartbeatRequest, SessionRequest,
         TaskStatusUpdate, UpdateTaskStatusRequest,
     },
-    credentials::Credentials,
     tls::{self, ClientTls},
 };
 use tonic::{transport::Channel, Code, Status};
@@ -60,13 +59,12 @@ pub struct SessionConfig {
 
 /// Runs sessions until the process ends. `on_managers` sees each new manager list.
 pub async fn run(
-    credentials: Credentials,
+    tls: ClientTls,
     mut managers: Managers,
     config: SessionConfig,
     worker: Arc<Worker>,
     on_managers: impl Fn(&[String]) + Send + Sync,
 ) -> anyhow::Result<()> {
-    let tls = credentials.client_tls()?;
     let mut backoff = Backoff::new(config.backoff_base, config.backoff_max);
     // Survives reconnects (even to another manager) within this process; a new
     // process starts from a COMPLETE set, since secrets live only in memory.

@@ -136,15 +136,11 @@ impl ClusterCa {
         }
         params.subject_alt_names = sans;
         let (not_before, not_after) = req.validity.unwrap_or_else(|| {
-            let now = OffsetDateTime::now_utc();
             let days = match req.role {
                 Role::Operator | Role::User => 365,
                 _ => 90,
             };
-            (
-                now - Duration::from_secs(3600),
-                now + Duration::from_secs(days * 86400),
-            )
+            validity_for(Duration::from_secs(days * 86400))
         });
         params.not_before = not_before;
         params.not_after = not_after;
@@ -159,6 +155,16 @@ impl ClusterCa {
             der: cert.der().to_vec(),
         })
     }
+}
+
+/// A validity of `lifetime` from now, starting a little earlier so that a holder
+/// whose clock is slightly behind accepts it: an hour, or a tenth of a short
+/// lifetime (renewal is due at a share of the whole span, so the share before
+/// issuance must stay small).
+pub fn validity_for(lifetime: Duration) -> (OffsetDateTime, OffsetDateTime) {
+    let now = OffsetDateTime::now_utc();
+    let backdate = Duration::from_secs(3600).min(lifetime / 10);
+    (now - backdate, now + lifetime)
 }
 
 /// The IP address in `addr` (`host:port`, `[v6]:port` or a bare host), if its host

@@ -126,8 +126,16 @@ impl PeerVerifier {
         }
         cert.verify_signature(Some(ca.public_key()))
             .map_err(|_| PkiError::UnknownIssuer)?;
-        if !cert.validity().is_valid() {
-            return Err(PkiError::NotValidNow);
+        let validity = cert.validity();
+        if !validity.is_valid() {
+            let now = x509_parser::time::ASN1Time::now();
+            return Err(if now > validity.not_after {
+                PkiError::Expired {
+                    at: validity.not_after.to_string(),
+                }
+            } else {
+                PkiError::NotValidNow
+            });
         }
         let fields = name_fields(cert.subject())?;
         if fields.organizations != [self.cluster_id.as_str()] {
@@ -171,6 +179,43 @@ impl PeerVerifier {
             device,
         })
     }
+}
+
+/// When a certificate (PEM, leaf first) starts and stops being valid, in Unix
+/// seconds (unverified).
+pub fn validity_of(pem: &str) -> Result<(i64, i64), PkiError> {
+    validity_of_der(&pem_to_der(pem)?)
+        .ok_or_else(|| PkiError::MalformedCertificate("unreadable validity".into()))
+}
+
+/// [`validity_of`] for a DER certificate.
+pub fn validity_of_der(der: &[u8]) -> Option<(i64, i64)> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let v = cert.validity();
+    Some((v.not_before.timestamp(), v.not_after.timestamp()))
+}
+
+/// The IP addresses a certificate names (unverified): what a renewal keeps.
+pub fn ip_sans_of(cert_der: &[u8]) -> Vec<std::net::IpAddr> {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, cert)) = X509Certificate::from_der(cert_der) else {
+        return Vec::new();
+    };
+    let Ok(Some(sans)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    sans.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::IPAddress(b) => match b.len() {
+                4 => Some(std::net::IpAddr::from(<[u8; 4]>::try_from(*b).ok()?)),
+                16 => Some(std::net::IpAddr::from(<[u8; 16]>::try_from(*b).ok()?)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }
 
 /// When a certificate stops being valid, in Unix seconds (unverified).

@@ -8,11 +8,11 @@ mod names;
 mod role;
 mod token;
 
-pub use ca::{ip_of_address, ClusterCa, IssuedCertificate, LeafRequest};
+pub use ca::{ip_of_address, validity_for, ClusterCa, IssuedCertificate, LeafRequest};
 pub use csr::{csr_requested_ous, new_key_and_csr, KeyAndCsr};
 pub use identity::{
-    ca_digest, not_after_unix, subject_of, Identity, PeerVerifier, Revocations, Subject,
-    NO_REVOCATIONS,
+    ca_digest, ip_sans_of, not_after_unix, subject_of, validity_of, validity_of_der, Identity,
+    PeerVerifier, Revocations, Subject, NO_REVOCATIONS,
 };
 pub use names::{directory_string, name_fields, NameFields};
 pub use role::Role;
@@ -28,8 +28,12 @@ pub enum PkiError {
     MalformedCsr(String),
     #[error("certificate is not signed by this cluster's CA")]
     UnknownIssuer,
-    #[error("certificate is expired or not yet valid")]
+    #[error("certificate is not valid yet")]
     NotValidNow,
+    /// Renewal keeps a live holder's certificate current, so this is a holder that
+    /// was away longer than the certificate's lifetime.
+    #[error("certificate expired at {at}: a holder renews it before then; one that was away longer must join the cluster again with a join token")]
+    Expired { at: String },
     #[error("certificate names another cluster")]
     WrongCluster,
     #[error("certificate must carry exactly one OU, found {0}")]

@@ -16,7 +16,7 @@ use rustls::{
 use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint};
 
-use super::{certs_from_pem, key_from_pem, provider, TlsError};
+use super::{provider, LiveIdentity, TlsError};
 use crate::pki::{PeerVerifier, Role};
 
 /// Which server a client means to reach.
@@ -56,12 +56,8 @@ impl std::fmt::Display for ServerIdentity {
 #[derive(Clone)]
 pub struct ClientTls {
     verifier: Option<PeerVerifier>,
-    identity: Option<
-        Arc<(
-            Vec<CertificateDer<'static>>,
-            rustls::pki_types::PrivateKeyDer<'static>,
-        )>,
-    >,
+    /// Read at every handshake, so a renewed certificate serves new connections.
+    identity: Option<Arc<LiveIdentity>>,
     /// A finished config (the unverified bootstrap fetch of the root CA).
     fixed: Option<Arc<ClientConfig>>,
 }
@@ -94,17 +90,37 @@ impl ClientTls {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(verifier));
         let mut config = match &self.identity {
-            Some(id) => builder.with_client_auth_cert(id.0.clone(), id.1.clone_key())?,
+            Some(id) => builder.with_client_cert_resolver(id.clone()),
             None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = vec![b"h2".to_vec()];
+        // Every connection presents the certificate held now (see the server's
+        // config), never one remembered by a resumed session.
+        config.resumption = rustls::client::Resumption::disabled();
         Ok(Arc::new(config))
+    }
+
+    /// The certificate this client presents, if any.
+    pub fn identity(&self) -> Option<&Arc<LiveIdentity>> {
+        self.identity.as_ref()
     }
 }
 
 /// Trust the cluster whose root CA is `ca_pem` (its O names the cluster); present
 /// `identity` (certificate PEM, key PEM) if given.
 pub fn client_config(ca_pem: &str, identity: Option<(&str, &str)>) -> Result<ClientTls, TlsError> {
+    let identity = match identity {
+        Some((cert, key)) => Some(LiveIdentity::new(cert, key)?),
+        None => None,
+    };
+    client_config_live(ca_pem, identity)
+}
+
+/// Like [`client_config`], presenting whatever `identity` holds at each handshake.
+pub fn client_config_live(
+    ca_pem: &str,
+    identity: Option<Arc<LiveIdentity>>,
+) -> Result<ClientTls, TlsError> {
     let cluster_id = crate::pki::subject_of(ca_pem)
         .map_err(|e| TlsError::Pem(e.to_string()))?
         .organizations
@@ -113,10 +129,6 @@ pub fn client_config(ca_pem: &str, identity: Option<(&str, &str)>) -> Result<Cli
         .ok_or_else(|| TlsError::Pem("the root CA names no cluster (O)".into()))?;
     let verifier =
         PeerVerifier::new(ca_pem, &cluster_id).map_err(|e| TlsError::Pem(e.to_string()))?;
-    let identity = match identity {
-        Some((cert, key)) => Some(Arc::new((certs_from_pem(cert)?, key_from_pem(key)?))),
-        None => None,
-    };
     Ok(ClientTls {
         verifier: Some(verifier),
         identity,

@@ -8,11 +8,16 @@
 
 mod bootstrap;
 mod client;
+mod live_identity;
 mod server;
 
 pub use bootstrap::{fetch_root_ca_unverified, FetchCaError};
-pub use client::{client_config, connect, connect_from, connect_lazy, ClientTls, ServerIdentity};
-pub use server::{handshake, server_config, PeerInfo};
+pub use client::{
+    client_config, client_config_live, connect, connect_from, connect_lazy, ClientTls,
+    ServerIdentity,
+};
+pub use live_identity::LiveIdentity;
+pub use server::{handshake, server_config, server_config_live, PeerInfo};
 
 /// TLS setup failures.
 #[derive(Debug, thiserror::Error)]

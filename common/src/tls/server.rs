@@ -17,7 +17,7 @@ use rustls::{
 use rustls_pki_types::{CertificateDer, UnixTime};
 use tokio::net::TcpStream;
 
-use super::{certs_from_pem, key_from_pem, provider, TlsError};
+use super::{provider, LiveIdentity, TlsError};
 use crate::pki::Identity;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -88,6 +88,11 @@ impl ClientCertVerifier for DeferredClientCert {
 
 /// A server config presenting `cert_pem` (leaf first) with `key_pem`.
 pub fn server_config(cert_pem: &str, key_pem: &str) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config_live(LiveIdentity::new(cert_pem, key_pem)?)
+}
+
+/// A server config presenting whatever `identity` holds at each handshake.
+pub fn server_config_live(identity: Arc<LiveIdentity>) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
     let verifier = DeferredClientCert {
         algorithms: provider.signature_verification_algorithms,
@@ -95,8 +100,13 @@ pub fn server_config(cert_pem: &str, key_pem: &str) -> Result<Arc<ServerConfig>,
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(Arc::new(verifier))
-        .with_single_cert(certs_from_pem(cert_pem)?, key_from_pem(key_pem)?)?;
+        .with_cert_resolver(identity);
     config.alpn_protocols = vec![b"h2".to_vec()];
+    // No session resumption: a resumed session carries the client certificate of
+    // the session it resumes, so a client reconnecting with a renewed certificate
+    // would still be seen with the old one (and refused once it expires).
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
 

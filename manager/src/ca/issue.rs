@@ -3,12 +3,12 @@
 //! service, registration, the orchestrator (node certificates) and init; its errors
 //! become gRPC codes only in the services.
 
-use std::net::IpAddr;
+use std::{net::IpAddr, time::Duration};
 
 use lnswarm_common::{
     api::CertificateRecord,
     ids::now_unix_ms,
-    pki::{csr_requested_ous, LeafRequest, PkiError, Role},
+    pki::{csr_requested_ous, validity_for, LeafRequest, PkiError, Role},
 };
 
 use crate::{
@@ -53,12 +53,19 @@ pub fn sign_leaf(
 ) -> Result<CertificateRecord, IssueError> {
     let (_, record) = cluster::load(store)?;
     let ca = cluster::ca(store, &record)?;
+    let settings = cluster::effective_settings(&record);
+    // Holders that renew themselves get the cluster's lifetime; owners' devices
+    // and apps, which are issued a certificate and keep it, get theirs.
+    let lifetime = match role {
+        Role::User | Role::App => settings.device_cert_expiry_secs,
+        Role::Manager | Role::Worker | Role::Operator | Role::Node => settings.cert_expiry_secs,
+    };
     let issued = ca.issue(&LeafRequest {
         csr_pem,
         role,
         common_name: id,
         ip_sans,
-        validity: None,
+        validity: Some(validity_for(Duration::from_secs(lifetime))),
     })?;
     Ok(CertificateRecord {
         id: id.to_string(),

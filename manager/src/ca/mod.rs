@@ -3,9 +3,11 @@
 //! which also backs revocation.
 
 mod issue;
+mod own_certificate;
 mod revocations;
 mod service;
 
 pub use issue::{check_csr, issue_and_record, sign_leaf, IssueError};
+pub use own_certificate::{keep_renewed, Holder};
 pub use revocations::StoreRevocations;
 pub use service::CaService;

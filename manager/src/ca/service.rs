@@ -11,7 +11,8 @@ use lnswarm_common::{
     },
     authz::caller,
     ids::new_id,
-    pki::{ip_of_address, JoinToken, PkiError, Role},
+    pki::{ip_of_address, ip_sans_of, JoinToken, PkiError, Role},
+    tls::PeerInfo,
 };
 use tonic::{Request, Response, Status};
 use tracing::info;
@@ -19,6 +20,7 @@ use tracing::info;
 use super::issue::{check_csr, issue_and_record, IssueError};
 use crate::{
     cluster,
+    node_state::fence::current_lease,
     store::{keys, Store},
 };
 
@@ -69,6 +71,13 @@ impl Ca for CaService {
         req: Request<IssueNodeCertificateRequest>,
     ) -> Result<Response<IssueNodeCertificateResponse>, Status> {
         let renewing = caller(&req).cloned();
+        // A renewal keeps the addresses of the certificate it renews.
+        let presented_sans = req
+            .extensions()
+            .get::<PeerInfo>()
+            .and_then(|p| p.certificates.first())
+            .map(|c| ip_sans_of(c))
+            .unwrap_or_default();
         let req = req.into_inner();
         let (_, record) = cluster::load(&self.store)?;
 
@@ -77,11 +86,20 @@ impl Ca for CaService {
             let who = renewing.ok_or_else(|| {
                 Status::unauthenticated("a join token or a valid certificate is required")
             })?;
-            if !matches!(who.role, Role::Manager | Role::Worker | Role::Operator) {
-                return Err(Status::permission_denied(format!(
-                    "{} certificates are renewed through the Scheduler",
-                    who.role
-                )));
+            match who.role {
+                Role::Manager | Role::Worker | Role::Operator => {}
+                // Only the copy that holds the node's lease: a fenced copy's
+                // certificate runs out with it.
+                Role::Node => {
+                    current_lease(&self.store, &who.id, req.lease_epoch)
+                        .map_err(|e| Status::failed_precondition(format!("not renewed: {e}")))?;
+                }
+                _ => {
+                    return Err(Status::permission_denied(format!(
+                        "{} certificates are renewed through the Scheduler",
+                        who.role
+                    )))
+                }
             }
             (who.role, who.id)
         } else {
@@ -99,7 +117,11 @@ impl Ca for CaService {
         if req.addr.len() > MAX_ADDR_BYTES {
             return Err(Status::invalid_argument("addr is too long for host:port"));
         }
-        let sans: Vec<IpAddr> = ip_of_address(&req.addr).into_iter().collect();
+        let sans: Vec<IpAddr> = match ip_of_address(&req.addr) {
+            Some(ip) => vec![ip],
+            None if req.token.is_empty() => presented_sans,
+            None => Vec::new(),
+        };
         let cert_pem = issue_and_record(&self.store, csr_pem, role, &id, &sans).await?;
         info!(%id, %role, "issued certificate");
         Ok(Response::new(IssueNodeCertificateResponse {

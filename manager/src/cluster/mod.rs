@@ -34,7 +34,11 @@ pub fn default_settings() -> ClusterSettings {
 
 /// Writes the cluster object of a new cluster, its secrets sealed with `store`'s
 /// data key, which it thereby adopts. Fails if one exists.
-pub async fn create(store: &Store, ca: &ClusterCa) -> Result<ClusterRecord, ClusterError> {
+pub async fn create(
+    store: &Store,
+    ca: &ClusterCa,
+    settings: ClusterSettings,
+) -> Result<ClusterRecord, ClusterError> {
     let (seal_secret_key, seal_public_key) = lnswarm_common::seal::new_keypair();
     let seal_secret_key = Zeroizing::new(seal_secret_key);
     let ca_key = Zeroizing::new(ca.key_pem());
@@ -49,7 +53,7 @@ pub async fn create(store: &Store, ca: &ClusterCa) -> Result<ClusterRecord, Clus
         data_key_id: data_key.id(),
         worker_token: JoinToken::generate(&ca.digest()).to_string(),
         manager_token: JoinToken::generate(&ca.digest()).to_string(),
-        settings: Some(default_settings()),
+        settings: Some(settings),
         created_unix_ms: now_unix_ms(),
         unlock_key_sealed: Vec::new(),
         challenge_key_sealed: store.seal_for_adoption(CHALLENGE_KEY_AAD, &random_key()[..])?,

@@ -18,6 +18,11 @@ pub const HEARTBEAT_GRACE: (u32, u32) = (2, 100);
 /// The heartbeat TTL (period × grace) is at most an hour: an agent that is gone is
 /// noticed within the hour, and every reader's arithmetic stays small.
 pub const MAX_TTL: Duration = Duration::from_secs(3600);
+/// Certificate lifetimes: short enough for tests at the floor (renewal then runs
+/// every few seconds), at most five years.
+pub const CERT_EXPIRY_SECS: (u64, u64) = (10, 5 * 365 * 86_400);
+pub const DEFAULT_CERT_EXPIRY: Duration = Duration::from_secs(90 * 86_400);
+pub const DEFAULT_DEVICE_CERT_EXPIRY: Duration = Duration::from_secs(365 * 86_400);
 const MAX_HOST: usize = 253;
 const MAX_CREDENTIAL: usize = 256;
 const MAX_URL: usize = 2048;
@@ -32,6 +37,8 @@ pub fn defaults() -> ClusterSettings {
         require_invite_code: false,
         autolock: false,
         open_registration: false,
+        cert_expiry_secs: DEFAULT_CERT_EXPIRY.as_secs(),
+        device_cert_expiry_secs: DEFAULT_DEVICE_CERT_EXPIRY.as_secs(),
     }
 }
 
@@ -100,6 +107,13 @@ pub fn apply(
     }
     if let Some(o) = update.open_registration {
         next.open_registration = o;
+    }
+    if let Some(e) = update.cert_expiry_secs {
+        next.cert_expiry_secs = in_range("certificate expiry", e, CERT_EXPIRY_SECS, " s")?;
+    }
+    if let Some(e) = update.device_cert_expiry_secs {
+        next.device_cert_expiry_secs =
+            in_range("device certificate expiry", e, CERT_EXPIRY_SECS, " s")?;
     }
     Ok(next)
 }
@@ -181,6 +195,17 @@ pub fn effective(settings: Option<&ClusterSettings>) -> ClusterSettings {
         .clamp(HEARTBEAT_GRACE.0, HEARTBEAT_GRACE.1);
     let max_grace = (MAX_TTL.as_millis() as u64 / s.heartbeat_period_ms).max(1) as u32;
     s.heartbeat_grace_multiplier = s.heartbeat_grace_multiplier.min(max_grace);
+    // Clusters from before these settings store 0.
+    for (v, default) in [
+        (&mut s.cert_expiry_secs, d.cert_expiry_secs),
+        (&mut s.device_cert_expiry_secs, d.device_cert_expiry_secs),
+    ] {
+        *v = if *v == 0 {
+            default
+        } else {
+            (*v).clamp(CERT_EXPIRY_SECS.0, CERT_EXPIRY_SECS.1)
+        };
+    }
     s
 }
 
@@ -240,6 +265,14 @@ mod tests {
             },
             ClusterSettingsUpdate {
                 network: Some("bogus".into()),
+                ..update()
+            },
+            ClusterSettingsUpdate {
+                cert_expiry_secs: Some(9),
+                ..update()
+            },
+            ClusterSettingsUpdate {
+                device_cert_expiry_secs: Some(u64::MAX),
                 ..update()
             },
             ClusterSettingsUpdate {

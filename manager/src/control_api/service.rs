@@ -6,14 +6,14 @@
 
 use lnswarm_common::{
     api::{
-        control_server::Control, Agent, Availability, ClusterInfo, CreateTaskRequest,
-        GetAgentRequest, GetClusterInfoRequest, GetJoinTokenRequest, GetJoinTokenResponse,
-        GetTaskRequest, GetUnlockKeyRequest, GetUnlockKeyResponse, HostedNode,
-        InspectHostedNodeRequest, IssueAppCertificateRequest, IssueAppCertificateResponse,
-        JoinRole, ListAgentsRequest, ListAgentsResponse, ListHostedNodesRequest,
-        ListHostedNodesResponse, ListManagersRequest, ListManagersResponse, ListTasksRequest,
-        ListTasksResponse, Manager, ManagerInfo, MoveHostedNodeRequest, RemoveAgentRequest,
-        RemoveAgentResponse, RemoveHostedNodeRequest, RemoveHostedNodeResponse,
+        control_server::Control, Agent, Availability, CertificateRecord, ClusterInfo,
+        CreateTaskRequest, GetAgentRequest, GetClusterInfoRequest, GetJoinTokenRequest,
+        GetJoinTokenResponse, GetTaskRequest, GetUnlockKeyRequest, GetUnlockKeyResponse,
+        HostedNode, InspectHostedNodeRequest, IssueAppCertificateRequest,
+        IssueAppCertificateResponse, JoinRole, ListAgentsRequest, ListAgentsResponse,
+        ListHostedNodesRequest, ListHostedNodesResponse, ListManagersRequest, ListManagersResponse,
+        ListTasksRequest, ListTasksResponse, Manager, ManagerInfo, MoveHostedNodeRequest,
+        RemoveAgentRequest, RemoveAgentResponse, RemoveHostedNodeRequest, RemoveHostedNodeResponse,
         RemoveManagerRequest, RemoveManagerResponse, RemoveTaskRequest, RemoveTaskResponse, Task,
         UpdateAgentRequest, UpdateClusterSettingsRequest, Version,
     },
@@ -81,11 +81,12 @@ impl Control for ControlService {
                 ))
             })
             .await?;
+        let settings = Some(cluster::effective_settings(&record));
         Ok(Response::new(ClusterInfo {
             cluster_id: record.cluster_id,
             root_ca_digest: ca_digest(&ca_der[0]),
             root_ca: record.ca_cert_pem.into_bytes(),
-            settings: record.settings,
+            settings,
             managers,
             agents,
             hosted_nodes,
@@ -225,6 +226,7 @@ impl Control for ControlService {
             let applied = self.store.state().applied_index();
             let m = self.this_manager.clone();
             return Ok(Response::new(ListManagersResponse {
+                cert_expires_unix: cert_expiries(&self.store, [m.id.as_str()]),
                 managers: vec![ManagerInfo {
                     id: m.id,
                     raft_id: m.raft_id,
@@ -238,7 +240,10 @@ impl Control for ControlService {
             }));
         };
         let managers = crate::store::raft::membership::list(raft).await?;
-        Ok(Response::new(ListManagersResponse { managers }))
+        Ok(Response::new(ListManagersResponse {
+            cert_expires_unix: cert_expiries(&self.store, managers.iter().map(|m| m.id.as_str())),
+            managers,
+        }))
     }
 
     async fn remove_manager(
@@ -263,8 +268,10 @@ impl Control for ControlService {
             .store
             .read_off_thread(|store| store.list::<Agent>(keys::AGENTS))
             .await?;
+        let agents: Vec<Agent> = agents.into_iter().map(|(_, a)| a).collect();
         Ok(Response::new(ListAgentsResponse {
-            agents: agents.into_iter().map(|(_, a)| a).collect(),
+            cert_expires_unix: cert_expiries(&self.store, agents.iter().map(|a| a.id.as_str())),
+            agents,
         }))
     }
 
@@ -421,4 +428,21 @@ impl Control for ControlService {
         node.version = Some(Version { index });
         Ok(Response::new(node))
     }
+}
+
+/// When the current certificate of each of `ids` expires (Unix seconds), from the
+/// CA's records; ids without a readable record are left out.
+fn cert_expiries<'a>(
+    store: &Store,
+    ids: impl IntoIterator<Item = &'a str>,
+) -> std::collections::HashMap<String, i64> {
+    ids.into_iter()
+        .filter_map(|id| {
+            let (_, record) = store
+                .get::<CertificateRecord>(&keys::certificate(id))
+                .ok()??;
+            let (_, not_after) = lnswarm_common::pki::validity_of(&record.cert_pem).ok()?;
+            Some((id.to_string(), not_after))
+        })
+        .collect()
 }

@@ -43,7 +43,7 @@ fn check_key(k: Option<&NodeStateKey>) -> Result<&NodeStateKey, FenceError> {
 }
 
 /// The node's lease, if `epoch` is current: its version, for the write's check.
-pub(super) fn current_lease(store: &Store, node_id: &str, epoch: u64) -> Result<u64, FenceError> {
+pub(crate) fn current_lease(store: &Store, node_id: &str, epoch: u64) -> Result<u64, FenceError> {
     let (version, lease) = store
         .get::<NodeLease>(&keys::node_lease(node_id))?
         .ok_or_else(|| FenceError::NoLease {

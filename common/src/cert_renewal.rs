@@ -1,0 +1,234 @@
+//! Certificates that renew themselves. Every manager, agent and hosted node runs a
+//! [`Renewal`]: at a random moment between 50 % and 80 % of its certificate's
+//! lifetime (so that a fleet issued at once does not renew at once, as SwarmKit
+//! does), it makes a new key, trades a CSR for a certificate through the CA with
+//! the certificate it still holds, writes the pair (atomically, 0600) and swaps it
+//! into its TLS configs. On failure it keeps the old certificate and retries with
+//! backoff until the certificate expires; a holder whose certificate has expired
+//! cannot renew and must join again.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Status};
+use tracing::{info, warn};
+
+use crate::{
+    api::{ca_client::CaClient, IssueNodeCertificateRequest},
+    pki::{new_key_and_csr, subject_of, validity_of, PkiError, Role},
+    tls::{self, ClientTls, LiveIdentity},
+};
+
+/// The part of a certificate's lifetime at which renewal is due, chosen at random
+/// in this range for each certificate.
+pub const RENEW_WINDOW: (f64, f64) = (0.5, 0.8);
+/// Retry delays after a failed renewal: doubling from the first to the second.
+const RETRY: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
+
+/// What a renewal brings back.
+pub struct Renewed {
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// The CA bundle the holder should trust from now on.
+    pub ca_pem: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenewalError {
+    /// The CA said no for a reason that a retry does not change (revoked, fenced,
+    /// expired).
+    #[error("the CA refused to renew: {0}")]
+    Refused(String),
+    /// Worth retrying: no manager answered, no quorum, a timeout.
+    #[error("renewal failed: {0}")]
+    Failed(String),
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+}
+
+impl From<Status> for RenewalError {
+    fn from(s: Status) -> Self {
+        match s.code() {
+            Code::Unauthenticated | Code::PermissionDenied | Code::FailedPrecondition => {
+                RenewalError::Refused(s.message().to_string())
+            }
+            _ => RenewalError::Failed(format!("{}: {}", s.code(), s.message())),
+        }
+    }
+}
+
+/// Why a holder's renewal stopped for good.
+#[derive(Debug, thiserror::Error)]
+pub enum RenewalStopped {
+    #[error("{0}")]
+    Refused(String),
+    #[error("the certificate expired before it could be renewed: the holder must join the cluster again with a join token")]
+    Expired,
+}
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+/// Trades a CSR (PEM) for a certificate.
+pub type RequestFn = Box<dyn Fn(String) -> BoxFuture<Result<Renewed, RenewalError>> + Send + Sync>;
+/// Writes a renewed pair (and CA) where the holder keeps it.
+pub type SaveFn = Box<dyn Fn(&Renewed) -> std::io::Result<()> + Send + Sync>;
+
+pub struct Renewal {
+    pub identity: Arc<LiveIdentity>,
+    pub role: Role,
+    pub request: RequestFn,
+    pub save: SaveFn,
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+/// When a certificate valid from `not_before` to `not_after` (Unix seconds) is
+/// due for renewal, for a point `at` of its lifetime.
+pub fn due_at(not_before: i64, not_after: i64, at: f64) -> f64 {
+    not_before as f64 + (not_after - not_before).max(0) as f64 * at
+}
+
+/// Whether a certificate is inside its renewal window now (past 50 % of its
+/// lifetime): what a holder that runs only now and then (lnswarmctl) asks.
+pub fn in_window(cert_pem: &str) -> Result<bool, PkiError> {
+    let (nb, na) = validity_of(cert_pem)?;
+    Ok(unix_now() >= due_at(nb, na, RENEW_WINDOW.0))
+}
+
+impl Renewal {
+    /// Renews for as long as `stop` is not cancelled. Returns only when it is, or
+    /// when renewal can no longer succeed.
+    pub async fn run(self, stop: CancellationToken) -> Result<(), RenewalStopped> {
+        let id = subject_of(&self.identity.cert_pem())
+            .ok()
+            .and_then(|s| s.common_name)
+            .unwrap_or_default();
+        let mut retry = RETRY.0;
+        loop {
+            let (nb, na) = validity_of(&self.identity.cert_pem())
+                .map_err(|e| RenewalStopped::Refused(e.to_string()))?;
+            let point = rand::thread_rng().gen_range(RENEW_WINDOW.0..RENEW_WINDOW.1);
+            let wait = (due_at(nb, na, point) - unix_now()).max(0.0);
+            tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                () = tokio::time::sleep(Duration::from_secs_f64(wait)) => {}
+            }
+            // Retry until it works or the certificate runs out.
+            loop {
+                match self.renew_now().await {
+                    Ok(not_after) => {
+                        info!(%id, role = %self.role, not_after, "certificate renewed");
+                        retry = RETRY.0;
+                        break;
+                    }
+                    Err(RenewalError::Refused(why)) => return Err(RenewalStopped::Refused(why)),
+                    Err(_) if unix_now() >= na as f64 => return Err(RenewalStopped::Expired),
+                    Err(e) => {
+                        let left = (na as f64 - unix_now()).max(0.0);
+                        let delay = retry.min(Duration::from_secs_f64(left / 4.0 + 0.1));
+                        warn!(%id, error = %e, retry_in_ms = delay.as_millis() as u64, "certificate renewal failed; keeping the current certificate");
+                        tokio::select! {
+                            () = stop.cancelled() => return Ok(()),
+                            () = tokio::time::sleep(delay) => {}
+                        }
+                        retry = (retry * 2).min(RETRY.1);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One renewal: a new key, the CA's certificate for it, written, then used.
+    /// Returns the new certificate's expiry (Unix seconds).
+    pub async fn renew_now(&self) -> Result<i64, RenewalError> {
+        let old = subject_of(&self.identity.cert_pem())?;
+        let fresh = new_key_and_csr(old.common_name.as_deref().unwrap_or(""), Some(self.role))?;
+        let mut renewed = (self.request)(fresh.csr_pem).await?;
+        renewed.key_pem = fresh.key_pem;
+        let new = subject_of(&renewed.cert_pem)?;
+        if new.common_name != old.common_name
+            || new.organizational_units != old.organizational_units
+        {
+            return Err(RenewalError::Refused(format!(
+                "the CA answered with a certificate for {:?}, not {:?}",
+                new.common_name, old.common_name
+            )));
+        }
+        // Checked before anything is written: the pair must match.
+        LiveIdentity::new(&renewed.cert_pem, &renewed.key_pem)
+            .map_err(|e| RenewalError::Failed(e.to_string()))?;
+        (self.save)(&renewed).map_err(|e| RenewalError::Failed(format!("writing it: {e}")))?;
+        self.identity
+            .replace(&renewed.cert_pem, &renewed.key_pem)
+            .map_err(|e| RenewalError::Failed(e.to_string()))?;
+        Ok(validity_of(&renewed.cert_pem)?.1)
+    }
+}
+
+/// Renews through the CA service of the first of `managers` that answers,
+/// presenting the certificate `tls` holds. `lease_epoch` is a hosted node's (the
+/// CA refuses a stale copy); 0 for everyone else.
+pub async fn request_from_managers(
+    managers: &[String],
+    tls: &ClientTls,
+    csr_pem: String,
+    lease_epoch: u64,
+) -> Result<Renewed, RenewalError> {
+    let mut last = RenewalError::Failed("no manager address known".into());
+    for addr in managers {
+        let channel = match tls::connect(addr, tls, Role::Manager).await {
+            Ok(c) => c,
+            Err(e) => {
+                last = RenewalError::Failed(e.to_string());
+                continue;
+            }
+        };
+        let mut req = tonic::Request::new(IssueNodeCertificateRequest {
+            csr: csr_pem.clone().into_bytes(),
+            token: String::new(),
+            addr: String::new(),
+            lease_epoch,
+        });
+        req.set_timeout(Duration::from_secs(10));
+        match CaClient::new(channel).issue_node_certificate(req).await {
+            Ok(answer) => {
+                let answer = answer.into_inner();
+                return Ok(Renewed {
+                    cert_pem: String::from_utf8(answer.certificate)
+                        .map_err(|_| RenewalError::Failed("certificate is not PEM".into()))?,
+                    key_pem: String::new(),
+                    ca_pem: String::from_utf8(answer.root_ca)
+                        .map_err(|_| RenewalError::Failed("CA is not PEM".into()))?,
+                });
+            }
+            Err(status) => match RenewalError::from(status) {
+                refused @ RenewalError::Refused(_) => return Err(refused),
+                other => last = other,
+            },
+        }
+    }
+    Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_is_due_inside_the_window() {
+        assert_eq!(due_at(1000, 2000, 0.5), 1500.0);
+        assert_eq!(due_at(1000, 2000, 0.8), 1800.0);
+        // A certificate that ends before it starts is due at once.
+        assert_eq!(due_at(1000, 900, 0.5), 1000.0);
+    }
+}
