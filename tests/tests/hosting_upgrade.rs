@@ -10,7 +10,7 @@ use lnswarm_common::api::{self, node_client::NodeClient};
 use lnswarm_tests::{
     certs::TestCa,
     hosting::{DuplicateWatch, HostingCluster},
-    lightning::TestNode,
+    lightning::{new_address, TestNode},
     wait,
 };
 use tonic::transport::Channel;
@@ -54,12 +54,7 @@ async fn a_node_on_local_sqlite_moves_into_the_replicated_store_once_with_its_ch
     let mut old = TestNode::start_with_seed("alice", seed, &standalone, &ca, &c.regtest).await;
     let carol = TestNode::start("carol", &standalone, &ca, &c.regtest).await;
     let mut a = old.client().await;
-    let address = a
-        .new_address(api::NewAddressRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .address;
+    let address = new_address(&mut a).await;
     c.regtest.mine(101).await;
     c.regtest.send(&address, 1.0).await;
     c.regtest.mine(6).await;
