@@ -242,6 +242,16 @@ impl TestAgent {
     pub fn credentials(&self) -> Credentials {
         Credentials::load(&self.data_dir.join("credentials")).expect("agent credentials")
     }
+
+    /// What the tasks (hosted nodes) this agent ran wrote to their logs, all
+    /// together.
+    pub fn task_logs(&self) -> String {
+        std::fs::read_dir(self.data_dir.join("tasks"))
+            .expect("the agent's task logs")
+            .flatten()
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect()
+    }
 }
 
 /// A worker certificate for a hand-driven dispatcher client (joins, runs no agent).

@@ -36,6 +36,15 @@ pub struct Owner {
     pub mnemonic: String,
 }
 
+/// An owner's node, registered and scheduled ([`HostingCluster::host`]).
+pub struct Hosted {
+    pub owner: Owner,
+    /// The Node API address Schedule printed.
+    pub uri: String,
+    /// The agent it runs on.
+    pub agent: String,
+}
+
 pub struct HostingCluster<C: Cluster = TestManager> {
     pub dir: PathBuf,
     pub regtest: Regtest,
@@ -218,6 +227,97 @@ impl<C: Cluster> HostingCluster<C> {
         let (status, out, err) = run(cmd);
         assert!(status.success(), "{err}");
         serde_json::from_str(&out).unwrap()
+    }
+
+    /// `lnswarmctl node schedule` as `owner`, which must succeed; returns the Node
+    /// API address it prints.
+    pub fn schedule(&self, owner: &Owner) -> String {
+        let (ok, uri, err) = self.owner_ctl(owner, &["schedule"]);
+        assert!(ok, "schedule {}: {err}", owner.name);
+        uri.trim().to_string()
+    }
+
+    /// The agent `owner`'s node runs on, as the operator sees it.
+    pub fn agent_of(&self, owner: &Owner) -> String {
+        self.inspect(&owner.node_id)["agent_id"]
+            .as_str()
+            .expect("the node's agent")
+            .to_string()
+    }
+
+    /// The first steps of most hosting tests: registers `name`'s node, schedules
+    /// it, and finds the agent it runs on.
+    pub fn host(&self, name: &str) -> Hosted {
+        let owner = self.register(name);
+        let uri = self.schedule(&owner);
+        let agent = self.agent_of(&owner);
+        Hosted { owner, uri, agent }
+    }
+
+    /// Waits until the operator sees `owner`'s node running on an agent that `on`
+    /// accepts, through elections; returns that agent.
+    pub async fn wait_running(
+        &self,
+        owner: &Owner,
+        what: &str,
+        timeout: Duration,
+        on: impl Fn(&str) -> bool,
+    ) -> String {
+        wait::until(what, timeout, || async {
+            let n = self.try_inspect(&owner.node_id)?;
+            let agent = n["agent_id"].as_str()?;
+            (n["state"] == "running" && on(agent)).then(|| agent.to_string())
+        })
+        .await
+    }
+
+    /// The `lnswarm-node` processes running `owner`'s node under this cluster.
+    pub fn node_pids(&self, owner: &Owner) -> Vec<u32> {
+        node_processes(&self.dir)
+            .remove(&owner.node_id)
+            .unwrap_or_default()
+    }
+
+    /// Kills `owner`'s node process (SIGKILL, as a crash) and waits until its agent
+    /// has started another; returns the old and the new pid.
+    pub async fn crash_node(&self, owner: &Owner) -> (u32, u32) {
+        let crashed = self.node_pids(owner)[0];
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(crashed as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let restarted = wait::until(
+            &format!("{}'s node to be restarted", owner.name),
+            Duration::from_secs(60),
+            || async { self.node_pids(owner).into_iter().find(|p| *p != crashed) },
+        )
+        .await;
+        (crashed, restarted)
+    }
+
+    /// Waits until `owner`'s channel `channel_id` is usable (peers reconnect after
+    /// a move or a restart).
+    pub async fn wait_channel_usable(&self, owner: &Owner, channel_id: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            let chans = self.owner_json(owner, &["channels", "--format", "json"]);
+            let usable = chans.as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|ch| ch["channel_id"] == channel_id && ch["is_usable"] == true)
+            });
+            if usable {
+                return;
+            }
+            if std::time::Instant::now() > deadline {
+                let peers = self.owner_ctl(owner, &["peers"]);
+                panic!(
+                    "{}'s channel is not usable after 90 s: {chans}\npeers: {peers:?}",
+                    owner.name
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     pub fn agent_index(&self, agent_id: &str) -> usize {

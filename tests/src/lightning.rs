@@ -8,7 +8,12 @@ use std::{
     time::Duration,
 };
 
-use lnswarm_common::{api::node_client::NodeClient, credentials::Credentials, pki::Role, tls};
+use lnswarm_common::{
+    api::{self, node_client::NodeClient},
+    credentials::Credentials,
+    pki::Role,
+    tls,
+};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha512};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -196,6 +201,56 @@ pub fn seed(label: &str) -> [u8; 64] {
 /// test checks against ldk-node).
 pub fn node_id_of(seed: &[u8; 64]) -> String {
     lnswarm_common::node_keys::node_id(seed).expect("64-byte seed")
+}
+
+/// What the standalone node tests start from: a test CA and a fresh regtest chain
+/// under a temporary directory, for nodes that run outside any cluster.
+pub struct NodeLab {
+    pub ca: TestCa,
+    pub chain: Regtest,
+    /// Dropped last, once the chain is gone.
+    pub dir: tempfile::TempDir,
+}
+
+impl NodeLab {
+    /// A lab whose CA names the cluster `cluster_id`.
+    pub async fn start(cluster_id: &str) -> NodeLab {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new(cluster_id);
+        let chain = Regtest::start(dir.path()).await;
+        NodeLab { ca, chain, dir }
+    }
+
+    /// [`TestNode::start`] in this lab.
+    pub async fn node(&self, name: &str) -> TestNode {
+        TestNode::start(name, self.dir.path(), &self.ca, &self.chain).await
+    }
+}
+
+/// The node's balances.
+pub async fn balances(c: &mut NodeClient<Channel>) -> api::BalancesResponse {
+    c.balances(api::BalancesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// The node's channels.
+pub async fn channels(c: &mut NodeClient<Channel>) -> Vec<api::Channel> {
+    c.list_channels(api::ListChannelsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .channels
+}
+
+/// A new on-chain address of the node's wallet.
+pub async fn new_address(c: &mut NodeClient<Channel>) -> String {
+    c.new_address(api::NewAddressRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .address
 }
 
 /// One `lnswarm-node` process and what a test needs to talk to it.

@@ -5,6 +5,9 @@
 //! and balance, and pays both ways; the agent, back, runs nothing for it; a drain and
 //! an operator's move carry nodes with their channels; a crashed node is restarted.
 //! Throughout, no node id ever runs in two processes.
+//!
+//! Each test starts its own cluster ([`Pair`]). The moves form one scenario in
+//! named phases, as each starts where the one before left the nodes.
 
 use std::time::Duration;
 
@@ -17,43 +20,105 @@ use lnswarm_common::{
     tls,
 };
 use lnswarm_tests::{
-    hosting::{node_processes, DuplicateWatch, HostingCluster, Owner},
+    agents::set_heartbeat,
+    hosting::{DuplicateWatch, Hosted, HostingCluster, Owner},
     process::run,
     wait,
 };
+use tempfile::TempDir;
 use tonic::Code;
 
-async fn scheduler_as(
-    c: &HostingCluster,
-    owner: &Owner,
-) -> SchedulerClient<tonic::transport::Channel> {
-    SchedulerClient::new(c.manager.channel_as(Some(&owner.creds)).await)
+/// Two owners' nodes, alice's and bob's, scheduled on a cluster of two agents with
+/// a 1 s heartbeat (TTL 3 s, so that failover takes seconds), watched throughout
+/// for a node id running in two processes.
+struct Pair {
+    c: HostingCluster,
+    watch: DuplicateWatch,
+    alice: Owner,
+    bob: Owner,
+    alice_uri: String,
+    bob_uri: String,
+    alice_agent: String,
+    bob_agent: String,
+    /// Dropped last, once every process is gone.
+    _tmp: TempDir,
 }
 
-fn node_id_bytes(owner: &Owner) -> Vec<u8> {
-    hex::decode(&owner.node_id).unwrap()
-}
+impl Pair {
+    async fn start() -> Pair {
+        let tmp = tempfile::Builder::new()
+            .disable_cleanup(std::env::var_os("LNSWARM_KEEP_TEST_DIR").is_some())
+            .tempdir()
+            .unwrap();
+        let c = HostingCluster::start(tmp.path(), 2).await;
+        set_heartbeat(&c.manager, 1000, 3).await;
+        let watch = DuplicateWatch::start(tmp.path());
+        let Hosted {
+            owner: alice,
+            uri: alice_uri,
+            agent: alice_agent,
+        } = c.host("alice");
+        let Hosted {
+            owner: bob,
+            uri: bob_uri,
+            agent: bob_agent,
+        } = c.host("bob");
+        Pair {
+            c,
+            watch,
+            alice,
+            bob,
+            alice_uri,
+            bob_uri,
+            alice_agent,
+            bob_agent,
+            _tmp: tmp,
+        }
+    }
 
-/// Waits until `owner`'s channel is usable again (peers reconnect after a move).
-async fn wait_usable(c: &HostingCluster, owner: &Owner, channel_id: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        let chans = c.owner_json(owner, &["channels", "--format", "json"]);
-        let usable = chans.as_array().is_some_and(|a| {
-            a.iter()
-                .any(|ch| ch["channel_id"] == channel_id && ch["is_usable"] == true)
-        });
-        if usable {
-            return;
-        }
-        if std::time::Instant::now() > deadline {
-            let peers = c.owner_ctl(owner, &["peers"]);
-            panic!(
-                "{}'s channel is not usable after 90 s: {chans}\npeers: {peers:?}",
-                owner.name
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    /// [`Pair::start`], then alice, funded on chain, opens a channel to bob and
+    /// pays him 25 000 sat over it (so both ends can pay). Returns the channel.
+    async fn with_channel() -> (Pair, String) {
+        let p = Pair::start().await;
+        let (c, alice, bob) = (&p.c, &p.alice, &p.bob);
+        c.regtest.mine(101).await;
+        let (_, address, _) = c.owner_ctl(alice, &["newaddr"]);
+        c.regtest.send(address.trim(), 1.0).await;
+        c.regtest.mine(6).await;
+        wait::until("alice's funds", Duration::from_secs(60), || async {
+            let b = c.owner_json(alice, &["balances"]);
+            (b["onchain_spendable_sats"].as_u64()? >= 100_000_000).then_some(())
+        })
+        .await;
+        let bob_info = c.owner_json(bob, &["getinfo"]);
+        let bob_port = bob_info["listening_addresses"][0]
+            .as_str()
+            .unwrap()
+            .rsplit_once(':')
+            .unwrap()
+            .1
+            .to_string();
+        let (ok, channel_id, err) = c.owner_ctl(
+            alice,
+            &[
+                "open-channel",
+                &format!("{}@127.0.0.1:{bob_port}", bob.node_id),
+                "500000",
+            ],
+        );
+        assert!(ok, "open-channel: {err}");
+        let channel_id = channel_id.trim().to_string();
+        c.regtest
+            .mine_after_broadcast("the funding transaction", 1, 6)
+            .await;
+        c.wait_channel_usable(alice, &channel_id).await;
+        pay(c, alice, bob, 25_000_000);
+        (p, channel_id)
+    }
+
+    fn assert_no_node_ran_twice(self) {
+        let violations = self.watch.finish();
+        assert!(violations.is_empty(), "a node ran twice: {violations:?}");
     }
 }
 
@@ -69,97 +134,33 @@ fn pay(c: &HostingCluster, from: &Owner, to: &Owner, msat: u64) {
     );
 }
 
-fn addr_of(uri: &str) -> String {
-    uri.trim_start_matches("https://").to_string()
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scheduled_nodes_land_on_different_agents_and_run_their_owners_seeds() {
+    let p = Pair::start().await;
+    assert!(
+        p.alice_uri.starts_with("https://127.0.0.1:"),
+        "prints the Node API address: {}",
+        p.alice_uri
+    );
+    assert_ne!(
+        p.alice_agent, p.bob_agent,
+        "placement spreads nodes across agents"
+    );
+    assert_eq!(p.c.inspect(&p.alice.node_id)["state"], "running");
+    let info = p.c.owner_json(&p.alice, &["getinfo"]);
+    assert_eq!(
+        info["node_id"],
+        p.alice.node_id.as_str(),
+        "the node runs with the owner's seed"
+    );
+    p.assert_no_node_ran_twice();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn nodes_are_hosted_paid_isolated_and_fail_over_with_their_channels() {
-    let tmp = tempfile::Builder::new()
-        .disable_cleanup(std::env::var_os("LNSWARM_KEEP_TEST_DIR").is_some())
-        .tempdir()
-        .unwrap();
-    let c = HostingCluster::start(tmp.path(), 2).await;
-    // A 1 s heartbeat (TTL 3 s), so that failover takes seconds.
-    lnswarm_tests::agents::set_heartbeat(&c.manager, 1000, 3).await;
-    let watch = DuplicateWatch::start(tmp.path());
-
-    // Register and schedule two nodes: they land on different agents.
-    let alice = c.register("alice");
-    let bob = c.register("bob");
-    let (ok, alice_uri, err) = c.owner_ctl(&alice, &["schedule"]);
-    assert!(ok, "schedule alice: {err}");
-    assert!(
-        alice_uri.trim().starts_with("https://127.0.0.1:"),
-        "prints the Node API address: {alice_uri}"
-    );
-    let (ok, bob_uri, err) = c.owner_ctl(&bob, &["schedule"]);
-    assert!(ok, "schedule bob: {err}");
-    let alice_agent = c.inspect(&alice.node_id)["agent_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let bob_agent = c.inspect(&bob.node_id)["agent_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_ne!(
-        alice_agent, bob_agent,
-        "placement spreads nodes across agents"
-    );
-    assert_eq!(c.inspect(&alice.node_id)["state"], "running");
-    let info = c.owner_json(&alice, &["getinfo"]);
-    assert_eq!(
-        info["node_id"],
-        alice.node_id.as_str(),
-        "the node runs with the owner's seed"
-    );
-
-    // Fund alice, open a channel to bob, pay an invoice.
-    c.regtest.mine(101).await;
-    let (_, address, _) = c.owner_ctl(&alice, &["newaddr"]);
-    c.regtest.send(address.trim(), 1.0).await;
-    c.regtest.mine(6).await;
-    wait::until("alice's funds", Duration::from_secs(60), || async {
-        let b = c.owner_json(&alice, &["balances"]);
-        (b["onchain_spendable_sats"].as_u64()? >= 100_000_000).then_some(())
-    })
-    .await;
-    let bob_info = c.owner_json(&bob, &["getinfo"]);
-    let bob_port = bob_info["listening_addresses"][0]
-        .as_str()
-        .unwrap()
-        .rsplit_once(':')
-        .unwrap()
-        .1
-        .to_string();
-    let (ok, channel_id, err) = c.owner_ctl(
-        &alice,
-        &[
-            "open-channel",
-            &format!("{}@127.0.0.1:{bob_port}", bob.node_id),
-            "500000",
-        ],
-    );
-    assert!(ok, "open-channel: {err}");
-    let channel_id = channel_id.trim().to_string();
-    c.regtest
-        .mine_after_broadcast("the funding transaction", 1, 6)
-        .await;
-    wait::until("a usable channel", Duration::from_secs(90), || async {
-        let chans = c.owner_json(&alice, &["channels", "--format", "json"]);
-        chans
-            .as_array()?
-            .iter()
-            .any(|ch| ch["is_usable"] == true)
-            .then_some(())
-    })
-    .await;
-    let (ok, invoice, err) = c.owner_ctl(&bob, &["invoice", "25000000", "--description", "test"]);
-    assert!(ok, "invoice: {err}");
-    let paid = c.owner_json(&alice, &["pay", invoice.trim()]);
-    assert_eq!(paid["status"], "succeeded", "{paid}");
-    let bob_payments = c.owner_json(&bob, &["payments", "--format", "json"]);
+async fn owners_pay_each_other_over_a_channel() {
+    // The payment itself is made and checked by the fixture.
+    let (p, _) = Pair::with_channel().await;
+    let bob_payments = p.c.owner_json(&p.bob, &["payments", "--format", "json"]);
     assert!(
         bob_payments
             .as_array()
@@ -170,27 +171,32 @@ async fn nodes_are_hosted_paid_isolated_and_fail_over_with_their_channels() {
                 && p["amount_msat"] == 25_000_000),
         "bob sees the payment: {bob_payments}"
     );
+    p.assert_no_node_ran_twice();
+}
 
-    // Owner isolation: alice's certificate opens nothing of bob's.
-    let mut as_alice = scheduler_as(&c, &alice).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_owner_reaches_only_its_own_node() {
+    let p = Pair::start().await;
+    let bob_id = hex::decode(&p.bob.node_id).unwrap();
+    let mut as_alice = SchedulerClient::new(p.c.manager.channel_as(Some(&p.alice.creds)).await);
     let err = as_alice
         .schedule(ScheduleRequest {
-            node_id: node_id_bytes(&bob),
+            node_id: bob_id.clone(),
         })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
     let err = as_alice
         .get_node_info(NodeInfoRequest {
-            node_id: node_id_bytes(&bob),
+            node_id: bob_id,
             wait: false,
         })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
     let to_bob = tls::connect(
-        &addr_of(bob_uri.trim()),
-        &alice.creds.client_tls().unwrap(),
+        p.bob_uri.trim_start_matches("https://"),
+        &p.alice.creds.client_tls().unwrap(),
         Role::Node,
     )
     .await
@@ -200,132 +206,126 @@ async fn nodes_are_hosted_paid_isolated_and_fail_over_with_their_channels() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    p.assert_no_node_ran_twice();
+}
 
-    // kill -9 alice's agent: alice starts on the other agent, with her channel.
-    let before = c.owner_json(&alice, &["balances"]);
-    let a = c.agent_index(&alice_agent);
-    let mut agents = c.agents;
-    agents[a].kill9();
-    let c = HostingCluster { agents, ..c };
-    let moved_to = wait::until(
-        "alice to serve from another agent",
-        Duration::from_secs(90),
-        || async {
-            let n = c.inspect(&alice.node_id);
-            (n["state"] == "running" && n["agent_id"] != alice_agent.as_str())
-                .then(|| n["agent_id"].as_str().unwrap().to_string())
-        },
-    )
-    .await;
-    assert_eq!(moved_to, bob_agent, "the only other agent");
-    let info = c.owner_json(&alice, &["getinfo"]);
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crashed_node_is_restarted_in_place() {
+    // Its channel is not checked here: a node killed within a moment of a payment
+    // can find ldk-node's channel manager on disk older than its channel monitors,
+    // and LDK then force-closes the channel on restart; see the project notes.
+    let p = Pair::start().await;
+    let (crashed, restarted) = p.c.crash_node(&p.alice).await;
+    assert_ne!(restarted, crashed);
+    p.c.schedule(&p.alice);
+    assert_eq!(p.c.agent_of(&p.alice), p.alice_agent, "restarted in place");
+    let info = p.c.owner_json(&p.alice, &["getinfo"]);
+    assert_eq!(info["node_id"], p.alice.node_id.as_str());
+    p.assert_no_node_ran_twice();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_keep_their_channel_through_failover_drain_and_move() {
+    let (mut p, channel_id) = Pair::with_channel().await;
+    let killed = failover_to_the_other_agent(&mut p, &channel_id).await;
+    returning_agent_runs_nothing_it_lost(&mut p, killed).await;
+    drain_moves_both_ends(&p, &channel_id).await;
+    operator_moves_alice_back(&p, &channel_id).await;
+    p.assert_no_node_ran_twice();
+}
+
+/// kill -9 alice's agent: alice serves from bob's agent (the only other one) as
+/// the same node, with her channel usable and its balance unchanged, and pays both
+/// ways. Returns the killed agent's index.
+async fn failover_to_the_other_agent(p: &mut Pair, channel_id: &str) -> usize {
+    let before = p.c.owner_json(&p.alice, &["balances"]);
+    let a = p.c.agent_index(&p.alice_agent);
+    p.c.agents[a].kill9();
+    let (c, alice, bob) = (&p.c, &p.alice, &p.bob);
+    let moved_to = c
+        .wait_running(
+            alice,
+            "alice to serve from another agent",
+            Duration::from_secs(90),
+            |agent| agent != p.alice_agent,
+        )
+        .await;
+    assert_eq!(moved_to, p.bob_agent, "the only other agent");
+    let info = c.owner_json(alice, &["getinfo"]);
     assert_eq!(info["node_id"], alice.node_id.as_str(), "the same node");
-    wait_usable(&c, &alice, &channel_id).await;
-    let after = c.owner_json(&alice, &["balances"]);
+    c.wait_channel_usable(alice, channel_id).await;
+    let after = c.owner_json(alice, &["balances"]);
     assert_eq!(
         after["lightning_sats"], before["lightning_sats"],
         "channel balance unchanged: {before} -> {after}"
     );
-    pay(&c, &alice, &bob, 1_000_000);
-    pay(&c, &bob, &alice, 2_000_000);
+    pay(c, alice, bob, 1_000_000);
+    pay(c, bob, alice, 2_000_000);
+    a
+}
 
-    // The agent returns: it runs nothing it no longer owns.
-    let mut agents = c.agents;
-    agents[a].start();
-    let c = HostingCluster { agents, ..c };
-    c.wait_agents_ready().await;
+/// The killed agent (index `a`) returns: it runs nothing it no longer owns, and
+/// alice stays where she failed over to.
+async fn returning_agent_runs_nothing_it_lost(p: &mut Pair, a: usize) {
+    p.c.agents[a].start();
+    p.c.wait_agents_ready().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let on_a = c.agents[a].data_dir.join("tasks");
+    let on_a = p.c.agents[a].data_dir.join("tasks");
     assert_eq!(
-        node_processes(tmp.path())[&alice.node_id].len(),
+        p.c.node_pids(&p.alice).len(),
         1,
         "one alice ({})",
         on_a.display()
     );
-    assert_eq!(c.inspect(&alice.node_id)["agent_id"], bob_agent.as_str());
+    assert_eq!(p.c.agent_of(&p.alice), p.bob_agent);
+}
 
-    // Drain bob's agent: both nodes stop cleanly there and start on the other,
-    // channel intact.
+/// Draining bob's agent, where both nodes now run: both stop cleanly there and
+/// start on the other, and their channel is usable again: each end finds where the
+/// other went through the cluster (NodeState.PeerAddresses), without the owners'
+/// help.
+async fn drain_moves_both_ends(p: &Pair, channel_id: &str) {
+    let c = &p.c;
     let mut drain = c.manager.ctl();
-    drain.args(["agent", "update", &bob_agent, "--availability", "drain"]);
+    drain.args(["agent", "update", &p.bob_agent, "--availability", "drain"]);
     let (status, out, err) = run(drain);
     assert!(status.success(), "drain: {out}{err}");
-    for owner in [&alice, &bob] {
-        wait::until(
+    for owner in [&p.alice, &p.bob] {
+        c.wait_running(
+            owner,
             "the node to move off the draining agent",
             Duration::from_secs(90),
-            || async {
-                let n = c.inspect(&owner.node_id);
-                (n["state"] == "running" && n["agent_id"] == alice_agent.as_str()).then_some(())
-            },
+            |agent| agent == p.alice_agent,
         )
         .await;
     }
-    let bob_log = std::fs::read_dir(c.agents[c.agent_index(&bob_agent)].data_dir.join("tasks"))
-        .unwrap()
-        .flatten()
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect::<String>();
+    let bob_log = c.agents[c.agent_index(&p.bob_agent)].task_logs();
     assert!(
         bob_log.contains("node stopped"),
         "stopped cleanly before the move"
     );
-    // Both ends moved, to new addresses: each finds where the other went through
-    // the cluster (NodeState.PeerAddresses), without the owners' help.
-    wait_usable(&c, &alice, &channel_id).await;
-    pay(&c, &alice, &bob, 1_000_000);
+    c.wait_channel_usable(&p.alice, channel_id).await;
+    pay(c, &p.alice, &p.bob, 1_000_000);
+}
 
-    // An operator moves alice back by hand.
+/// Bob's agent active again, an operator moves alice back to it by hand: she runs
+/// there, with her channel.
+async fn operator_moves_alice_back(p: &Pair, channel_id: &str) {
+    let c = &p.c;
     let mut active = c.manager.ctl();
-    active.args(["agent", "update", &bob_agent, "--availability", "active"]);
+    active.args(["agent", "update", &p.bob_agent, "--availability", "active"]);
     assert!(run(active).0.success());
     let mut mv = c.manager.ctl();
-    mv.args(["node", "move", &alice.node_id, "--to", &bob_agent]);
+    mv.args(["node", "move", &p.alice.node_id, "--to", &p.bob_agent]);
     let (status, out, err) = run(mv);
     assert!(status.success(), "node move: {out}{err}");
-    wait::until(
+    c.wait_running(
+        &p.alice,
         "alice to run on the named agent",
         Duration::from_secs(90),
-        || async {
-            let n = c.inspect(&alice.node_id);
-            (n["state"] == "running" && n["agent_id"] == bob_agent.as_str()).then_some(())
-        },
+        |agent| agent == p.bob_agent,
     )
     .await;
-    wait_usable(&c, &alice, &channel_id).await;
-    pay(&c, &bob, &alice, 1_000_000);
-    let alice_agent = bob_agent.clone();
-
-    // A crashed node is restarted on the same agent. (Its channel is not checked
-    // here: a node killed within a moment of a payment can find ldk-node's channel
-    // manager on disk older than its channel monitors, and LDK then force-closes the
-    // channel on restart; see the project notes.)
-    let crashed = node_processes(tmp.path())[&alice.node_id][0];
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(crashed as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    let restarted = wait::until(
-        "alice's node to be restarted",
-        Duration::from_secs(60),
-        || async {
-            let pids = node_processes(tmp.path()).get(&alice.node_id).cloned()?;
-            pids.into_iter().find(|p| *p != crashed)
-        },
-    )
-    .await;
-    assert_ne!(restarted, crashed);
-    let (ok, _, err) = c.owner_ctl(&alice, &["schedule"]);
-    assert!(ok, "schedule after a crash: {err}");
-    assert_eq!(
-        c.inspect(&alice.node_id)["agent_id"],
-        alice_agent.as_str(),
-        "restarted in place"
-    );
-    let info = c.owner_json(&alice, &["getinfo"]);
-    assert_eq!(info["node_id"], alice.node_id.as_str());
-
-    let violations = watch.finish();
-    assert!(violations.is_empty(), "a node ran twice: {violations:?}");
+    c.wait_channel_usable(&p.alice, channel_id).await;
+    pay(c, &p.bob, &p.alice, 1_000_000);
 }

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use lnswarm_tests::{
     agents::set_heartbeat,
-    hosting::{node_processes, DuplicateWatch, HostingCluster},
-    wait,
+    hosting::{DuplicateWatch, Hosted, HostingCluster},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -19,13 +18,11 @@ async fn a_leader_kill_during_a_failover_ends_with_one_copy() {
     set_heartbeat(&c.manager, 1000, 3).await;
     let watch = DuplicateWatch::start(tmp.path());
 
-    let alice = c.register("alice");
-    let (ok, _, err) = c.owner_ctl(&alice, &["schedule"]);
-    assert!(ok, "schedule: {err}");
-    let first = c.inspect(&alice.node_id)["agent_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let Hosted {
+        owner: alice,
+        agent: first,
+        ..
+    } = c.host("alice");
     let i = c.agent_index(&first);
 
     c.agents[i].kill9();
@@ -34,18 +31,16 @@ async fn a_leader_kill_during_a_failover_ends_with_one_copy() {
     let leader = c.manager.leader().await;
     c.manager.kill9(leader);
 
-    wait::until(
+    c.wait_running(
+        &alice,
         "alice to serve from the other agent",
         Duration::from_secs(120),
-        || async {
-            let n = c.try_inspect(&alice.node_id)?;
-            (n["state"] == "running" && n["agent_id"] != first.as_str()).then_some(())
-        },
+        |agent| agent != first,
     )
     .await;
     let info = c.owner_json(&alice, &["getinfo"]);
     assert_eq!(info["node_id"], alice.node_id.as_str());
-    assert_eq!(node_processes(tmp.path())[&alice.node_id].len(), 1);
+    assert_eq!(c.node_pids(&alice).len(), 1);
     c.manager.restart(leader, &[]);
 
     let violations = watch.finish();

@@ -18,7 +18,7 @@ use lnswarm_common::{
 };
 use lnswarm_tests::{
     agents::set_heartbeat,
-    hosting::{node_processes, DuplicateWatch, HostingCluster},
+    hosting::{DuplicateWatch, Hosted, HostingCluster},
     wait, Cluster,
 };
 use tonic::Code;
@@ -60,14 +60,12 @@ async fn a_frozen_agents_node_stops_itself_and_its_stale_writes_are_refused() {
     set_heartbeat(&c.manager, 1000, 3).await;
     let watch = DuplicateWatch::start(tmp.path());
 
-    let alice = c.register("alice");
-    let (ok, _, err) = c.owner_ctl(&alice, &["schedule"]);
-    assert!(ok, "schedule: {err}");
-    let first = c.inspect(&alice.node_id)["agent_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let old_pid = node_processes(tmp.path())[&alice.node_id][0];
+    let Hosted {
+        owner: alice,
+        agent: first,
+        ..
+    } = c.host("alice");
+    let old_pid = c.node_pids(&alice)[0];
     let i = c.agent_index(&first);
 
     // Freeze alice's agent: her process stops itself, then she starts elsewhere.
@@ -79,28 +77,20 @@ async fn a_frozen_agents_node_stops_itself_and_its_stale_writes_are_refused() {
     )
     .await;
     assert!(
-        node_processes(tmp.path())
-            .get(&alice.node_id)
-            .is_none_or(|p| p.is_empty()),
+        c.node_pids(&alice).is_empty(),
         "nothing else ran alice while the old copy was alive"
     );
-    wait::until(
+    c.wait_running(
+        &alice,
         "alice to serve from the other agent",
         Duration::from_secs(90),
-        || async {
-            let n = c.inspect(&alice.node_id);
-            (n["state"] == "running" && n["agent_id"] != first.as_str()).then_some(())
-        },
+        |agent| agent != first,
     )
     .await;
     let info = c.owner_json(&alice, &["getinfo"]);
     assert_eq!(info["node_id"], alice.node_id.as_str());
-    let new_pid = node_processes(tmp.path())[&alice.node_id][0];
-    let old_log: String = std::fs::read_dir(c.agents[i].data_dir.join("tasks"))
-        .unwrap()
-        .flatten()
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect();
+    let new_pid = c.node_pids(&alice)[0];
+    let old_log = c.agents[i].task_logs();
     assert!(
         old_log.contains("lease ran out"),
         "the old copy says why it stopped"
@@ -111,7 +101,7 @@ async fn a_frozen_agents_node_stops_itself_and_its_stale_writes_are_refused() {
     c.wait_agents_ready().await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
-        node_processes(tmp.path())[&alice.node_id],
+        c.node_pids(&alice),
         vec![new_pid],
         "only the replacement runs"
     );

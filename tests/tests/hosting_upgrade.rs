@@ -9,8 +9,8 @@ use std::{path::Path, time::Duration};
 use lnswarm_common::api::{self, node_client::NodeClient};
 use lnswarm_tests::{
     certs::TestCa,
-    hosting::{node_processes, DuplicateWatch, HostingCluster},
-    lightning::TestNode,
+    hosting::{DuplicateWatch, HostingCluster},
+    lightning::{new_address, TestNode},
     wait,
 };
 use tonic::transport::Channel;
@@ -54,12 +54,7 @@ async fn a_node_on_local_sqlite_moves_into_the_replicated_store_once_with_its_ch
     let mut old = TestNode::start_with_seed("alice", seed, &standalone, &ca, &c.regtest).await;
     let carol = TestNode::start("carol", &standalone, &ca, &c.regtest).await;
     let mut a = old.client().await;
-    let address = a
-        .new_address(api::NewAddressRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .address;
+    let address = new_address(&mut a).await;
     c.regtest.mine(101).await;
     c.regtest.send(&address, 1.0).await;
     c.regtest.mine(6).await;
@@ -103,8 +98,7 @@ async fn a_node_on_local_sqlite_moves_into_the_replicated_store_once_with_its_ch
     assert_eq!(alice.node_id, old.node_id);
     let node_dir = c.agents[0].data_dir.join("nodes").join(&alice.node_id);
     copy_dir(&old.storage_dir, &node_dir.join("ldk"));
-    let (ok, _, err) = c.owner_ctl(&alice, &["schedule"]);
-    assert!(ok, "schedule: {err}");
+    c.schedule(&alice);
 
     let info = c.owner_json(&alice, &["getinfo"]);
     assert_eq!(info["node_id"], alice.node_id.as_str());
@@ -130,32 +124,9 @@ async fn a_node_on_local_sqlite_moves_into_the_replicated_store_once_with_its_ch
     assert_eq!(after["lightning_sats"], before.lightning_sats);
 
     // A crash brings it back from the replicated store (the local copy is gone).
-    let pid = node_processes(tmp.path())[&alice.node_id][0];
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    wait::until("alice to be restarted", Duration::from_secs(60), || async {
-        let pids = node_processes(tmp.path()).get(&alice.node_id).cloned()?;
-        pids.into_iter().find(|p| *p != pid)
-    })
-    .await;
-    let (ok, _, err) = c.owner_ctl(&alice, &["schedule"]);
-    assert!(ok, "schedule after the crash: {err}");
-    wait::until(
-        "the channel, usable again",
-        Duration::from_secs(90),
-        || async {
-            let chans = c.owner_json(&alice, &["channels", "--format", "json"]);
-            chans
-                .as_array()?
-                .iter()
-                .any(|ch| ch["channel_id"] == channel_id.as_str() && ch["is_usable"] == true)
-                .then_some(())
-        },
-    )
-    .await;
+    c.crash_node(&alice).await;
+    c.schedule(&alice);
+    c.wait_channel_usable(&alice, &channel_id).await;
     let mut cc = carol.client().await;
     let invoice = cc
         .create_invoice(api::CreateInvoiceRequest {

@@ -3,31 +3,14 @@
 
 use std::time::Duration;
 
-use lnswarm_common::api::{self, node_client::NodeClient};
+use lnswarm_common::api;
 use lnswarm_tests::{
-    certs::TestCa,
-    lightning::{Regtest, TestNode},
+    lightning::{balances, channels, new_address, NodeLab, Regtest},
     wait,
 };
 use serde_json::json;
-use tonic::transport::Channel;
 
 const PATIENCE: Duration = Duration::from_secs(240);
-
-async fn balances(c: &mut NodeClient<Channel>) -> api::BalancesResponse {
-    c.balances(api::BalancesRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-async fn channels(c: &mut NodeClient<Channel>) -> Vec<api::Channel> {
-    c.list_channels(api::ListChannelsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .channels
-}
 
 /// A chain that keeps moving: one block about every half second, confirming
 /// whatever the nodes broadcast and letting claims reach the confirmations LDK waits
@@ -39,26 +22,15 @@ async fn keep_mining(chain: &Regtest) {
 
 #[tokio::test]
 async fn force_close_returns_both_sides_funds_on_chain() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = TestCa::new("cluster-force-close");
-    let chain = Regtest::start(dir.path()).await;
+    let lab = NodeLab::start("cluster-force-close").await;
+    let chain = &lab.chain;
     chain.mine(101).await;
-    let a = TestNode::start("frank", dir.path(), &ca, &chain).await;
-    let b = TestNode::start("grace", dir.path(), &ca, &chain).await;
+    let a = lab.node("frank").await;
+    let b = lab.node("grace").await;
     let (mut ca_, mut cb) = (a.client().await, b.client().await);
 
-    let addr_a = ca_
-        .new_address(api::NewAddressRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .address;
-    let addr_b = cb
-        .new_address(api::NewAddressRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .address;
+    let addr_a = new_address(&mut ca_).await;
+    let addr_b = new_address(&mut cb).await;
     chain.send(&addr_a, 1.0).await;
     chain.send(&addr_b, 0.1).await;
     chain.mine(1).await;

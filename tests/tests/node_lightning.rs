@@ -5,56 +5,28 @@
 
 use std::time::Duration;
 
-use lnswarm_common::api::{self, node_client::NodeClient, node_event};
+use lnswarm_common::api::{self, node_event};
 use lnswarm_tests::{
-    certs::TestCa,
-    lightning::{Regtest, TestNode},
+    lightning::{balances, channels, new_address, NodeLab},
     wait,
 };
-use tonic::transport::Channel;
 
 const MINUTE: Duration = Duration::from_secs(60);
-
-async fn balances(c: &mut NodeClient<Channel>) -> api::BalancesResponse {
-    c.balances(api::BalancesRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-async fn channels(c: &mut NodeClient<Channel>) -> Vec<api::Channel> {
-    c.list_channels(api::ListChannelsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .channels
-}
 
 /// Waits until the mempool holds a transaction, then mines `blocks`.
 #[tokio::test]
 async fn two_nodes_open_a_channel_pay_restart_and_close() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = TestCa::new("cluster-lightning");
-    let chain = Regtest::start(dir.path()).await;
+    let lab = NodeLab::start("cluster-lightning").await;
+    let chain = &lab.chain;
     chain.mine(101).await;
-    let mut a = TestNode::start("alice", dir.path(), &ca, &chain).await;
-    let b = TestNode::start("bob", dir.path(), &ca, &chain).await;
+    let mut a = lab.node("alice").await;
+    let b = lab.node("bob").await;
     let mut ca_ = a.client().await;
     let mut cb = b.client().await;
 
     // Fund both wallets (B needs a little for the anchor-channel reserve).
-    let addr_a = ca_
-        .new_address(api::NewAddressRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .address;
-    let addr_b = cb
-        .new_address(api::NewAddressRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .address;
+    let addr_a = new_address(&mut ca_).await;
+    let addr_b = new_address(&mut cb).await;
     chain.send(&addr_a, 1.0).await;
     chain.send(&addr_b, 0.1).await;
     chain.mine(1).await;

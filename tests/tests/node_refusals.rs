@@ -7,18 +7,17 @@ use std::time::Duration;
 use lnswarm_common::{api, pki::Role};
 use lnswarm_tests::{
     certs::TestCa,
-    lightning::{node_id_of, seed, Regtest, TestNode},
+    lightning::{node_id_of, seed, NodeLab},
     process::Proc,
 };
 use tonic::Code;
 
 #[tokio::test]
 async fn node_api_admits_only_the_owner_of_this_node() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = TestCa::new("cluster-refusals");
-    let chain = Regtest::start(dir.path()).await;
-    chain.mine(1).await;
-    let node = TestNode::start("alice", dir.path(), &ca, &chain).await;
+    let lab = NodeLab::start("cluster-refusals").await;
+    let ca = &lab.ca;
+    lab.chain.mine(1).await;
+    let node = lab.node("alice").await;
 
     // The owner gets in.
     let info = node
@@ -86,11 +85,9 @@ async fn node_api_admits_only_the_owner_of_this_node() {
 
 #[tokio::test]
 async fn bad_input_gets_a_clear_error_and_the_node_keeps_running() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = TestCa::new("cluster-bad-input");
-    let chain = Regtest::start(dir.path()).await;
-    chain.mine(1).await;
-    let mut node = TestNode::start("carol", dir.path(), &ca, &chain).await;
+    let lab = NodeLab::start("cluster-bad-input").await;
+    lab.chain.mine(1).await;
+    let mut node = lab.node("carol").await;
     let mut c = node.client().await;
     let stranger = node_id_of(&seed("stranger"));
 
@@ -257,16 +254,14 @@ async fn bad_input_gets_a_clear_error_and_the_node_keeps_running() {
 
 #[tokio::test]
 async fn a_node_refuses_to_start_with_a_seed_that_is_not_its_own() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = TestCa::new("cluster-wrong-seed");
-    let chain = Regtest::start(dir.path()).await;
-    let node = TestNode::start("dave", dir.path(), &ca, &chain).await;
-    let mut node = node;
+    let lab = NodeLab::start("cluster-wrong-seed").await;
+    let dir = lab.dir.path();
+    let mut node = lab.node("dave").await;
     assert!(node.stop());
 
     // Erin's seed offered for Dave's node.
     let cmd = node.command(&node.node_id);
-    let mut p = Proc::spawn_with_stdin("wrong-seed", cmd, dir.path(), &seed("erin"));
+    let mut p = Proc::spawn_with_stdin("wrong-seed", cmd, dir, &seed("erin"));
     let status = lnswarm_tests::wait::until("the node to exit", Duration::from_secs(30), || {
         let s = p.try_exit();
         async move { s }
@@ -278,12 +273,7 @@ async fn a_node_refuses_to_start_with_a_seed_that_is_not_its_own() {
     assert!(log.contains(&node.node_id), "{log}");
 
     // A seed cut short.
-    let mut p = Proc::spawn_with_stdin(
-        "short-seed",
-        node.command(&node.node_id),
-        dir.path(),
-        &[7u8; 20],
-    );
+    let mut p = Proc::spawn_with_stdin("short-seed", node.command(&node.node_id), dir, &[7u8; 20]);
     let status = lnswarm_tests::wait::until("the node to exit", Duration::from_secs(30), || {
         let s = p.try_exit();
         async move { s }

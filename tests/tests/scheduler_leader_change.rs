@@ -9,7 +9,7 @@ use std::{process::Command, time::Duration};
 
 use lnswarm_tests::{
     bin_path,
-    hosting::{DuplicateWatch, HostingCluster},
+    hosting::{DuplicateWatch, Hosted, HostingCluster},
     process::run,
     Cluster,
 };
@@ -20,9 +20,9 @@ async fn owners_ride_through_leader_changes() {
     let mut c = HostingCluster::start_quorum(dir.path(), 3, 2).await;
     let watch = DuplicateWatch::start(dir.path());
 
-    let alice = c.register("alice");
-    let (ok, uri, err) = c.owner_ctl(&alice, &["schedule"]);
-    assert!(ok, "schedule alice: {err}");
+    let Hosted {
+        owner: alice, uri, ..
+    } = c.host("alice");
 
     // Kill the leader: alice serves on, and says so at once.
     let leader = c.manager.leader().await;
@@ -32,10 +32,9 @@ async fn owners_ride_through_leader_changes() {
         let (ok, info, err) = c.owner_ctl(&alice, &["info"]);
         assert!(ok, "node info right after the kill: {err}");
         assert!(!err.contains("not READY"), "{err}");
-        assert!(info.contains(uri.trim()), "{info}");
-        let (ok, again, err) = c.owner_ctl(&alice, &["schedule"]);
-        assert!(ok, "schedule right after the kill: {err}");
-        assert_eq!(again.trim(), uri.trim(), "the same node, not restarted");
+        assert!(info.contains(&uri), "{info}");
+        let again = c.schedule(&alice);
+        assert_eq!(again, uri, "the same node, not restarted");
     }
     c.manager.restart(leader, &[]);
 

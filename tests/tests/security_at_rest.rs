@@ -64,9 +64,7 @@ async fn data_dirs_are_private_and_hold_no_secret_in_the_clear() {
     let dir = tempfile::tempdir().unwrap();
     let test_ca = TestCa::new("cluster-at-rest");
     let c = HostingCluster::start_with_ca(dir.path(), 1, Some(&test_ca)).await;
-    let alice = c.register("alice");
-    let (ok, _, err) = c.owner_ctl(&alice, &["schedule"]);
-    assert!(ok, "schedule: {err}");
+    let alice = c.host("alice").owner;
     let seed = node_keys::seed_from_mnemonic(&alice.mnemonic).unwrap();
     assert_eq!(node_keys::node_id(&seed).unwrap(), alice.node_id);
 

@@ -19,6 +19,7 @@ use lnswarm_common::api::{
     AssignmentsType, Secret, Task, Version,
 };
 use prost::Message;
+use tracing::debug;
 
 use super::config::DispatcherConfig;
 use crate::store::{keys, secrets, StateMachine, Store, StoreError};
@@ -302,6 +303,90 @@ impl AgentAssignments {
             last = last.max(set.index);
         }
         Ok(Some((last, keyed)))
+    }
+}
+
+/// Where one Assignments stream stands, so that a stream is a loop of "send what
+/// [`Feed::next`] returns, wait for a change": the agent's set as sent, and the
+/// store index read up to with the `results_in` of the last message sent (none
+/// before the first message).
+pub struct Feed {
+    set: AgentAssignments,
+    at: Option<(u64, String)>,
+}
+
+impl Feed {
+    pub fn new(agent_id: &str) -> Self {
+        Feed {
+            set: AgentAssignments::new(agent_id),
+            at: None,
+        }
+    }
+
+    /// A stream's first messages: from `since` (the `results_in` the agent last
+    /// applied) when the change log reaches back that far, at least one so that
+    /// the agent learns where it stands; else the complete set.
+    pub fn start(
+        &mut self,
+        store: &Store,
+        since: Option<u64>,
+        config: &DispatcherConfig,
+    ) -> Result<Vec<AssignmentsMessage>, StoreError> {
+        if let Some(since) = since {
+            self.set.resume(store, since)?;
+            match self
+                .set
+                .incremental(store, since, &since.to_string(), config)?
+            {
+                Some((mut messages, upto)) => {
+                    if messages.is_empty() {
+                        messages.push(AssignmentsMessage {
+                            r#type: AssignmentsType::Incremental as i32,
+                            applies_to: since.to_string(),
+                            results_in: upto.to_string(),
+                            changes: vec![],
+                        });
+                    }
+                    let last = messages
+                        .last()
+                        .map(|m| m.results_in.clone())
+                        .unwrap_or_default();
+                    debug!(since, upto, "resuming with an incremental update");
+                    self.at = Some((upto, last));
+                    return Ok(messages);
+                }
+                None => debug!(since, "cannot resume from there; sending the complete set"),
+            }
+        }
+        self.complete(store)
+    }
+
+    /// The messages since the last ones (none when nothing changed for the
+    /// agent), or the complete set when the change log no longer reaches back or
+    /// nothing was sent yet.
+    pub fn next(
+        &mut self,
+        store: &Store,
+        config: &DispatcherConfig,
+    ) -> Result<Vec<AssignmentsMessage>, StoreError> {
+        let Some((cursor, last_sent)) = self.at.take() else {
+            return self.complete(store);
+        };
+        match self.set.incremental(store, cursor, &last_sent, config)? {
+            Some((messages, upto)) => {
+                let last = messages.last().map_or(last_sent, |m| m.results_in.clone());
+                self.at = Some((upto, last));
+                Ok(messages)
+            }
+            None => self.complete(store),
+        }
+    }
+
+    fn complete(&mut self, store: &Store) -> Result<Vec<AssignmentsMessage>, StoreError> {
+        let (message, index) = self.set.complete(store)?;
+        debug!(index, items = message.changes.len(), "complete set sent");
+        self.at = Some((index, message.results_in.clone()));
+        Ok(vec![message])
     }
 }
 

@@ -13,7 +13,7 @@ use lnswarm_common::api::{
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use super::{
-    assignments::{parse_version, AgentAssignments},
+    assignments::{parse_version, Feed},
     config::DispatcherConfig,
 };
 use crate::store::{at_rest::DataKey, keys, secrets, Store, TxnBuilder};
@@ -220,36 +220,31 @@ async fn the_agent_always_ends_up_with_its_complete_set() {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut sim = SimAgent::default();
         let mut n = 0;
-        let mut dispatcher = AgentAssignments::new(AGENT);
-        // (store index read up to, results_in last sent) of this dispatcher's stream.
-        let mut at: Option<(u64, String)> = None;
+        // The stream's state, as the Assignments handler keeps it.
+        let mut feed = Feed::new(AGENT);
+        // Whether this feed has sent anything: from then on the change log must
+        // reach back, so no COMPLETE set is needed again.
+        let mut streaming = false;
         for step in 0..120 {
             match rng.gen_range(0..10) {
                 0..=4 => random_change(&store, &mut rng, &mut n).await,
                 5 => {
                     // A leader change: a new dispatcher, and the agent resumes.
-                    dispatcher = AgentAssignments::new(AGENT);
-                    at = None;
+                    feed = Feed::new(AGENT);
+                    streaming = false;
                     if let Some(since) = sim.results_in {
-                        // As the Assignments handler resumes.
-                        dispatcher.resume(&store, since).unwrap();
-                        let (mut messages, upto) = dispatcher
-                            .incremental(&store, since, &since.to_string(), &config)
-                            .unwrap()
-                            .expect("the change log reaches back");
-                        if messages.is_empty() {
-                            messages.push(AssignmentsMessage {
-                                r#type: AssignmentsType::Incremental as i32,
-                                applies_to: since.to_string(),
-                                results_in: upto.to_string(),
-                                changes: vec![],
-                            });
-                        }
-                        let last = messages.last().unwrap().results_in.clone();
+                        let messages = feed.start(&store, Some(since), &config).unwrap();
+                        assert!(!messages.is_empty(), "a resume tells the agent where it is");
+                        assert!(
+                            messages
+                                .iter()
+                                .all(|m| m.r#type == AssignmentsType::Incremental as i32),
+                            "seed {seed}, step {step}: the change log reaches back"
+                        );
                         for m in messages {
                             sim.apply(m);
                         }
-                        at = Some((upto, last));
+                        streaming = true;
                         assert_eq!(
                             held(&sim),
                             expected(&store),
@@ -259,25 +254,19 @@ async fn the_agent_always_ends_up_with_its_complete_set() {
                 }
                 _ => {
                     // A delivery on the current stream.
-                    match at.take() {
-                        None => {
-                            let (m, index) = dispatcher.complete(&store).unwrap();
-                            sim.apply(m);
-                            at = Some((index, index.to_string()));
-                        }
-                        Some((cursor, last)) => {
-                            let (messages, upto) = dispatcher
-                                .incremental(&store, cursor, &last, &config)
-                                .unwrap()
-                                .expect("the change log reaches back");
-                            let mut last = last;
-                            for m in messages {
-                                last = m.results_in.clone();
-                                sim.apply(m);
-                            }
-                            at = Some((upto, last));
-                        }
+                    let messages = feed.next(&store, &config).unwrap();
+                    if streaming {
+                        assert!(
+                            messages
+                                .iter()
+                                .all(|m| m.r#type == AssignmentsType::Incremental as i32),
+                            "seed {seed}, step {step}: the change log reaches back"
+                        );
                     }
+                    for m in messages {
+                        sim.apply(m);
+                    }
+                    streaming = true;
                     assert_eq!(
                         held(&sim),
                         expected(&store),

@@ -8,15 +8,19 @@
 //! - [`assignments`]: COMPLETE and INCREMENTAL messages from the store's change log.
 //! - [`leader`]: starts and stops the dispatcher as leadership comes and goes, and
 //!   runs the heartbeat expiry timer.
-//! - [`service`]: the gRPC handlers.
+//! - [`service`]: the gRPC handlers; [`session_stream`] and [`assignments_stream`]
+//!   feed the two streams an agent holds, through what [`streams`] defines.
 
 pub mod assignments;
 #[cfg(test)]
 mod assignments_model;
+mod assignments_stream;
 pub mod config;
 mod leader;
 mod service;
+mod session_stream;
 pub mod sessions;
+mod streams;
 mod writer;
 
 pub use config::{DispatcherConfig, HeartbeatTiming};

@@ -2,12 +2,8 @@
 //! CN; a session id only proves which of that agent's sessions a call belongs to, so a
 //! worker can never act on another agent's session, assignments or tasks.
 
-use std::{
-    pin::Pin,
-    sync::{atomic::AtomicBool, Arc, RwLock},
-};
+use std::sync::{atomic::AtomicBool, Arc, RwLock};
 
-use futures::Stream;
 use lnswarm_common::{
     api::{
         dispatcher_server, Agent, AgentDescription, AgentState, AgentStatus, AssignmentsMessage,
@@ -18,15 +14,16 @@ use lnswarm_common::{
     authz::caller,
     ids::now_unix_ms,
 };
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{info, info_span, warn, Instrument};
 
 use super::{
-    assignments::{parse_version, AgentAssignments},
+    assignments::{parse_version, Feed},
+    assignments_stream::AssignmentsHandler,
     config::{DispatcherConfig, HeartbeatTiming},
-    sessions::{peer_addr, EndSignal, Sessions},
+    session_stream::SessionHandler,
+    sessions::{peer_addr, Sessions},
+    streams::{agent_changes, boxed_channel, unboxed, BoxStream},
     writer::Writer,
 };
 use crate::store::{keys, Attempt, Store, StoreError, TxnBuilder};
@@ -53,22 +50,6 @@ pub(super) struct Shared {
 #[derive(Clone)]
 pub struct Dispatcher {
     shared: Arc<Shared>,
-}
-
-type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
-
-/// Messages queued for a session's or an assignments stream, boxed: a tokio channel
-/// allocates room for 32 items up front, and unboxed a `SessionMessage` made that
-/// 9 KiB per connected agent.
-type BoxedSender<T> = mpsc::Sender<Result<Box<T>, Status>>;
-
-fn boxed_channel<T>() -> (BoxedSender<T>, mpsc::Receiver<Result<Box<T>, Status>>) {
-    mpsc::channel(4)
-}
-
-fn unboxed<T: Send + 'static>(rx: mpsc::Receiver<Result<Box<T>, Status>>) -> BoxStream<T> {
-    use futures::StreamExt;
-    Box::pin(ReceiverStream::new(rx).map(|item| item.map(|boxed| *boxed)))
 }
 
 impl Dispatcher {
@@ -230,18 +211,6 @@ fn root_ca(store: &Store) -> Result<Vec<u8>, StoreError> {
         .unwrap_or_default())
 }
 
-/// Ends the stream with the session's end reason.
-async fn ended(end: &mut EndSignal) -> Status {
-    loop {
-        if let Some(reason) = end.borrow_and_update().clone() {
-            return reason.status();
-        }
-        if end.changed().await.is_err() {
-            return Status::not_found("session ended");
-        }
-    }
-}
-
 #[tonic::async_trait]
 impl dispatcher_server::Dispatcher for Dispatcher {
     type SessionStream = BoxStream<SessionMessage>;
@@ -292,57 +261,19 @@ impl dispatcher_server::Dispatcher for Dispatcher {
             root_ca: root_ca(&shared.store)?,
         };
         let (tx, rx) = boxed_channel::<SessionMessage>();
-        let store = shared.store.clone();
-        let mut managers_rx = shared.managers.subscribe();
-        managers_rx.borrow_and_update();
-        let mut end = registered.end;
-        let mut wake = store.state().watch().subscribe(&keys::agent_tag(&agent_id));
-        wake.borrow_and_update();
-        tokio::spawn(
-            async move {
-                let mut last = first.clone();
-                if tx.send(Ok(Box::new(first))).await.is_err() {
-                    return;
-                }
-                loop {
-                    tokio::select! {
-                        status = ended(&mut end) => {
-                            debug!(code = ?status.code(), "session ended");
-                            let _ = tx.send(Err(status)).await;
-                            return;
-                        }
-                        _ = tx.closed() => return,
-                        r = wake.changed() => if r.is_err() { return },
-                        r = managers_rx.changed() => if r.is_err() { return },
-                    }
-                    let next = SessionMessage {
-                        session_id: last.session_id.clone(),
-                        agent: match store.get::<Agent>(&keys::agent(&agent_id)) {
-                            Ok(Some((_, a))) => Some(a),
-                            _ => last.agent.clone(),
-                        },
-                        managers: managers_rx.borrow_and_update().clone(),
-                        root_ca: last.root_ca.clone(),
-                    };
-                    let changed = next.managers != last.managers
-                        || next
-                            .agent
-                            .as_ref()
-                            .map(|a| (&a.description, a.availability))
-                            != last
-                                .agent
-                                .as_ref()
-                                .map(|a| (&a.description, a.availability));
-                    if changed {
-                        last = next.clone();
-                        if tx.send(Ok(Box::new(next))).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-            .instrument(span),
-        );
+        let mut managers = shared.managers.subscribe();
+        managers.borrow_and_update();
+        let wake = agent_changes(&shared.store, &agent_id);
+        let handler = SessionHandler {
+            store: shared.store.clone(),
+            agent_id,
+            tx,
+            last: first,
+            end: registered.end,
+            wake,
+            managers,
+        };
+        tokio::spawn(handler.run().instrument(span));
         Ok(Response::new(unboxed(rx)))
     }
 
@@ -433,112 +364,27 @@ impl dispatcher_server::Dispatcher for Dispatcher {
         self.ensure_active()?;
         let agent_id = agent_id(&req)?;
         let req = req.into_inner();
-        let mut end = self.shared.sessions.check(&agent_id, &req.session_id)?;
+        let end = self.shared.sessions.check(&agent_id, &req.session_id)?;
         let since = match req.last_results_in.as_str() {
             "" => None,
             s => Some(parse_version(s).ok_or_else(|| {
                 Status::invalid_argument("last_results_in must be a results_in value")
             })?),
         };
-        let shared = self.shared.clone();
-        let store = shared.store.clone();
-        let mut wake = store.state().watch().subscribe(&keys::agent_tag(&agent_id));
-        wake.borrow_and_update();
+        let store = self.shared.store.clone();
+        let wake = agent_changes(&store, &agent_id);
         let span = info_span!("assignments", agent = %agent_id, session = %req.session_id);
         let (tx, rx) = boxed_channel::<AssignmentsMessage>();
-        tokio::spawn(
-            async move {
-                let mut set = AgentAssignments::new(&agent_id);
-                let config = &shared.config;
-                // (store index read up to, results_in of the last message sent)
-                let mut at: Option<(u64, String)> = None;
-                if let Some(since) = since {
-                    let resumed = set
-                        .resume(&store, since)
-                        .and_then(|_| set.incremental(&store, since, &since.to_string(), config));
-                    match resumed {
-                        Ok(Some((mut messages, upto))) => {
-                            if messages.is_empty() {
-                                messages.push(AssignmentsMessage {
-                                    r#type: lnswarm_common::api::AssignmentsType::Incremental
-                                        as i32,
-                                    applies_to: since.to_string(),
-                                    results_in: upto.to_string(),
-                                    changes: vec![],
-                                });
-                            }
-                            let last = messages
-                                .last()
-                                .map(|m| m.results_in.clone())
-                                .unwrap_or_default();
-                            debug!(since, upto, "resuming with an incremental update");
-                            for m in messages {
-                                if tx.send(Ok(Box::new(m))).await.is_err() {
-                                    return;
-                                }
-                            }
-                            at = Some((upto, last));
-                        }
-                        Ok(None) => {
-                            debug!(since, "cannot resume from there; sending the complete set")
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(e.into())).await;
-                            return;
-                        }
-                    }
-                }
-                loop {
-                    let (cursor, last_sent) = match at.take() {
-                        Some(a) => a,
-                        None => match set.complete(&store) {
-                            Ok((message, index)) => {
-                                debug!(index, items = message.changes.len(), "complete set sent");
-                                let results_in = message.results_in.clone();
-                                if tx.send(Ok(Box::new(message))).await.is_err() {
-                                    return;
-                                }
-                                (index, results_in)
-                            }
-                            Err(e) => {
-                                let _ = tx.send(Err(e.into())).await;
-                                return;
-                            }
-                        },
-                    };
-                    tokio::select! {
-                        status = ended(&mut end) => {
-                            let _ = tx.send(Err(status)).await;
-                            return;
-                        }
-                        _ = tx.closed() => return,
-                        r = wake.changed() => if r.is_err() { return },
-                    }
-                    // Let a burst of changes land, then send them together.
-                    tokio::time::sleep(config.assignments_quiet).await;
-                    wake.borrow_and_update();
-                    match set.incremental(&store, cursor, &last_sent, config) {
-                        Ok(Some((messages, upto))) => {
-                            let mut last = last_sent;
-                            for m in messages {
-                                last = m.results_in.clone();
-                                if tx.send(Ok(Box::new(m))).await.is_err() {
-                                    return;
-                                }
-                            }
-                            at = Some((upto, last));
-                        }
-                        // The change log no longer reaches back: start over.
-                        Ok(None) => at = None,
-                        Err(e) => {
-                            let _ = tx.send(Err(e.into())).await;
-                            return;
-                        }
-                    }
-                }
-            }
-            .instrument(span),
-        );
+        let handler = AssignmentsHandler {
+            store,
+            config: self.shared.config.clone(),
+            feed: Feed::new(&agent_id),
+            since,
+            tx,
+            end,
+            wake,
+        };
+        tokio::spawn(handler.run().instrument(span));
         Ok(Response::new(unboxed(rx)))
     }
 }

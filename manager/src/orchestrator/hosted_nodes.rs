@@ -11,6 +11,10 @@
 //! - on a draining agent, or when an operator moves the node, its task is stopped
 //!   cleanly first, and the node starts elsewhere once it has stopped;
 //! - a task that failed is replaced after a backoff.
+//!
+//! Each node is judged first ([`judge`]: a [`Verdict`] from the node, its tasks,
+//! their agents and the clocks, with no store access), then the verdict is applied
+//! as one transaction ([`apply`]).
 
 use std::{
     collections::HashMap,
@@ -72,6 +76,19 @@ pub fn failover_margin(ttl: Duration) -> Duration {
     Duration::from_millis(500) + ttl / 20
 }
 
+/// What this leader knows of the lease of the nodes on a task's agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lease {
+    /// The agent is READY or UNKNOWN: it renews its nodes' leases.
+    Renewed,
+    /// The agent is DOWN or DISCONNECTED: the lease has certainly run out once this
+    /// long has passed.
+    Expiring(Duration),
+    /// The agent left the cluster, or the lease has certainly run out: the task is
+    /// gone, and the node may start elsewhere.
+    Expired,
+}
+
 /// When this leader first saw each agent DOWN or DISCONNECTED, on its own monotonic
 /// clock: a new leader starts counting afresh, so wall clocks never enter into it.
 #[derive(Default)]
@@ -80,17 +97,17 @@ pub struct Lost {
 }
 
 impl Lost {
-    /// Whether the lease of every node on `agent` has run out for certain.
+    /// Where the lease of every node on `agent` stands at `now`.
     /// A DOWN agent was written so a TTL after its last heartbeat, so the margin
     /// suffices; a DISCONNECTED one left at once and gets the TTL too.
-    fn lease_gone(&mut self, agent: &Agent, ttl: Duration, now: Instant) -> Result<(), Duration> {
+    fn lease(&mut self, agent: &Agent, ttl: Duration, now: Instant) -> Lease {
         let state = agent_state(agent);
         let wait = match state {
             AgentState::Down => failover_margin(ttl),
             AgentState::Disconnected => ttl + failover_margin(ttl),
             _ => {
                 self.seen.remove(&agent.id);
-                return Err(Duration::MAX);
+                return Lease::Renewed;
             }
         };
         let entry = self.seen.entry(agent.id.clone()).or_insert((state, now));
@@ -99,9 +116,9 @@ impl Lost {
         }
         let waited = now.saturating_duration_since(entry.1);
         if waited >= wait {
-            Ok(())
+            Lease::Expired
         } else {
-            Err(wait - waited)
+            Lease::Expiring(wait - waited)
         }
     }
 }
@@ -125,17 +142,16 @@ pub async fn reconcile(store: &Store, lost: &mut Lost) -> Result<(), ReconcileEr
             by_node.entry(t.node_id.as_str()).or_default().push(t);
         }
     }
-    let mut agents = Agents {
-        all: &agent_list,
-        by_id: agent_list.iter().map(|a| (a.id.as_str(), a)).collect(),
-        load: Load::of(&tasks),
-        lost,
-        ttl,
-        now: Instant::now(),
-    };
+    let mut agents = Agents::new(&agent_list, &tasks, ttl);
+    let now = Instant::now();
     for (version, node) in nodes {
         let node_tasks = by_node.remove(node.node_id.as_str()).unwrap_or_default();
-        reconcile_node(store, version, node, &node_tasks, &mut agents).await?;
+        let now_ms = now_unix_ms();
+        let plan = judge(&node, &node_tasks, &agents, lost, now, now_ms);
+        if let Some(txn) = apply(store, version, &node, plan, &mut agents, now_ms)? {
+            // A failed check (someone changed the node meanwhile) is retried next pass.
+            store.propose(txn.build()).await?;
+        }
     }
     Ok(())
 }
@@ -146,18 +162,25 @@ struct Agents<'a> {
     by_id: HashMap<&'a str, &'a Agent>,
     /// Live tasks per agent, including those this pass started.
     load: Load,
-    lost: &'a mut Lost,
     ttl: Duration,
-    now: Instant,
 }
 
-impl Agents<'_> {
-    /// Whether `t` is gone for good: its agent left the cluster, or is DOWN and the
-    /// lease of its nodes has run out. `Err` holds how long until it will be.
-    fn task_gone(&mut self, t: &Task) -> Result<(), Duration> {
+impl<'a> Agents<'a> {
+    fn new(all: &'a [Agent], tasks: &[Task], ttl: Duration) -> Self {
+        Agents {
+            all,
+            by_id: all.iter().map(|a| (a.id.as_str(), a)).collect(),
+            load: Load::of(tasks),
+            ttl,
+        }
+    }
+
+    /// Where the lease of `t`'s node stands: gone with its agent if that left the
+    /// cluster, else as [`Lost::lease`] says.
+    fn lease(&self, t: &Task, lost: &mut Lost, now: Instant) -> Lease {
         match self.by_id.get(t.agent_id.as_str()) {
-            None => Ok(()),
-            Some(a) => self.lost.lease_gone(a, self.ttl, self.now),
+            None => Lease::Expired,
+            Some(a) => lost.lease(a, self.ttl, now),
         }
     }
 
@@ -191,126 +214,142 @@ fn task_state(t: &Task) -> i32 {
     t.status.as_ref().map(|s| s.state).unwrap_or_default()
 }
 
-async fn reconcile_node(
-    store: &Store,
-    version: u64,
-    node: HostedNode,
-    node_tasks: &[&Task],
-    agents: &mut Agents<'_>,
-) -> Result<(), ReconcileError> {
-    if node.state == HostedNodeState::Exported as i32 {
-        return Ok(());
-    }
-    let key = keys::hosted_node(&node.node_id);
-    let mut next = node.clone();
-    let mut txn = TxnBuilder::new().require_version(&key, version);
-    let mut changed_tasks = false;
-    let now = now_unix_ms();
-    let agent = agents.by_id.get(node.agent_id.as_str()).copied();
+/// What a pass decides for one node from its record, its tasks and their agents,
+/// before anything is written; [`apply`] turns it into the node's next record and
+/// task changes.
+#[derive(Debug, PartialEq)]
+enum Verdict<'t> {
+    /// The node was exported: this cluster leaves it (and its tasks) alone.
+    Exported,
+    /// The owner does not want it running: stop its live tasks.
+    Stop { live: Vec<&'t Task> },
+    /// Its agent is draining, or an operator moves it: stop its live tasks here
+    /// first; it starts elsewhere once they have stopped (never two copies, and no
+    /// write is cut off mid-flight).
+    Move { live: Vec<&'t Task>, draining: bool },
+    /// It serves from `task`.
+    Running { task: &'t Task },
+    /// `task` is RUNNING with no endpoint: states never go back, so a process
+    /// restarting after a crash stays RUNNING until it serves again.
+    Restarting { task: &'t Task },
+    /// A live task has not started yet, on an agent that holds its tasks.
+    Starting,
+    /// Its agent is not answering; `task` is its RUNNING task, if any; it fails over
+    /// in `failover_in` when its agent's lease is running out.
+    Unavailable {
+        task: Option<&'t Task>,
+        failover_in: Option<Duration>,
+    },
+    /// No live task and no agent can take it, but some agents are UNKNOWN (a new
+    /// leader): wait for them rather than give up on it.
+    WaitForAgents { why: String },
+    /// No live task and no agent can take it.
+    NoAgent { why: String },
+    /// Its last task failed: start again after a backoff.
+    Backoff,
+    /// Backing off after a failure; a later pass starts it.
+    BackingOff,
+    /// Start a task on `agent`.
+    Start { agent: String },
+    /// Its agent's lease ran out (see [`Plan::lost`]): start a task on `agent`,
+    /// another one.
+    FailOver { agent: String },
+}
 
-    // Tasks on an agent whose lease has run out are gone: forget them (an agent
-    // that comes back is sent a set without them, and stops what it left behind).
-    let mut live: Vec<&Task> = Vec::new();
-    let mut failover_in: Option<Duration> = None;
-    let mut failed_over = false;
-    for t in node_tasks.iter().copied().filter(|t| is_live(t)) {
-        match agents.task_gone(t) {
-            Ok(()) => {
-                info!(node = %node.node_id, task = %t.id, agent = %t.agent_id, "the node's agent is gone and its lease has run out; moving the node");
-                txn = txn.delete_tagged(keys::task(&t.id), [keys::agent_tag(&t.agent_id)]);
-                changed_tasks = true;
-                failed_over = true;
-            }
-            Err(wait) => {
-                if wait != Duration::MAX {
-                    failover_in = Some(wait);
-                }
-                live.push(t);
-            }
-        }
+/// A [`Verdict`] with the task clean-up that goes with it.
+#[derive(Debug, PartialEq)]
+struct Plan<'t> {
+    /// Live tasks on agents whose lease has run out: forgotten (an agent that comes
+    /// back is sent a set without them, and stops what it left behind).
+    lost: Vec<&'t Task>,
+    verdict: Verdict<'t>,
+    /// Finished tasks that are not the node's latest, or were stopped on purpose:
+    /// forgotten.
+    finished: Vec<&'t Task>,
+}
+
+/// The plan for `node` at `now` (this leader's clock, for leases) and `now_ms` (the
+/// wall clock, for restart backoff). `lost` remembers when agents were first seen
+/// silent; nothing else changes.
+fn judge<'t>(
+    node: &HostedNode,
+    node_tasks: &[&'t Task],
+    agents: &Agents<'_>,
+    lost: &mut Lost,
+    now: Instant,
+    now_ms: i64,
+) -> Plan<'t> {
+    if node.state == HostedNodeState::Exported as i32 {
+        return Plan {
+            lost: vec![],
+            verdict: Verdict::Exported,
+            finished: vec![],
+        };
     }
+    let leases: Vec<(&Task, Lease)> = node_tasks
+        .iter()
+        .copied()
+        .filter(|t| is_live(t))
+        .map(|t| (t, agents.lease(t, lost, now)))
+        .collect();
+    decide(node, node_tasks, &leases, agents, now_ms)
+}
+
+/// [`judge`] once the lease of each live task is known: a pure function.
+fn decide<'t>(
+    node: &HostedNode,
+    node_tasks: &[&'t Task],
+    leases: &[(&'t Task, Lease)],
+    agents: &Agents<'_>,
+    now_ms: i64,
+) -> Plan<'t> {
+    let lost: Vec<&Task> = leases
+        .iter()
+        .filter(|(_, l)| *l == Lease::Expired)
+        .map(|(t, _)| *t)
+        .collect();
+    let live: Vec<&Task> = leases
+        .iter()
+        .filter(|(_, l)| *l != Lease::Expired)
+        .map(|(t, _)| *t)
+        .collect();
+    // With several live tasks on silent agents, the last one's wait is reported.
+    let failover_in = leases.iter().rev().find_map(|(_, l)| match l {
+        Lease::Expiring(wait) => Some(*wait),
+        _ => None,
+    });
+    let failed_over = !lost.is_empty();
+    let agent = agents.by_id.get(node.agent_id.as_str()).copied();
     let draining = agent.is_some_and(|a| a.availability == Availability::Drain as i32);
     let leaving = draining || !node.move_to.is_empty();
+    let agent_up = agent.is_some_and(holds_its_tasks);
 
-    if !node.desired_running {
-        // Stop everything the owner does not want running.
-        txn = stop_tasks(txn, &live, &mut changed_tasks);
-        next.grpc_uri.clear();
-        next.lightning_addr.clear();
-        next.move_to.clear();
-        next.state = HostedNodeState::Stopped as i32;
-        next.message = if live.is_empty() {
-            "stopped"
-        } else {
-            "stopping"
-        }
-        .into();
-        if node.state == HostedNodeState::Registered as i32 && live.is_empty() {
-            next.state = HostedNodeState::Registered as i32;
-            next.message.clear();
-        }
+    let verdict = if !node.desired_running {
+        Verdict::Stop { live }
     } else if leaving && !live.is_empty() {
-        // A drain or a move: stop cleanly here first; it starts elsewhere once the
-        // task has stopped (never two copies, and no write is cut off mid-flight).
-        txn = stop_tasks(txn, &live, &mut changed_tasks);
-        next.grpc_uri.clear();
-        next.lightning_addr.clear();
-        next.state = HostedNodeState::Scheduled as i32;
-        next.message = if draining {
-            format!("moving: agent {} is draining", node.agent_id)
-        } else {
-            format!("moving off agent {}", node.agent_id)
-        };
-    } else if let Some(t) = live
+        Verdict::Move { live, draining }
+    } else if let Some(&task) = live
         .iter()
         .find(|t| task_state(t) == TaskState::Running as i32)
     {
-        let agent_up = agent.is_some_and(holds_its_tasks);
-        let endpoint = t
-            .status
-            .as_ref()
-            .map(|s| s.endpoint.clone())
-            .unwrap_or_default();
-        if agent_up && endpoint.is_empty() {
-            // States never go back, so a process restarting after a crash stays
-            // RUNNING with no endpoint until it serves again.
-            next.state = HostedNodeState::Scheduled as i32;
-            next.grpc_uri.clear();
-            next.lightning_addr.clear();
-            next.message = format!(
-                "restarting on agent {}: {}",
-                node.agent_id,
-                t.status.as_ref().map(|s| s.message.as_str()).unwrap_or("")
-            );
-        } else if agent_up {
-            next.state = HostedNodeState::Running as i32;
-            next.grpc_uri = endpoint;
-            next.lightning_addr = t
-                .status
-                .as_ref()
-                .map(|s| s.lightning_addr.clone())
-                .unwrap_or_default();
-            next.message.clear();
-            next.restarts = 0;
-            next.next_start_unix_ms = 0;
-        } else {
-            next.state = HostedNodeState::Unavailable as i32;
-            next.grpc_uri.clear();
-            next.lightning_addr.clear();
-            next.message = unavailable_message(&node.agent_id, failover_in);
+        let no_endpoint = task.status.as_ref().is_none_or(|s| s.endpoint.is_empty());
+        match (agent_up, no_endpoint) {
+            (true, true) => Verdict::Restarting { task },
+            (true, false) => Verdict::Running { task },
+            (false, _) => Verdict::Unavailable {
+                task: Some(task),
+                failover_in,
+            },
         }
-        next.task_id = t.id.clone();
     } else if !live.is_empty() {
         // Starting, or stuck on an agent that stopped answering.
-        let agent_up = agent.is_some_and(holds_its_tasks);
-        next.grpc_uri.clear();
-        next.lightning_addr.clear();
         if agent_up {
-            next.state = HostedNodeState::Scheduled as i32;
-            next.message = format!("starting on agent {}", node.agent_id);
+            Verdict::Starting
         } else {
-            next.state = HostedNodeState::Unavailable as i32;
-            next.message = unavailable_message(&node.agent_id, failover_in);
+            Verdict::Unavailable {
+                task: None,
+                failover_in,
+            }
         }
     } else {
         // No live task: start one.
@@ -324,93 +363,212 @@ async fn reconcile_node(
                     task_state(t) >= TaskState::Failed as i32
                         || (task_state(t) == TaskState::Complete as i32 && !leaving)
                 });
+        match target {
+            // Agents are UNKNOWN until they find a new leader.
+            Err(why) if agents.all.iter().any(may_return) => Verdict::WaitForAgents { why },
+            Err(why) => Verdict::NoAgent { why },
+            Ok(_) if previous_failed && node.next_start_unix_ms == 0 => Verdict::Backoff,
+            Ok(_) if now_ms < node.next_start_unix_ms => Verdict::BackingOff,
+            Ok(agent) if failed_over => Verdict::FailOver { agent },
+            Ok(agent) => Verdict::Start { agent },
+        }
+    };
+
+    let newest = node_tasks.iter().map(|t| t.created_unix_ms).max();
+    let finished = node_tasks
+        .iter()
+        .copied()
+        .filter(|t| !is_live(t))
+        .filter(|t| {
+            Some(t.created_unix_ms) != newest || t.desired_state == TaskState::Shutdown as i32
+        })
+        .collect();
+    Plan {
+        lost,
+        verdict,
+        finished,
+    }
+}
+
+/// The transaction that carries out `plan` for `node` (read at `version`), or
+/// `None` when nothing changes. A start places the task in `agents`' load, so the
+/// pass's later nodes spread out.
+fn apply(
+    store: &Store,
+    version: u64,
+    node: &HostedNode,
+    plan: Plan<'_>,
+    agents: &mut Agents<'_>,
+    now: i64,
+) -> Result<Option<TxnBuilder>, ReconcileError> {
+    if plan.verdict == Verdict::Exported {
+        return Ok(None);
+    }
+    let key = keys::hosted_node(&node.node_id);
+    let mut next = node.clone();
+    let mut txn = TxnBuilder::new().require_version(&key, version);
+    let mut changed_tasks = false;
+    for t in &plan.lost {
+        info!(node = %node.node_id, task = %t.id, agent = %t.agent_id, "the node's agent is gone and its lease has run out; moving the node");
+        txn = txn.delete_tagged(keys::task(&t.id), [keys::agent_tag(&t.agent_id)]);
+        changed_tasks = true;
+    }
+    // Only a running node has an address.
+    if !matches!(plan.verdict, Verdict::Running { .. }) {
         next.grpc_uri.clear();
         next.lightning_addr.clear();
-        match target {
-            // Agents are UNKNOWN until they find a new leader: wait for them rather
-            // than give up on a node that has somewhere to go in a moment.
-            Err(why) if agents.all.iter().any(may_return) => {
-                next.state = HostedNodeState::Scheduled as i32;
-                next.message = format!("waiting for agents to report to the new leader ({why})");
-            }
-            Err(why) => {
-                next.state = HostedNodeState::Unavailable as i32;
-                next.message = format!("no agent can run it now: {why}");
-            }
-            Ok(_) if previous_failed && node.next_start_unix_ms == 0 => {
-                next.restarts = node.restarts + 1;
-                next.next_start_unix_ms = now + restart_backoff_ms(node.restarts);
-                next.state = HostedNodeState::Scheduled as i32;
-                next.message = format!("restarting after a failure (attempt {})", next.restarts);
-            }
-            Ok(_) if now < node.next_start_unix_ms => {
-                // Backing off; a later pass starts it.
-            }
-            Ok(agent_id) => {
-                let host = agents
-                    .by_id
-                    .get(agent_id.as_str())
-                    .and_then(|a| a.description.as_ref())
-                    .map(|d| d.advertised_address.clone());
-                let lease_key = keys::node_lease(&node.node_id);
-                let previous = store.get::<NodeLease>(&lease_key)?;
-                let epoch = previous.as_ref().map_or(0, |(_, l)| l.epoch) + 1;
-                let (task, secret_ops) = new_task(store, &node, &agent_id, host, epoch)?;
-                agents.load.add(&agent_id);
-                for secret in secret_ops {
-                    txn = secrets::put(store, txn, &secret, [keys::agent_tag(&agent_id)])?;
+    }
+    match plan.verdict {
+        Verdict::Exported => unreachable!("returned above"),
+        Verdict::Stop { live } => {
+            txn = stop_tasks(txn, &live, &mut changed_tasks);
+            next.move_to.clear();
+            if node.state == HostedNodeState::Registered as i32 && live.is_empty() {
+                // Never scheduled: it stays as registered.
+                next.state = HostedNodeState::Registered as i32;
+                next.message.clear();
+            } else {
+                next.state = HostedNodeState::Stopped as i32;
+                next.message = if live.is_empty() {
+                    "stopped"
+                } else {
+                    "stopping"
                 }
-                // The epoch moves in the transaction that creates the task.
-                txn = match &previous {
-                    Some((v, _)) => txn.require_version(&lease_key, *v),
-                    None => txn.require_absent(&lease_key),
-                }
-                .put(
-                    &lease_key,
-                    &NodeLease {
-                        node_id: node.node_id.clone(),
-                        epoch,
-                        task_id: task.id.clone(),
-                        agent_id: agent_id.clone(),
-                        granted_unix_ms: now,
-                    },
-                );
-                txn = txn.require_absent(keys::task(&task.id)).put_tagged(
-                    keys::task(&task.id),
-                    &task,
-                    [keys::agent_tag(&agent_id)],
-                );
-                changed_tasks = true;
-                info!(node = %node.node_id, agent = %agent_id, task = %task.id, epoch, "starting hosted node");
-                next.agent_id = agent_id.clone();
-                next.task_id = task.id;
-                next.next_start_unix_ms = 0;
-                next.move_to.clear();
-                next.state = HostedNodeState::Scheduled as i32;
-                next.message = format!("starting on agent {agent_id}");
+                .into();
             }
+        }
+        Verdict::Move { live, draining } => {
+            txn = stop_tasks(txn, &live, &mut changed_tasks);
+            next.state = HostedNodeState::Scheduled as i32;
+            next.message = if draining {
+                format!("moving: agent {} is draining", node.agent_id)
+            } else {
+                format!("moving off agent {}", node.agent_id)
+            };
+        }
+        Verdict::Running { task } => {
+            let status = task.status.clone().unwrap_or_default();
+            next.state = HostedNodeState::Running as i32;
+            next.grpc_uri = status.endpoint;
+            next.lightning_addr = status.lightning_addr;
+            next.message.clear();
+            next.restarts = 0;
+            next.next_start_unix_ms = 0;
+            next.task_id = task.id.clone();
+        }
+        Verdict::Restarting { task } => {
+            next.state = HostedNodeState::Scheduled as i32;
+            next.message = format!(
+                "restarting on agent {}: {}",
+                node.agent_id,
+                task.status
+                    .as_ref()
+                    .map(|s| s.message.as_str())
+                    .unwrap_or("")
+            );
+            next.task_id = task.id.clone();
+        }
+        Verdict::Starting => {
+            next.state = HostedNodeState::Scheduled as i32;
+            next.message = format!("starting on agent {}", node.agent_id);
+        }
+        Verdict::Unavailable { task, failover_in } => {
+            next.state = HostedNodeState::Unavailable as i32;
+            next.message = unavailable_message(&node.agent_id, failover_in);
+            if let Some(t) = task {
+                next.task_id = t.id.clone();
+            }
+        }
+        Verdict::WaitForAgents { why } => {
+            next.state = HostedNodeState::Scheduled as i32;
+            next.message = format!("waiting for agents to report to the new leader ({why})");
+        }
+        Verdict::NoAgent { why } => {
+            next.state = HostedNodeState::Unavailable as i32;
+            next.message = format!("no agent can run it now: {why}");
+        }
+        Verdict::Backoff => {
+            next.restarts = node.restarts + 1;
+            next.next_start_unix_ms = now + restart_backoff_ms(node.restarts);
+            next.state = HostedNodeState::Scheduled as i32;
+            next.message = format!("restarting after a failure (attempt {})", next.restarts);
+        }
+        Verdict::BackingOff => {}
+        Verdict::Start { agent } | Verdict::FailOver { agent } => {
+            let task_id;
+            (txn, task_id) = start_task(store, txn, node, &agent, agents, now)?;
+            changed_tasks = true;
+            next.agent_id = agent.clone();
+            next.task_id = task_id;
+            next.next_start_unix_ms = 0;
+            next.move_to.clear();
+            next.state = HostedNodeState::Scheduled as i32;
+            next.message = format!("starting on agent {agent}");
         }
     }
-
-    // Forget finished tasks that are no longer the node's latest.
-    let newest = node_tasks.iter().map(|t| t.created_unix_ms).max();
-    for t in node_tasks.iter().filter(|t| !is_live(t)) {
-        if Some(t.created_unix_ms) != newest || t.desired_state == TaskState::Shutdown as i32 {
-            txn = txn.delete_tagged(keys::task(&t.id), [keys::agent_tag(&t.agent_id)]);
-            changed_tasks = true;
-        }
+    for t in &plan.finished {
+        txn = txn.delete_tagged(keys::task(&t.id), [keys::agent_tag(&t.agent_id)]);
+        changed_tasks = true;
     }
 
     if next.state != node.state {
         next.since_unix_ms = now;
     }
-    if next == node && !changed_tasks {
-        return Ok(());
+    if next == *node && !changed_tasks {
+        return Ok(None);
     }
-    txn = txn.put_tagged(&key, &next, [keys::node_tag(&node.node_id)]);
-    // A failed check (someone changed the node meanwhile) is retried next pass.
-    store.propose(txn.build()).await?;
-    Ok(())
+    Ok(Some(txn.put_tagged(
+        &key,
+        &next,
+        [keys::node_tag(&node.node_id)],
+    )))
+}
+
+/// Adds a new task for `node` on `agent_id` to `txn`, with its secrets, moving the
+/// node's lease to the next epoch in the same transaction (which requires the lease
+/// unchanged, so two leaders never both start one). Returns the task's id.
+fn start_task(
+    store: &Store,
+    mut txn: TxnBuilder,
+    node: &HostedNode,
+    agent_id: &str,
+    agents: &mut Agents<'_>,
+    now: i64,
+) -> Result<(TxnBuilder, String), ReconcileError> {
+    let host = agents
+        .by_id
+        .get(agent_id)
+        .and_then(|a| a.description.as_ref())
+        .map(|d| d.advertised_address.clone());
+    let lease_key = keys::node_lease(&node.node_id);
+    let previous = store.get::<NodeLease>(&lease_key)?;
+    let epoch = previous.as_ref().map_or(0, |(_, l)| l.epoch) + 1;
+    let (task, secret_ops) = new_task(store, node, agent_id, host, epoch)?;
+    agents.load.add(agent_id);
+    for secret in secret_ops {
+        txn = secrets::put(store, txn, &secret, [keys::agent_tag(agent_id)])?;
+    }
+    txn = match &previous {
+        Some((v, _)) => txn.require_version(&lease_key, *v),
+        None => txn.require_absent(&lease_key),
+    }
+    .put(
+        &lease_key,
+        &NodeLease {
+            node_id: node.node_id.clone(),
+            epoch,
+            task_id: task.id.clone(),
+            agent_id: agent_id.to_string(),
+            granted_unix_ms: now,
+        },
+    );
+    txn = txn.require_absent(keys::task(&task.id)).put_tagged(
+        keys::task(&task.id),
+        &task,
+        [keys::agent_tag(agent_id)],
+    );
+    info!(node = %node.node_id, agent = %agent_id, task = %task.id, epoch, "starting hosted node");
+    Ok((txn, task.id))
 }
 
 /// Asks every task of `live` that should run to shut down.
@@ -482,4 +640,398 @@ fn new_task(
         &node.node_id,
     );
     Ok((task, vec![tls]))
+}
+
+#[cfg(test)]
+mod tests {
+    use lnswarm_common::api::{AgentStatus, TaskStatus};
+
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(3);
+    const MS: Duration = Duration::from_millis(1);
+
+    fn agent(id: &str, state: AgentState) -> Agent {
+        Agent {
+            id: id.into(),
+            status: Some(AgentStatus {
+                state: state as i32,
+                ..Default::default()
+            }),
+            availability: Availability::Active as i32,
+            ..Default::default()
+        }
+    }
+
+    fn task(id: &str, agent_id: &str, state: TaskState, created: i64) -> Task {
+        Task {
+            id: id.into(),
+            agent_id: agent_id.into(),
+            node_id: "n".into(),
+            desired_state: TaskState::Running as i32,
+            status: Some(TaskStatus {
+                state: state as i32,
+                endpoint: "https://127.0.0.1:9735".into(),
+                ..Default::default()
+            }),
+            created_unix_ms: created,
+            ..Default::default()
+        }
+    }
+
+    /// A node the owner wants running, last placed on `agent_id`.
+    fn node(agent_id: &str) -> HostedNode {
+        HostedNode {
+            node_id: "n".into(),
+            agent_id: agent_id.into(),
+            desired_running: true,
+            state: HostedNodeState::Running as i32,
+            ..Default::default()
+        }
+    }
+
+    fn plan<'t>(
+        node: &HostedNode,
+        agents: &[Agent],
+        tasks: &'t [Task],
+        lost: &mut Lost,
+        now: Instant,
+        now_ms: i64,
+    ) -> Plan<'t> {
+        let pass = Agents::new(agents, tasks, TTL);
+        let refs: Vec<&Task> = tasks.iter().collect();
+        judge(node, &refs, &pass, lost, now, now_ms)
+    }
+
+    #[test]
+    fn a_node_on_a_down_agent_fails_over_once_the_margin_has_passed() {
+        let agents = [agent("a", AgentState::Down), agent("b", AgentState::Ready)];
+        let tasks = [task("t", "a", TaskState::Running, 1)];
+        let (mut lost, t0) = (Lost::default(), Instant::now());
+        let margin = failover_margin(TTL);
+
+        let p = plan(&node("a"), &agents, &tasks, &mut lost, t0, 0);
+        assert!(p.lost.is_empty());
+        assert_eq!(
+            p.verdict,
+            Verdict::Unavailable {
+                task: Some(&tasks[0]),
+                failover_in: Some(margin)
+            }
+        );
+        let p = plan(&node("a"), &agents, &tasks, &mut lost, t0 + margin - MS, 0);
+        assert_eq!(
+            p.verdict,
+            Verdict::Unavailable {
+                task: Some(&tasks[0]),
+                failover_in: Some(MS)
+            },
+            "not a moment before the margin"
+        );
+        let p = plan(&node("a"), &agents, &tasks, &mut lost, t0 + margin, 0);
+        assert_eq!(p.lost, vec![&tasks[0]], "the task is forgotten");
+        assert_eq!(p.verdict, Verdict::FailOver { agent: "b".into() });
+    }
+
+    #[test]
+    fn a_disconnected_agent_waits_a_ttl_more_than_a_down_one() {
+        let agents = [
+            agent("a", AgentState::Disconnected),
+            agent("b", AgentState::Ready),
+        ];
+        let tasks = [task("t", "a", TaskState::Running, 1)];
+        let (mut lost, t0) = (Lost::default(), Instant::now());
+        let margin = failover_margin(TTL);
+
+        plan(&node("a"), &agents, &tasks, &mut lost, t0, 0);
+        let p = plan(&node("a"), &agents, &tasks, &mut lost, t0 + margin, 0);
+        assert!(p.lost.is_empty());
+        assert_eq!(
+            p.verdict,
+            Verdict::Unavailable {
+                task: Some(&tasks[0]),
+                failover_in: Some(TTL)
+            }
+        );
+        let p = plan(&node("a"), &agents, &tasks, &mut lost, t0 + TTL + margin, 0);
+        assert_eq!(p.lost, vec![&tasks[0]]);
+        assert_eq!(p.verdict, Verdict::FailOver { agent: "b".into() });
+    }
+
+    #[test]
+    fn unknown_is_not_down_and_the_wait_starts_when_the_agent_is_seen_down() {
+        let mut agents = [
+            agent("a", AgentState::Unknown),
+            agent("b", AgentState::Ready),
+        ];
+        let tasks = [task("t", "a", TaskState::Running, 1)];
+        let (mut lost, t0) = (Lost::default(), Instant::now());
+        let margin = failover_margin(TTL);
+
+        // UNKNOWN after a leader change: still serving, for however long.
+        plan(&node("a"), &agents, &tasks, &mut lost, t0, 0);
+        let later = t0 + Duration::from_secs(3600);
+        let p = plan(&node("a"), &agents, &tasks, &mut lost, later, 0);
+        assert!(p.lost.is_empty());
+        assert_eq!(p.verdict, Verdict::Running { task: &tasks[0] });
+
+        // Once DOWN, the margin counts from then, not from the first pass.
+        agents[0] = agent("a", AgentState::Down);
+        let p = plan(&node("a"), &agents, &tasks, &mut lost, later, 0);
+        assert_eq!(
+            p.verdict,
+            Verdict::Unavailable {
+                task: Some(&tasks[0]),
+                failover_in: Some(margin)
+            }
+        );
+    }
+
+    #[test]
+    fn a_change_from_down_to_disconnected_restarts_the_wait() {
+        let mut agents = [agent("a", AgentState::Down), agent("b", AgentState::Ready)];
+        let tasks = [task("t", "a", TaskState::Running, 1)];
+        let (mut lost, t0) = (Lost::default(), Instant::now());
+        let margin = failover_margin(TTL);
+
+        plan(&node("a"), &agents, &tasks, &mut lost, t0, 0);
+        agents[0] = agent("a", AgentState::Disconnected);
+        let p = plan(&node("a"), &agents, &tasks, &mut lost, t0 + margin, 0);
+        assert!(p.lost.is_empty());
+        assert_eq!(
+            p.verdict,
+            Verdict::Unavailable {
+                task: Some(&tasks[0]),
+                failover_in: Some(TTL + margin)
+            }
+        );
+    }
+
+    #[test]
+    fn a_node_whose_agent_left_the_cluster_fails_over_at_once() {
+        let agents = [agent("b", AgentState::Ready)];
+        let tasks = [task("t", "a", TaskState::Running, 1)];
+        let p = plan(
+            &node("a"),
+            &agents,
+            &tasks,
+            &mut Lost::default(),
+            Instant::now(),
+            0,
+        );
+        assert_eq!(p.lost, vec![&tasks[0]]);
+        assert_eq!(p.verdict, Verdict::FailOver { agent: "b".into() });
+    }
+
+    #[test]
+    fn a_draining_agents_node_is_stopped_there_then_started_elsewhere() {
+        let mut a = agent("a", AgentState::Ready);
+        a.availability = Availability::Drain as i32;
+        let agents = [a, agent("b", AgentState::Ready)];
+        let running = [task("t", "a", TaskState::Running, 1)];
+        let (mut lost, now) = (Lost::default(), Instant::now());
+
+        let p = plan(&node("a"), &agents, &running, &mut lost, now, 0);
+        assert_eq!(
+            p.verdict,
+            Verdict::Move {
+                live: vec![&running[0]],
+                draining: true
+            }
+        );
+
+        // Stopped cleanly (asked to shut down, then complete): start on the other.
+        let mut stopped = running.clone();
+        stopped[0].desired_state = TaskState::Shutdown as i32;
+        stopped[0].status.as_mut().unwrap().state = TaskState::Complete as i32;
+        let p = plan(&node("a"), &agents, &stopped, &mut lost, now, 0);
+        assert_eq!(
+            p.verdict,
+            Verdict::Start { agent: "b".into() },
+            "a completed task on a draining agent is not a failure to back off from"
+        );
+        assert_eq!(
+            p.finished,
+            vec![&stopped[0]],
+            "the stopped task is forgotten"
+        );
+    }
+
+    #[test]
+    fn an_operator_move_stops_the_node_then_starts_it_on_the_named_agent() {
+        let agents = [
+            agent("a", AgentState::Ready),
+            agent("b", AgentState::Ready),
+            agent("c", AgentState::Ready),
+        ];
+        let mut moving = node("a");
+        moving.move_to = "c".into();
+        let running = [task("t", "a", TaskState::Running, 1)];
+        let (mut lost, now) = (Lost::default(), Instant::now());
+
+        let p = plan(&moving, &agents, &running, &mut lost, now, 0);
+        assert_eq!(
+            p.verdict,
+            Verdict::Move {
+                live: vec![&running[0]],
+                draining: false
+            }
+        );
+        let mut stopped = running.clone();
+        stopped[0].status.as_mut().unwrap().state = TaskState::Complete as i32;
+        let p = plan(&moving, &agents, &stopped, &mut lost, now, 0);
+        assert_eq!(
+            p.verdict,
+            Verdict::Start { agent: "c".into() },
+            "not b, which placement would pick"
+        );
+    }
+
+    #[test]
+    fn a_node_the_owner_does_not_want_running_has_its_tasks_stopped() {
+        let agents = [agent("a", AgentState::Ready)];
+        let tasks = [task("t", "a", TaskState::Running, 1)];
+        let mut stopping = node("a");
+        stopping.desired_running = false;
+        let p = plan(
+            &stopping,
+            &agents,
+            &tasks,
+            &mut Lost::default(),
+            Instant::now(),
+            0,
+        );
+        assert_eq!(
+            p.verdict,
+            Verdict::Stop {
+                live: vec![&tasks[0]]
+            }
+        );
+    }
+
+    #[test]
+    fn a_running_task_without_an_endpoint_is_restarting() {
+        let agents = [agent("a", AgentState::Ready)];
+        let mut tasks = [task("t", "a", TaskState::Running, 1)];
+        tasks[0].status.as_mut().unwrap().endpoint.clear();
+        let p = plan(
+            &node("a"),
+            &agents,
+            &tasks,
+            &mut Lost::default(),
+            Instant::now(),
+            0,
+        );
+        assert_eq!(p.verdict, Verdict::Restarting { task: &tasks[0] });
+    }
+
+    #[test]
+    fn a_task_not_yet_running_is_starting_unless_its_agent_is_silent() {
+        let mut agents = [agent("a", AgentState::Ready), agent("b", AgentState::Ready)];
+        let tasks = [task("t", "a", TaskState::Assigned, 1)];
+        let (mut lost, now) = (Lost::default(), Instant::now());
+        let p = plan(&node("a"), &agents, &tasks, &mut lost, now, 0);
+        assert_eq!(p.verdict, Verdict::Starting);
+
+        agents[0] = agent("a", AgentState::Down);
+        let p = plan(&node("a"), &agents, &tasks, &mut lost, now, 0);
+        assert_eq!(
+            p.verdict,
+            Verdict::Unavailable {
+                task: None,
+                failover_in: Some(failover_margin(TTL))
+            }
+        );
+    }
+
+    #[test]
+    fn a_failed_task_is_restarted_in_place_after_a_backoff() {
+        let agents = [agent("a", AgentState::Ready), agent("b", AgentState::Ready)];
+        let tasks = [task("t", "a", TaskState::Failed, 1)];
+        let (mut lost, now) = (Lost::default(), Instant::now());
+        let mut n = node("a");
+
+        let p = plan(&n, &agents, &tasks, &mut lost, now, 10_000);
+        assert_eq!(p.verdict, Verdict::Backoff);
+        assert!(p.finished.is_empty(), "the latest task is kept");
+
+        n.next_start_unix_ms = 10_500;
+        let p = plan(&n, &agents, &tasks, &mut lost, now, 10_499);
+        assert_eq!(p.verdict, Verdict::BackingOff);
+        let p = plan(&n, &agents, &tasks, &mut lost, now, 10_500);
+        assert_eq!(
+            p.verdict,
+            Verdict::Start { agent: "a".into() },
+            "on the agent it ran on"
+        );
+    }
+
+    #[test]
+    fn with_no_agent_to_take_it_a_node_waits_only_for_unknown_agents() {
+        let never_placed = node("");
+        let unknown = [agent("a", AgentState::Unknown)];
+        let p = plan(
+            &never_placed,
+            &unknown,
+            &[],
+            &mut Lost::default(),
+            Instant::now(),
+            0,
+        );
+        assert!(
+            matches!(&p.verdict, Verdict::WaitForAgents { why } if why.contains("agent a")),
+            "{:?}",
+            p.verdict
+        );
+
+        let down = [agent("a", AgentState::Down)];
+        let p = plan(
+            &never_placed,
+            &down,
+            &[],
+            &mut Lost::default(),
+            Instant::now(),
+            0,
+        );
+        assert!(
+            matches!(&p.verdict, Verdict::NoAgent { why } if why.contains("agent a is DOWN")),
+            "{:?}",
+            p.verdict
+        );
+    }
+
+    #[test]
+    fn older_finished_tasks_are_forgotten_and_the_latest_is_kept() {
+        let agents = [agent("a", AgentState::Ready)];
+        let tasks = [
+            task("old", "a", TaskState::Complete, 1),
+            task("new", "a", TaskState::Running, 2),
+        ];
+        let p = plan(
+            &node("a"),
+            &agents,
+            &tasks,
+            &mut Lost::default(),
+            Instant::now(),
+            0,
+        );
+        assert_eq!(p.verdict, Verdict::Running { task: &tasks[1] });
+        assert_eq!(p.finished, vec![&tasks[0]]);
+    }
+
+    #[test]
+    fn an_exported_node_is_left_alone() {
+        let agents = [agent("a", AgentState::Down)];
+        let tasks = [task("t", "a", TaskState::Running, 1)];
+        let mut exported = node("a");
+        exported.state = HostedNodeState::Exported as i32;
+        let mut lost = Lost::default();
+        let p = plan(&exported, &agents, &tasks, &mut lost, Instant::now(), 0);
+        assert_eq!(p.verdict, Verdict::Exported);
+        assert!(p.lost.is_empty() && p.finished.is_empty());
+        assert!(
+            lost.seen.is_empty(),
+            "its agent is not being watched for it"
+        );
+    }
 }

@@ -19,17 +19,27 @@ use lnswarm_common::{
 use rand::RngCore;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
-use tonic::Status;
 
 use crate::{
-    cluster,
-    store::{keys, Store, TxnBuilder},
+    cluster::{self, ClusterError},
+    store::{keys, Store, StoreError, TxnBuilder},
 };
 
 /// How long a challenge may be used.
 pub const CHALLENGE_TTL_MS: i64 = 60_000;
 const VERSION: u8 = 1;
 const LEN: usize = 1 + 1 + 8 + 16 + 32;
+
+/// Why a challenge could not be issued, or was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ChallengeError {
+    #[error("challenge refused: {0}")]
+    Refused(&'static str),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 fn mac(key: &[u8], body: &[u8], node_id: &str) -> [u8; 32] {
     let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
@@ -44,7 +54,7 @@ pub fn issue(
     store: &Store,
     scope: ChallengeScope,
     node_id: &str,
-) -> Result<(Vec<u8>, i64), Status> {
+) -> Result<(Vec<u8>, i64), ChallengeError> {
     let (_, record) = cluster::load(store)?;
     let key = cluster::challenge_key(store, &record)?;
     let expires = now_unix_ms() + CHALLENGE_TTL_MS;
@@ -81,8 +91,8 @@ pub fn verify(
     node_id: &str,
     challenge: &[u8],
     signature: &str,
-) -> Result<Consumed, Status> {
-    let refused = |why: &str| Status::unauthenticated(format!("challenge refused: {why}"));
+) -> Result<Consumed, ChallengeError> {
+    let refused = ChallengeError::Refused;
     if challenge.len() != LEN || challenge[0] != VERSION {
         return Err(refused("not a challenge from GetChallenge"));
     }
@@ -120,7 +130,7 @@ pub fn verify(
 }
 
 /// Deletes the records of used challenges that have expired (on the leader).
-pub async fn sweep_expired_challenges(store: &Store) -> Result<usize, Status> {
+pub async fn sweep_expired_challenges(store: &Store) -> Result<usize, StoreError> {
     if !store.is_leader() {
         return Ok(0);
     }

@@ -9,22 +9,58 @@ use lnswarm_common::{
         RegistrationRequest, Secret,
     },
     ids::now_unix_ms,
-    node_keys,
+    node_keys::{self, NodeKeyError},
     pki::Role,
     seal,
 };
 use rand::RngCore;
-use tonic::Status;
 
-use super::challenge;
+use super::challenge::{self, ChallengeError};
 use crate::{
-    ca::{check_csr, sign_leaf},
-    cluster,
-    store::{keys, secrets, Applied, Store, TxnBuilder},
+    ca::{check_csr, sign_leaf, IssueError},
+    cluster::{self, ClusterError},
+    store::{keys, secrets, Applied, Store, StoreError, TxnBuilder},
 };
 
 /// Invite codes each registered node receives to hand out.
 const INVITE_CODES_PER_NODE: usize = 3;
+
+/// Why a registration or a recovery was refused or failed; nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistrationError {
+    #[error("node_id must be a 33-byte compressed public key")]
+    BadNodeId,
+    #[error("device must be 1-64 characters of letters, digits, '.', '_' or '-'")]
+    BadDevice,
+    #[error("registration needs an invite code")]
+    InviteRequired,
+    #[error("registration needs an invite code or an app credential (lnswarmctl app create)")]
+    InviteOrAppRequired,
+    #[error("a valid, unused invite code is required")]
+    BadInvite,
+    #[error("this cluster runs {cluster} nodes, not {requested}")]
+    WrongNetwork { cluster: String, requested: String },
+    #[error("the sealed seed cannot be opened with this cluster's key")]
+    SealedSeed,
+    #[error("the sealed seed is not a node seed: {0}")]
+    NotASeed(NodeKeyError),
+    #[error("the sealed seed does not yield this node id")]
+    SeedMismatch,
+    #[error("this node is already registered; use Recover")]
+    AlreadyRegistered,
+    #[error("this node is not registered")]
+    NotRegistered,
+    #[error("the node or challenge changed concurrently; get a new challenge and retry")]
+    Contended,
+    #[error(transparent)]
+    Challenge(#[from] ChallengeError),
+    #[error(transparent)]
+    Issue(#[from] IssueError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// Owner certificate CN: `<node id>/<device>`.
 pub fn owner_cn(node_id: &str, device: &str) -> String {
@@ -32,12 +68,11 @@ pub fn owner_cn(node_id: &str, device: &str) -> String {
 }
 
 /// A node id as sent on the wire (33 bytes) → hex, validated as a public key.
-pub fn node_id_hex(raw: &[u8]) -> Result<String, Status> {
-    node_keys::node_id_from_bytes(raw)
-        .map_err(|_| Status::invalid_argument("node_id must be a 33-byte compressed public key"))
+pub fn node_id_hex(raw: &[u8]) -> Result<String, RegistrationError> {
+    node_keys::node_id_from_bytes(raw).map_err(|_| RegistrationError::BadNodeId)
 }
 
-fn check_device(device: &str) -> Result<(), Status> {
+fn check_device(device: &str) -> Result<(), RegistrationError> {
     let ok = !device.is_empty()
         && device.len() <= 64
         && device
@@ -46,9 +81,7 @@ fn check_device(device: &str) -> Result<(), Status> {
     if ok {
         Ok(())
     } else {
-        Err(Status::invalid_argument(
-            "device must be 1-64 characters of letters, digits, '.', '_' or '-'",
-        ))
+        Err(RegistrationError::BadDevice)
     }
 }
 
@@ -63,7 +96,7 @@ pub async fn register(
     store: &Store,
     req: RegistrationRequest,
     by_app: bool,
-) -> Result<Registered, Status> {
+) -> Result<Registered, RegistrationError> {
     let node_id = node_id_hex(&req.node_id)?;
     check_device(&req.device)?;
     let (_, cluster_record) = cluster::load(store)?;
@@ -72,17 +105,17 @@ pub async fn register(
     // app credential, unless the operator opened it.
     let needs_invite = settings.require_invite_code || (!by_app && !settings.open_registration);
     if needs_invite && req.invite_code.is_empty() {
-        return Err(Status::permission_denied(if settings.require_invite_code {
-            "registration needs an invite code"
+        return Err(if settings.require_invite_code {
+            RegistrationError::InviteRequired
         } else {
-            "registration needs an invite code or an app credential (lnswarmctl app create)"
-        }));
+            RegistrationError::InviteOrAppRequired
+        });
     }
     if req.network != settings.network {
-        return Err(Status::invalid_argument(format!(
-            "this cluster runs {} nodes, not {}",
-            settings.network, req.network
-        )));
+        return Err(RegistrationError::WrongNetwork {
+            cluster: settings.network,
+            requested: req.network,
+        });
     }
     let challenge = challenge::verify(
         store,
@@ -93,22 +126,15 @@ pub async fn register(
     )?;
     let csr_pem = check_csr(&req.csr, Role::User)?;
     let seal_key = cluster::seal_secret_key(store, &cluster_record)?;
-    let seed = seal::open(&seal_key, &req.sealed_seed).map_err(|_| {
-        Status::invalid_argument("the sealed seed cannot be opened with this cluster's key")
-    })?;
-    let seeded_id = node_keys::node_id(&seed).map_err(|e| {
-        Status::invalid_argument(format!("the sealed seed is not a node seed: {e}"))
-    })?;
+    let seed =
+        seal::open(&seal_key, &req.sealed_seed).map_err(|_| RegistrationError::SealedSeed)?;
+    let seeded_id = node_keys::node_id(&seed).map_err(RegistrationError::NotASeed)?;
     if seeded_id != node_id {
-        return Err(Status::invalid_argument(
-            "the sealed seed does not yield this node id",
-        ));
+        return Err(RegistrationError::SeedMismatch);
     }
     let node_key = keys::hosted_node(&node_id);
     if store.state().get(&node_key)?.is_some() {
-        return Err(Status::already_exists(
-            "this node is already registered; use Recover",
-        ));
+        return Err(RegistrationError::AlreadyRegistered);
     }
 
     let mut txn = challenge
@@ -119,7 +145,7 @@ pub async fn register(
         let (version, mut invite) = store
             .get::<InviteCodeRecord>(&k)?
             .filter(|(_, i)| !i.redeemed && !req.invite_code.is_empty())
-            .ok_or_else(|| Status::permission_denied("a valid, unused invite code is required"))?;
+            .ok_or(RegistrationError::BadInvite)?;
         invite.redeemed = true;
         txn = txn.require_version(&k, version).put(&k, &invite);
     }
@@ -168,16 +194,14 @@ pub async fn register(
                 root_ca: cluster_record.ca_cert_pem,
             })
         }
-        Applied::CheckFailed(_) if store.state().get(&node_key)?.is_some() => Err(
-            Status::already_exists("this node is already registered; use Recover"),
-        ),
-        Applied::CheckFailed(_) => Err(Status::unauthenticated(
-            "challenge refused: it was used concurrently",
-        )),
+        Applied::CheckFailed(_) if store.state().get(&node_key)?.is_some() => {
+            Err(RegistrationError::AlreadyRegistered)
+        }
+        Applied::CheckFailed(_) => Err(ChallengeError::Refused("it was used concurrently").into()),
     }
 }
 
-pub async fn recover(store: &Store, req: RecoveryRequest) -> Result<Registered, Status> {
+pub async fn recover(store: &Store, req: RecoveryRequest) -> Result<Registered, RegistrationError> {
     let node_id = node_id_hex(&req.node_id)?;
     check_device(&req.device)?;
     let challenge = challenge::verify(
@@ -191,7 +215,7 @@ pub async fn recover(store: &Store, req: RecoveryRequest) -> Result<Registered, 
     let node_key = keys::hosted_node(&node_id);
     let (node_version, mut node) = store
         .get::<HostedNode>(&node_key)?
-        .ok_or_else(|| Status::not_found("this node is not registered"))?;
+        .ok_or(RegistrationError::NotRegistered)?;
     let (_, cluster_record) = cluster::load(store)?;
     let cn = owner_cn(&node_id, &req.device);
     let cert = sign_leaf(store, csr_pem, Role::User, &cn, &[])?;
@@ -213,14 +237,12 @@ pub async fn recover(store: &Store, req: RecoveryRequest) -> Result<Registered, 
                 root_ca: cluster_record.ca_cert_pem,
             })
         }
-        Applied::CheckFailed(_) => Err(Status::aborted(
-            "the node or challenge changed concurrently; get a new challenge and retry",
-        )),
+        Applied::CheckFailed(_) => Err(RegistrationError::Contended),
     }
 }
 
 /// Invite codes owned by a node.
-pub fn invite_codes(store: &Store, node_id: &str) -> Result<Vec<InviteCodeRecord>, Status> {
+pub fn invite_codes(store: &Store, node_id: &str) -> Result<Vec<InviteCodeRecord>, StoreError> {
     Ok(store
         .list::<InviteCodeRecord>(keys::INVITES)?
         .into_iter()

@@ -8,17 +8,44 @@ use lnswarm_common::{
     tls::ClientTls,
 };
 use tokio::time::Instant;
-use tonic::Status;
 
-use crate::store::{keys, Attempt, Store, TxnBuilder};
+use crate::{
+    cluster::ClusterError,
+    store::{keys, Attempt, Store, StoreError, TxnBuilder},
+};
 
 /// How long Schedule and a waiting GetNodeInfo wait for a node to serve.
 pub const WAIT_LIMIT: Duration = Duration::from_secs(90);
 
-fn info(node: &HostedNode) -> Result<NodeInfoResponse, Status> {
+/// Why a node is not running for the caller: a verdict on it, or a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("this node is not registered")]
+    NotRegistered,
+    #[error("this node was exported and cannot run here")]
+    Exported,
+    /// The orchestrator's verdict, after the caller asked.
+    #[error("node cannot run now: {0}")]
+    CannotRun(String),
+    #[error("node is not running: {0}")]
+    NotRunning(String),
+    #[error("node did not start within {secs}s: {message}")]
+    TimedOut { secs: u64, message: String },
+    #[error("manager is shutting down")]
+    ShuttingDown,
+    #[error("bad node id in store")]
+    BadNodeId,
+    #[error("cluster CA: {0}")]
+    ClusterCa(String),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn info(node: &HostedNode) -> Result<NodeInfoResponse, ScheduleError> {
     Ok(NodeInfoResponse {
-        node_id: hex::decode(&node.node_id)
-            .map_err(|_| Status::internal("bad node id in store"))?,
+        node_id: hex::decode(&node.node_id).map_err(|_| ScheduleError::BadNodeId)?,
         grpc_uri: node.grpc_uri.clone(),
         agent_id: node.agent_id.clone(),
         task_id: node.task_id.clone(),
@@ -63,32 +90,30 @@ async fn serves(tls: &ClientTls, node: &HostedNode) -> bool {
     )
 }
 
-fn load(store: &Store, node_id: &str) -> Result<(u64, HostedNode), Status> {
+fn load(store: &Store, node_id: &str) -> Result<(u64, HostedNode), ScheduleError> {
     store
         .get::<HostedNode>(&keys::hosted_node(node_id))?
-        .ok_or_else(|| Status::not_found("this node is not registered"))
+        .ok_or(ScheduleError::NotRegistered)
 }
 
 /// How the manager reaches hosted nodes' health: trusting the cluster CA, no
 /// client certificate (health is open). Built once per call, not per probe.
-fn node_tls(store: &Store) -> Result<ClientTls, Status> {
+fn node_tls(store: &Store) -> Result<ClientTls, ScheduleError> {
     let (_, record) = crate::cluster::load(store)?;
     lnswarm_common::tls::client_config(&record.ca_cert_pem, None)
-        .map_err(|e| Status::internal(format!("cluster CA: {e}")))
+        .map_err(|e| ScheduleError::ClusterCa(e.to_string()))
 }
 
 /// Marks the node wanted and waits until it serves. UNAVAILABLE with the reason if
 /// the orchestrator finds nowhere to run it.
-pub async fn schedule(store: &Store, node_id: &str) -> Result<NodeInfoResponse, Status> {
+pub async fn schedule(store: &Store, node_id: &str) -> Result<NodeInfoResponse, ScheduleError> {
     let key = keys::hosted_node(node_id);
     let tls = node_tls(store)?;
     let (served, asked_at) = store
         .update("the hosted node", |store| {
             let (version, mut node) = load(store, node_id)?;
             if node.state == HostedNodeState::Exported as i32 {
-                return Err(Status::failed_precondition(
-                    "this node was exported and cannot run here",
-                ));
+                return Err(ScheduleError::Exported);
             }
             if node.desired_running && is_running(&node) {
                 return Ok(Attempt::Done(Some(node)));
@@ -119,7 +144,7 @@ pub async fn wait(
     store: &Store,
     node_id: &str,
     fail_after: Option<u64>,
-) -> Result<NodeInfoResponse, Status> {
+) -> Result<NodeInfoResponse, ScheduleError> {
     wait_with(store, &node_tls(store)?, node_id, fail_after).await
 }
 
@@ -128,7 +153,7 @@ async fn wait_with(
     tls: &ClientTls,
     node_id: &str,
     fail_after: Option<u64>,
-) -> Result<NodeInfoResponse, Status> {
+) -> Result<NodeInfoResponse, ScheduleError> {
     let deadline = Instant::now() + WAIT_LIMIT;
     let mut changes = store.state().watch().subscribe(&keys::node_tag(node_id));
     loop {
@@ -143,10 +168,7 @@ async fn wait_with(
                 Ok(HostedNodeState::Unavailable | HostedNodeState::Stopped)
             );
         if verdict {
-            return Err(Status::unavailable(format!(
-                "node cannot run now: {}",
-                node.message
-            )));
+            return Err(ScheduleError::CannotRun(node.message));
         }
         // Running by the store but not serving yet: ask again shortly.
         let recheck = if running {
@@ -156,20 +178,21 @@ async fn wait_with(
         };
         tokio::select! {
             r = changes.changed() => if r.is_err() {
-                return Err(Status::unavailable("manager is shutting down"));
+                return Err(ScheduleError::ShuttingDown);
             },
             _ = tokio::time::sleep(recheck) => {}
             _ = tokio::time::sleep_until(deadline) => {
-                return Err(Status::deadline_exceeded(format!(
-                    "node did not start within {}s: {}", WAIT_LIMIT.as_secs(), node.message
-                )));
+                return Err(ScheduleError::TimedOut {
+                    secs: WAIT_LIMIT.as_secs(),
+                    message: node.message,
+                });
             }
         }
     }
 }
 
 /// GetNodeInfo without waiting: where it runs, or UNAVAILABLE and why not.
-pub fn current(store: &Store, node_id: &str) -> Result<NodeInfoResponse, Status> {
+pub fn current(store: &Store, node_id: &str) -> Result<NodeInfoResponse, ScheduleError> {
     let (_, node) = load(store, node_id)?;
     if is_running(&node) {
         return info(&node);
@@ -184,5 +207,5 @@ pub fn current(store: &Store, node_id: &str) -> Result<NodeInfoResponse, Status>
             _ => format!("it is starting on agent {}", node.agent_id),
         }
     };
-    Err(Status::unavailable(format!("node is not running: {why}")))
+    Err(ScheduleError::NotRunning(why))
 }

@@ -1,5 +1,6 @@
 //! The Scheduler service's handlers. Owner RPCs that name a node check the caller's
-//! certificate against it first (`authz::require_owner`).
+//! certificate against it first (`authz::require_owner`). The helper modules
+//! return their own errors; they become gRPC statuses only here.
 
 use std::pin::Pin;
 
@@ -10,7 +11,11 @@ use lnswarm_common::{
 };
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{challenge, registration, schedule};
+use super::{
+    challenge::{self, ChallengeError},
+    registration::{self, RegistrationError},
+    schedule::{self, ScheduleError},
+};
 use crate::{cluster, store::Store};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -22,6 +27,55 @@ pub struct SchedulerService {
 impl SchedulerService {
     pub fn new(store: Store) -> Self {
         SchedulerService { store }
+    }
+}
+
+impl From<ChallengeError> for Status {
+    fn from(e: ChallengeError) -> Self {
+        match e {
+            ChallengeError::Refused(_) => Status::unauthenticated(e.to_string()),
+            ChallengeError::Cluster(e) => e.into(),
+            ChallengeError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<RegistrationError> for Status {
+    fn from(e: RegistrationError) -> Self {
+        use RegistrationError::*;
+        match e {
+            BadNodeId
+            | BadDevice
+            | WrongNetwork { .. }
+            | SealedSeed
+            | NotASeed(_)
+            | SeedMismatch => Status::invalid_argument(e.to_string()),
+            InviteRequired | InviteOrAppRequired | BadInvite => {
+                Status::permission_denied(e.to_string())
+            }
+            AlreadyRegistered => Status::already_exists(e.to_string()),
+            NotRegistered => Status::not_found(e.to_string()),
+            Contended => Status::aborted(e.to_string()),
+            Challenge(e) => e.into(),
+            Issue(e) => e.into(),
+            Cluster(e) => e.into(),
+            Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<ScheduleError> for Status {
+    fn from(e: ScheduleError) -> Self {
+        use ScheduleError::*;
+        match e {
+            NotRegistered => Status::not_found(e.to_string()),
+            Exported => Status::failed_precondition(e.to_string()),
+            CannotRun(_) | NotRunning(_) | ShuttingDown => Status::unavailable(e.to_string()),
+            TimedOut { .. } => Status::deadline_exceeded(e.to_string()),
+            BadNodeId | ClusterCa(_) => Status::internal(e.to_string()),
+            Cluster(e) => e.into(),
+            Store(e) => e.into(),
+        }
     }
 }
 
