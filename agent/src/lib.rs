@@ -6,6 +6,7 @@ pub mod executor;
 pub mod hosting;
 pub mod layout;
 pub mod lease;
+pub mod metrics;
 pub mod run;
 pub mod session;
 pub mod worker;

@@ -15,6 +15,9 @@ use lnswarm_common::{join::join, pki::Role, telemetry};
     about = "The lnswarm agent of a worker host"
 )]
 struct Cli {
+    /// Log lines as `text` or `json` (one object per line).
+    #[arg(long, global = true, env = "LNSWARM_LOG_FORMAT", default_value_t)]
+    log_format: lnswarm_common::telemetry::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,18 +58,20 @@ enum Command {
         /// Longest delay between reconnection attempts, milliseconds.
         #[arg(long, default_value_t = 5_000)]
         reconnect_max_ms: u64,
-        /// Serve plain-HTTP `GET /healthz` here (200 while the managers vouch for
-        /// this agent, 503 otherwise), e.g. 127.0.0.1:4280.
-        #[arg(long, env = "LNSWARM_AGENT_HEALTH_LISTEN")]
-        health_listen: Option<std::net::SocketAddr>,
+        /// Serve plain-HTTP `GET /healthz` (200 while the managers vouch for this
+        /// agent, 503 otherwise) and `GET /metrics` (Prometheus) here, e.g.
+        /// 127.0.0.1:4280.
+        #[arg(long, env = "LNSWARM_AGENT_STATUS_LISTEN")]
+        status_listen: Option<std::net::SocketAddr>,
     },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     lnswarm_common::private_files::private_umask();
-    telemetry::init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    match cli.command {
         Command::Join {
             data_dir,
             token,
@@ -100,7 +105,7 @@ async fn main() -> anyhow::Result<()> {
             stop_grace_ms,
             restart_backoff_ms,
             reconnect_max_ms,
-            health_listen,
+            status_listen,
         } => {
             lnswarm_agent::run::run(lnswarm_agent::run::RunOptions {
                 data_dir,
@@ -109,7 +114,8 @@ async fn main() -> anyhow::Result<()> {
                 stop_grace: std::time::Duration::from_millis(stop_grace_ms),
                 restart_backoff: std::time::Duration::from_millis(restart_backoff_ms),
                 reconnect_max: std::time::Duration::from_millis(reconnect_max_ms),
-                health_listen,
+                status_listen,
+                log_format: cli.log_format,
             })
             .await
         }

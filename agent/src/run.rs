@@ -33,7 +33,8 @@ pub struct RunOptions {
     pub restart_backoff: Duration,
     pub reconnect_max: Duration,
     /// Where to serve `/healthz`, if anywhere.
-    pub health_listen: Option<std::net::SocketAddr>,
+    pub status_listen: Option<std::net::SocketAddr>,
+    pub log_format: lnswarm_common::telemetry::LogFormat,
 }
 
 fn parse_range(s: &str) -> anyhow::Result<(u32, u32)> {
@@ -99,6 +100,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         advertise_host: config.advertise_addr.clone(),
         port_range: (port_start as u16, port_end as u16),
         node_binary: sibling_binary("lnswarm-node")?,
+        log_format: opts.log_format,
     })
     .context("preparing to host Lightning nodes")?;
     let runtimes = Runtimes {
@@ -148,14 +150,21 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     };
     let (leave, leaving) = tokio::sync::watch::channel(false);
     let stop_renewal = CancellationToken::new();
-    if let Some(addr) = opts.health_listen {
+    if let Some(addr) = opts.status_listen {
         let listener = lnswarm_common::status_server::bind(addr)
             .await
             .with_context(|| format!("listening for health checks on {addr}"))?;
-        info!(%addr, "serving /healthz");
+        info!(%addr, "serving /healthz and /metrics");
+        let metrics = {
+            let (worker, lease, identity) = (worker.clone(), lease.clone(), identity.clone());
+            Arc::new(move || crate::metrics::render(&worker, &lease, &identity))
+        };
         tokio::spawn(lnswarm_common::status_server::serve(
             listener,
-            agent_health(lease.clone(), worker.clone()),
+            lnswarm_common::status_server::Endpoints {
+                health: agent_health(lease.clone(), worker.clone()),
+                metrics,
+            },
             stop_renewal.clone(),
         ));
     }

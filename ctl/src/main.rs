@@ -26,6 +26,9 @@ use connection::Connection;
     about = "Operate an lnswarm cluster and its hosted Lightning nodes"
 )]
 struct Cli {
+    /// Log lines as `text` or `json` (one object per line).
+    #[arg(long, global = true, env = "LNSWARM_LOG_FORMAT", default_value_t)]
+    log_format: lnswarm_common::telemetry::LogFormat,
     #[command(flatten)]
     connection: Connection,
     #[command(flatten)]
@@ -62,8 +65,8 @@ enum Command {
 #[tokio::main]
 async fn main() {
     lnswarm_common::private_files::private_umask();
-    telemetry::init();
     let cli = Cli::parse();
+    telemetry::init(cli.log_format);
     let result = match cli.command {
         Command::Cluster(cmd) => cluster::run(&cli.connection, cmd).await,
         Command::Manager(cmd) => manager::run(&cli.connection, cmd).await,

@@ -11,6 +11,7 @@ pub mod join;
 pub mod layout;
 pub mod locked;
 pub mod manager;
+pub mod metrics;
 pub mod node_state;
 pub mod orchestrator;
 pub mod placement;

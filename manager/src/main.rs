@@ -27,13 +27,18 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "A manager of an lnswarm cluster"
 )]
 struct Cli {
+    /// Log lines as `text` or `json` (one object per line).
+    #[arg(long, global = true, env = "LNSWARM_LOG_FORMAT", default_value_t)]
+    log_format: lnswarm_common::telemetry::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create a new cluster in an empty data directory and serve it.
+    /// Create a new cluster in an empty data directory, print its join tokens and
+    /// exit (then `lnswarm-manager run` serves it, e.g. under systemd); with
+    /// --serve, go on serving it in this process.
     Init {
         #[arg(long)]
         data_dir: PathBuf,
@@ -55,6 +60,9 @@ enum Command {
         /// Later: `lnswarmctl cluster update --cert-expiry`.
         #[arg(long, value_parser = humantime::parse_duration)]
         cert_expiry: Option<std::time::Duration>,
+        /// Serve the new cluster in this process instead of exiting.
+        #[arg(long = "serve")]
+        keep_serving: bool,
         #[command(flatten)]
         raft: RaftArgs,
         #[command(flatten)]
@@ -144,6 +152,11 @@ struct ServeArgs {
     anonymous_global_rate: u32,
     #[arg(long, default_value_t = LimitConfig::default().global_burst)]
     anonymous_global_burst: u32,
+    /// Serve plain-HTTP `GET /healthz` (200 while this manager knows a leader) and
+    /// `GET /metrics` (Prometheus) here, e.g. 127.0.0.1:4281. Bind it to a private
+    /// address: it needs no certificate.
+    #[arg(long, env = "LNSWARM_MANAGER_STATUS_LISTEN")]
+    status_listen: Option<std::net::SocketAddr>,
 }
 
 impl ServeArgs {
@@ -197,14 +210,15 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn async_main(raised_priority: bool) -> anyhow::Result<()> {
-    telemetry::init();
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
     if !raised_priority {
         tracing::info!(
             nice = MANAGER_NICE,
             "running at normal CPU priority (raising it needs CAP_SYS_NICE)"
         );
     }
-    let config = match Cli::parse().command {
+    let config = match cli.command {
         Command::Init {
             data_dir,
             listen,
@@ -212,6 +226,7 @@ async fn async_main(raised_priority: bool) -> anyhow::Result<()> {
             ca_cert,
             ca_key,
             cert_expiry,
+            keep_serving,
             raft,
             serve,
         } => {
@@ -236,12 +251,20 @@ async fn async_main(raised_priority: bool) -> anyhow::Result<()> {
                 "operator credentials: {}",
                 DataDir::new(&data_dir).operator().display()
             );
+            info!(manager = %done.config.id, cluster = %done.record.cluster_id, "cluster created");
+            if !keep_serving {
+                done.db.flush().context("writing the new cluster to disk")?;
+                println!(
+                    "start it: lnswarm-manager run --data-dir {}",
+                    data_dir.display()
+                );
+                return Ok(());
+            }
             println!(
                 "manager {} listening on {}",
                 done.config.id,
                 listener.local_addr()?
             );
-            info!(manager = %done.config.id, cluster = %done.record.cluster_id, "cluster created");
             // From here on the store is replicated: what init wrote becomes the start
             // of a one-member raft log.
             run::RunConfig {
@@ -250,6 +273,7 @@ async fn async_main(raised_priority: bool) -> anyhow::Result<()> {
                 raft: raft.config(),
                 grpc_threads: serve.grpc_threads,
                 anonymous: serve.limits(),
+                status_listen: serve.status_listen,
                 force_new_cluster: false,
                 joined: None,
                 db: Some(done.db),
@@ -284,6 +308,7 @@ async fn async_main(raised_priority: bool) -> anyhow::Result<()> {
                 raft: raft.config(),
                 grpc_threads: serve.grpc_threads,
                 anonymous: serve.limits(),
+                status_listen: serve.status_listen,
                 force_new_cluster: false,
                 joined: Some(done.seed),
                 db: None,
@@ -307,6 +332,7 @@ async fn async_main(raised_priority: bool) -> anyhow::Result<()> {
                 raft: raft.config(),
                 grpc_threads: serve.grpc_threads,
                 anonymous: serve.limits(),
+                status_listen: serve.status_listen,
                 force_new_cluster,
                 joined: None,
                 db: None,

@@ -12,6 +12,7 @@ use lnswarm_common::{
     api::Manager,
     credentials::Credentials,
     pki::Role,
+    status_server,
     tls::{self, LiveIdentity},
 };
 use tokio::task::JoinSet;
@@ -48,6 +49,8 @@ pub struct RunConfig {
     pub joined: Option<JoinSeed>,
     /// The database `init` just wrote (sled cannot be reopened at once).
     pub db: Option<sled::Db>,
+    /// Where to serve `/healthz` and `/metrics`, if anywhere.
+    pub status_listen: Option<std::net::SocketAddr>,
 }
 
 /// The operator credential `init` left in the data directory, if it is there.
@@ -160,6 +163,35 @@ pub async fn run(
     {
         let (m, s) = (subsystems.clone(), stop.clone());
         background.spawn(async move { m.run_leader_lifecycle(s).await });
+    }
+    if let Some(addr) = config.status_listen {
+        let listener = status_server::bind(addr)
+            .await
+            .with_context(|| format!("listening for status checks on {addr}"))?;
+        info!(%addr, "serving /healthz and /metrics");
+        let health: status_server::HealthFn = {
+            let store = store.clone();
+            Arc::new(move || {
+                let leader = store.raft().is_none_or(|r| r.status().leader_id != 0);
+                let status = if leader {
+                    "serving"
+                } else {
+                    "no leader: cut off from the quorum, or electing one"
+                };
+                (leader, serde_json::json!({ "status": status }))
+            })
+        };
+        let metrics: status_server::MetricsFn = {
+            let (store, identity, m) = (store.clone(), identity.clone(), subsystems.clone());
+            Arc::new(move || {
+                crate::metrics::render(&store, &identity, m.dispatcher().live_sessions())
+            })
+        };
+        background.spawn(status_server::serve(
+            listener,
+            status_server::Endpoints { health, metrics },
+            stop.clone(),
+        ));
     }
     info!(manager = %manager_config.id, addr = %manager_config.listen, "manager running");
     let served = server::serve(

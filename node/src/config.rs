@@ -104,6 +104,10 @@ pub struct NodeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease_file: Option<PathBuf>,
+    /// Log lines as `text` or `json` (one object per line).
+    #[arg(long, env = "LNSWARM_LOG_FORMAT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
 }
 
 /// Where the node keeps its state.
@@ -175,6 +179,7 @@ impl fmt::Debug for ChainSource {
 /// A complete, checked configuration.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
+    pub log_format: lnswarm_common::telemetry::LogFormat,
     pub network: Network,
     pub chain: ChainSource,
     pub sync_interval_secs: u64,
@@ -262,7 +267,14 @@ impl NodeConfig {
                 ))
             }
         };
+        let log_format = match pick!(log_format) {
+            Some(f) => f
+                .parse()
+                .map_err(|e| ConfigError::Invalid("log-format", e))?,
+            None => Default::default(),
+        };
         Ok(NodeConfig {
+            log_format,
             network,
             state,
             chain,

@@ -141,8 +141,8 @@ pub struct TestAgent {
     pub port_range: Option<String>,
     /// `--task-slots` (the agent's default when None).
     pub task_slots: Option<u32>,
-    /// `--health-listen`, when set.
-    pub health_listen: Option<String>,
+    /// `--status-listen`, when set.
+    pub status_listen: Option<String>,
 }
 
 /// The agent dies with SIGKILL, which its hosted nodes (in their own process groups)
@@ -181,7 +181,7 @@ impl TestAgent {
             proc: None,
             port_range: None,
             task_slots: None,
-            health_listen: None,
+            status_listen: None,
         }
     }
 
@@ -202,8 +202,8 @@ impl TestAgent {
         if let Some(slots) = self.task_slots {
             cmd.args(["--task-slots", &slots.to_string()]);
         }
-        if let Some(addr) = &self.health_listen {
-            cmd.args(["--health-listen", addr]);
+        if let Some(addr) = &self.status_listen {
+            cmd.args(["--status-listen", addr]);
         }
         self.proc = Some(Proc::spawn(&self.name, cmd, &self.log_dir));
     }

@@ -93,7 +93,7 @@ impl ManagerCluster {
         let addr = free_addr();
         let data_dir = dir.join("m0");
         let mut cmd = Command::new(bin_path("lnswarm-manager"));
-        cmd.args(["init", "--data-dir"])
+        cmd.args(["init", "--serve", "--data-dir"])
             .arg(&data_dir)
             .args(["--listen", &addr])
             .args(&flags)

@@ -29,7 +29,7 @@ impl TestManager {
         let addr = free_addr();
         let data_dir = dir.join("manager");
         let mut cmd = Command::new(bin_path("lnswarm-manager"));
-        cmd.args(["init", "--data-dir"])
+        cmd.args(["init", "--serve", "--data-dir"])
             .arg(&data_dir)
             .args(["--listen", &addr])
             .args(flags);

@@ -273,6 +273,7 @@ async fn supervise(
             backoff = config.restart_base;
         }
         restarts += 1;
+        crate::metrics::count_restart();
         let err = describe(exit);
         warn!(pid, %err, restart_in_ms = backoff.as_millis() as u64, "task process crashed");
         r.send(

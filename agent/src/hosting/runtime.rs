@@ -37,6 +37,8 @@ pub struct HostingConfig {
     pub port_range: (u16, u16),
     /// The `lnswarm-node` binary.
     pub node_binary: PathBuf,
+    /// The agent's log format, which its nodes use too.
+    pub log_format: lnswarm_common::telemetry::LogFormat,
 }
 
 pub struct HostedNodeRuntime {
@@ -124,6 +126,7 @@ impl TaskRuntime for HostedNodeRuntime {
             tls_key: Some(key),
             ca_cert: Some(self.config.ca_file.clone()),
             node_id: Some(spec.node_id.clone()),
+            log_format: Some(self.config.log_format.to_string()),
             ..NodeArgs::default()
         };
         // Epoch 0 is a task from before replicated state: the node keeps its state

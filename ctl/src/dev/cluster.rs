@@ -143,7 +143,7 @@ impl LocalCluster {
 
         let first = free_addr()?;
         let mut cmd = Command::new(binary("lnswarm-manager")?);
-        cmd.args(["init", "--data-dir"])
+        cmd.args(["init", "--serve", "--data-dir"])
             .arg(self.dir.join("manager-1"))
             .args(["--listen", &first]);
         self.spawn("manager-1", cmd)?;

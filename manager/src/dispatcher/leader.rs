@@ -153,6 +153,7 @@ async fn expiry_timer(shared: &Shared) {
         let expired = shared.sessions.expire(Instant::now());
         for (agent_id, session_id) in expired.sessions {
             info!(agent = %agent_id, session = %session_id, "heartbeat TTL expired");
+            crate::metrics::events().expirations.inc();
             shared.writer.send(Write::AgentState {
                 agent_id,
                 state: AgentState::Down,

@@ -288,6 +288,7 @@ impl dispatcher_server::Dispatcher for Dispatcher {
         self.shared
             .sessions
             .heartbeat(&agent_id, session_id, timing.ttl())?;
+        crate::metrics::events().heartbeats.inc();
         if req.get_ref().leaving {
             info!(agent = %agent_id, session = %session_id, "agent leaving");
             self.shared.sessions.end(

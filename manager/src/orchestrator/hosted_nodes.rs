@@ -418,6 +418,21 @@ fn apply(
         next.grpc_uri.clear();
         next.lightning_addr.clear();
     }
+    // A start on another agent than the last one is a failover, or a move (drain
+    // or operator).
+    let moved = match &plan.verdict {
+        Verdict::FailOver { .. } => Some("failover"),
+        Verdict::Start { agent } if !node.agent_id.is_empty() && &node.agent_id != agent => {
+            Some("move")
+        }
+        _ => None,
+    };
+    if let Some(kind) = moved {
+        crate::metrics::events()
+            .node_moves
+            .get_or_create(&crate::metrics::Kind { kind })
+            .inc();
+    }
     match plan.verdict {
         Verdict::Exported => unreachable!("returned above"),
         Verdict::Stop { live } => {

@@ -254,10 +254,25 @@ impl Store {
 
     /// Proposes a command and waits until it is applied.
     pub async fn propose(&self, txn: StoreTxn) -> Result<Applied, StoreError> {
-        match &self.proposer {
+        let started = std::time::Instant::now();
+        let result = match &self.proposer {
             Proposer::Local(p) => p.propose(txn).await,
             Proposer::Raft(h) => h.propose(txn).await,
-        }
+        };
+        let events = crate::metrics::events();
+        let outcome = match &result {
+            Ok(Applied::Committed(_)) => "committed",
+            Ok(Applied::CheckFailed(_)) => "check_failed",
+            Err(_) => "failed",
+        };
+        events
+            .proposals
+            .get_or_create(&crate::metrics::Outcome { outcome })
+            .inc();
+        events
+            .proposal_seconds
+            .observe(started.elapsed().as_secs_f64());
+        result
     }
 
     /// Read, change, propose under version checks, and retry on a failed check, at

@@ -6,8 +6,8 @@ use lnswarm_node::{seed, NodeArgs, NodeConfig};
 
 fn main() -> anyhow::Result<()> {
     lnswarm_common::private_files::private_umask();
-    lnswarm_common::telemetry::init();
     let config = NodeConfig::from_args(NodeArgs::parse()).context("configuration")?;
+    lnswarm_common::telemetry::init(config.log_format);
     let seed = seed::read_seed(std::io::stdin().lock()).context("reading the seed")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -33,12 +33,15 @@ struct Args {
     /// JSON-RPC password (basic auth).
     #[arg(long, env = "LNSWARM_REGTEST_RPC_PASSWORD", hide_env_values = true)]
     rpc_password: String,
+    /// Log lines as `text` or `json` (one object per line).
+    #[arg(long, env = "LNSWARM_LOG_FORMAT", default_value_t)]
+    log_format: lnswarm_common::telemetry::LogFormat,
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    lnswarm_common::telemetry::init();
     let args = Args::parse();
+    lnswarm_common::telemetry::init(args.log_format);
     let chain = Chain::open(&args.data_dir)
         .with_context(|| format!("opening the chain in {}", args.data_dir.display()))?;
     let wallet = Wallet::open(&args.data_dir)

@@ -332,6 +332,10 @@ impl Node {
                 "installing a snapshot from the leader"
             );
             self.raw.mut_store().apply_snapshot(&snap)?;
+            crate::metrics::events()
+                .snapshots
+                .get_or_create(&crate::metrics::Kind { kind: "installed" })
+                .inc();
             self.members_changed = true;
             self.set_voters(snap.get_metadata().get_conf_state().voters.clone());
             // Readers waiting for an index the snapshot covers must see it now, not
