@@ -120,6 +120,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     )
     .await?;
     info!(agent = %config.id, managers = ?config.managers, "agent running");
+    // systemd's Type=notify (a no-op outside systemd).
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let description = AgentDescription {
         hostname: hostname(),
         version: env!("CARGO_PKG_VERSION").into(),

@@ -194,6 +194,9 @@ pub async fn run(
         ));
     }
     info!(manager = %manager_config.id, addr = %manager_config.listen, "manager running");
+    // systemd's Type=notify: the store is open and the listener bound (a no-op
+    // outside systemd).
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let served = server::serve(
         config.listener,
         (&credentials, identity),

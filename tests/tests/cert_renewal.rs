@@ -120,6 +120,9 @@ async fn certificates_renew_themselves_through_five_lifetimes() {
             .to_string();
         let a = &c.agents[c.agent_index(&agent)];
         files.push(a.data_dir.join("nodes").join(&o.node_id).join("tls.crt"));
+        // Operators find a hosted node's log by its node id.
+        let log = a.data_dir.join("tasks").join(format!("node-{}.log", o.node_id));
+        assert!(log.exists(), "{} is where {}'s log is", log.display(), o.name);
     }
     let mut seen: HashMap<PathBuf, HashSet<String>> = HashMap::new();
     let mut not_ready = Vec::new();

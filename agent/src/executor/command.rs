@@ -43,6 +43,7 @@ impl TaskRuntime for CommandRuntime {
             endpoint: String::new(),
             lightning_addr: String::new(),
             lease: None,
+            log_name: task.id.clone(),
         })
     }
 }

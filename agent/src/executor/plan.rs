@@ -75,6 +75,10 @@ pub struct LaunchPlan {
     /// When set, the child starts (and restarts) only while this lease holds: a
     /// hosted node must not start on an agent that may have lost it.
     pub lease: Option<std::sync::Arc<crate::lease::AgentLease>>,
+    /// The task's log is `<log dir>/<log_name>.log`: a hosted node's is named by
+    /// its node id (what operators search for), so its successive tasks append to
+    /// one file; other tasks' by task id.
+    pub log_name: String,
 }
 
 /// Turns a task into a launch plan. Implemented by [`super::CommandRuntime`] and by

@@ -164,7 +164,7 @@ async fn supervise(
     mut r: Reporter,
     config: SupervisorConfig,
 ) {
-    let log = config.log_dir.join(format!("{}.log", r.task_id));
+    let log = config.log_dir.join(format!("{}.log", plan.log_name));
     let mut backoff = config.restart_base;
     let mut restarts = 0u32;
     loop {

@@ -183,6 +183,7 @@ impl TaskRuntime for HostedNodeRuntime {
             endpoint: format!("https://{}:{}", self.config.advertise_host, ports.api),
             lightning_addr: format!("{}:{}", self.config.advertise_host, ports.lightning),
             lease: Some(self.config.lease.clone()),
+            log_name: format!("node-{}", spec.node_id),
         })
     }
 }
