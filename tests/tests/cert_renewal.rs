@@ -121,8 +121,16 @@ async fn certificates_renew_themselves_through_five_lifetimes() {
         let a = &c.agents[c.agent_index(&agent)];
         files.push(a.data_dir.join("nodes").join(&o.node_id).join("tls.crt"));
         // Operators find a hosted node's log by its node id.
-        let log = a.data_dir.join("tasks").join(format!("node-{}.log", o.node_id));
-        assert!(log.exists(), "{} is where {}'s log is", log.display(), o.name);
+        let log = a
+            .data_dir
+            .join("tasks")
+            .join(format!("node-{}.log", o.node_id));
+        assert!(
+            log.exists(),
+            "{} is where {}'s log is",
+            log.display(),
+            o.name
+        );
     }
     let mut seen: HashMap<PathBuf, HashSet<String>> = HashMap::new();
     let mut not_ready = Vec::new();
@@ -202,6 +210,49 @@ async fn certificates_renew_themselves_through_five_lifetimes() {
     // After the last lifetime the nodes still pay each other.
     pay(&c, &alice, &bob, 10_000_000);
     pay(&c, &bob, &alice, 5_000_000);
+
+    // Renewal is normal operation: no manager or agent logged an error, and the
+    // nodes have fee estimates (the chain stand-in serves them). ldk-node itself
+    // logs an ERROR when a node with no on-chain funds is offered an anchor
+    // channel (it refuses, and the opener falls back to a channel without
+    // anchors), so node logs are checked for the fee error only.
+    let process_logs: Vec<PathBuf> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    let mut node_logs = Vec::new();
+    for a in &c.agents {
+        node_logs.extend(
+            std::fs::read_dir(a.data_dir.join("tasks"))
+                .unwrap()
+                .flatten()
+                .map(|e| e.path()),
+        );
+    }
+    let lines_with = |paths: &[PathBuf], needle: &str| -> Vec<String> {
+        paths
+            .iter()
+            .flat_map(|p| {
+                let text = std::fs::read_to_string(p).unwrap_or_default();
+                text.lines()
+                    .filter(|l| l.contains(needle))
+                    .map(|l| format!("{}: {l}", p.display()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let mut errors = lines_with(&process_logs, " ERROR ");
+    errors.extend(lines_with(
+        &node_logs,
+        "Failed to retrieve fee rate estimates",
+    ));
+    assert!(
+        errors.is_empty(),
+        "error lines in normal operation:\n{}",
+        errors.join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
