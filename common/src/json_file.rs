@@ -14,13 +14,11 @@ pub fn read<T: DeserializeOwned>(path: &Path, missing_hint: &str) -> anyhow::Res
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-/// Writes `value` to `path` through a temporary file in the same directory.
+/// Writes `value` to `path` through a synced temporary file in the same directory,
+/// renamed into place and the directory synced (`cert_files::write_private`).
 pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
     let dir = path.parent().context("a JSON file path has a directory")?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = path.file_name().context("a JSON file path has a name")?;
-    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(value)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    crate::cert_files::write_private(path, &serde_json::to_vec_pretty(value)?)
+        .with_context(|| format!("writing {}", path.display()))
 }

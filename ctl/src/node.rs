@@ -49,6 +49,9 @@ pub enum NodeCommand {
         /// agent's node directory). Without it a new seed is made here.
         #[arg(long)]
         mnemonic_file: Option<PathBuf>,
+        /// Replace the profile if it already holds a node's credential.
+        #[arg(long)]
+        force: bool,
     },
     /// Get a new device credential for a registered node from its mnemonic (read
     /// from --mnemonic-file or stdin). Existing credentials stay valid.
@@ -60,6 +63,9 @@ pub enum NodeCommand {
         /// File holding the 24 words; stdin if absent.
         #[arg(long)]
         mnemonic_file: Option<PathBuf>,
+        /// Replace the profile if it already holds a node's credential.
+        #[arg(long)]
+        force: bool,
     },
     /// Owner commands on the profile's node (schedule, info, getinfo, pay, ...).
     #[command(flatten)]
@@ -134,7 +140,9 @@ pub async fn run(conn: &Connection, profile: &ProfileArgs, cmd: NodeCommand) -> 
             invite_code,
             app,
             mnemonic_file,
+            force,
         } => {
+            refuse_to_replace(&profile.dir()?, force)?;
             let manager = conn.manager_addr()?;
             let words = mnemonic_file
                 .map(|path| {
@@ -174,7 +182,9 @@ pub async fn run(conn: &Connection, profile: &ProfileArgs, cmd: NodeCommand) -> 
             trust,
             device,
             mnemonic_file,
+            force,
         } => {
+            refuse_to_replace(&profile.dir()?, force)?;
             let manager = conn.manager_addr()?;
             let ca_pem = trust.ca_pem(&manager).await?;
             let words = match mnemonic_file {
@@ -301,6 +311,32 @@ pub struct Registration<'a> {
     pub app: Option<&'a Credentials>,
     /// An existing node's mnemonic; a new seed is made when absent.
     pub words: Option<&'a str>,
+}
+
+/// A profile already holding a node's credential is replaced only with `--force`:
+/// run twice, `register` would otherwise leave the first node reachable by its
+/// mnemonic alone (and its funds with it).
+fn refuse_to_replace(dir: &std::path::Path, force: bool) -> Result<()> {
+    if force || !dir.join("profile.json").exists() {
+        return Ok(());
+    }
+    let held: Option<ProfileInfo> =
+        lnswarm_common::json_file::read(&dir.join("profile.json"), "").ok();
+    let what = held.map_or_else(
+        || "a node's credential".to_string(),
+        |p| {
+            format!(
+                "the credential of node {} (device {:?})",
+                p.node_id, p.device
+            )
+        },
+    );
+    anyhow::bail!(
+        "the profile {} already holds {what}; replacing it would leave that node reachable only \
+         through its mnemonic (`lnswarmctl node recover`). Use another --profile (or \
+         --profile-dir), or pass --force to replace it",
+        dir.display()
+    )
 }
 
 /// Makes a seed here (or takes the one `words` give), registers its node, and saves

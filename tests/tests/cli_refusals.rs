@@ -1,0 +1,63 @@
+//! lnswarmctl does not hurt its user: registering into a profile that already holds
+//! a node refuses, says what would be lost and changes nothing; `--force` replaces
+//! it. An invalid setting is refused, not reported as "updated".
+
+use std::process::Command;
+
+use lnswarm_tests::{bin_path, hosting::HostingCluster, process::run};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_holding_a_node_is_not_replaced_without_force() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = HostingCluster::start(tmp.path(), 0).await;
+    let alice = c.register("alice");
+    let before = std::fs::read(alice.profile.join("profile.json")).unwrap();
+    let cert_before = std::fs::read(alice.profile.join("cert.pem")).unwrap();
+
+    let again = |force: bool| {
+        let mut cmd = Command::new(bin_path("lnswarmctl"));
+        cmd.args(["--manager", &c.manager.addr, "--profile-dir"])
+            .arg(&alice.profile)
+            .args(["node", "register", "--ca-digest", &c.ca_digest(), "--app"])
+            .arg(tmp.path().join("app"));
+        if force {
+            cmd.arg("--force");
+        }
+        run(cmd)
+    };
+    let (status, out, err) = again(false);
+    assert!(
+        !status.success(),
+        "a second register into the profile must refuse: {out}"
+    );
+    assert!(
+        err.contains(&alice.node_id) && err.contains("--force") && err.contains("mnemonic"),
+        "says which node and how: {err}"
+    );
+    assert_eq!(
+        std::fs::read(alice.profile.join("profile.json")).unwrap(),
+        before
+    );
+    assert_eq!(
+        std::fs::read(alice.profile.join("cert.pem")).unwrap(),
+        cert_before
+    );
+
+    let (status, out, err) = again(true);
+    assert!(status.success(), "--force replaces it: {out}{err}");
+    let new_id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("node id: "))
+        .unwrap();
+    assert_ne!(new_id, alice.node_id, "a new node in the profile");
+
+    // An invalid setting is refused and nothing is stored.
+    let mut cmd = c.manager.ctl();
+    cmd.args(["cluster", "update", "--cert-expiry", "5s"]);
+    let (status, out, err) = run(cmd);
+    assert!(
+        !status.success(),
+        "a lifetime under the floor is refused: {out}"
+    );
+    assert!(err.contains("certificate expiry"), "{err}");
+}
