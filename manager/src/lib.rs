@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod control_api;
 pub mod data_key;
 pub mod dispatcher;
+pub mod grpc_status;
 pub mod init;
 pub mod join;
 pub mod layout;

@@ -183,6 +183,27 @@ impl RaftArgs {
     }
 }
 
+/// What every serving subcommand hands `run`; each arm then sets only what is its
+/// own (init's database, join's seed, run's recovery flag).
+fn run_config(
+    data_dir: PathBuf,
+    listener: std::net::TcpListener,
+    raft: &RaftArgs,
+    serve: &ServeArgs,
+) -> run::RunConfig {
+    run::RunConfig {
+        data_dir,
+        listener,
+        raft: raft.config(),
+        grpc_threads: serve.grpc_threads,
+        anonymous: serve.limits(),
+        status_listen: serve.status_listen,
+        force_new_cluster: false,
+        joined: None,
+        db: None,
+    }
+}
+
 fn bind(addr: &str) -> anyhow::Result<std::net::TcpListener> {
     let listener =
         std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
@@ -268,15 +289,8 @@ async fn async_main(raised_priority: bool) -> anyhow::Result<()> {
             // From here on the store is replicated: what init wrote becomes the start
             // of a one-member raft log.
             run::RunConfig {
-                data_dir,
-                listener,
-                raft: raft.config(),
-                grpc_threads: serve.grpc_threads,
-                anonymous: serve.limits(),
-                status_listen: serve.status_listen,
-                force_new_cluster: false,
-                joined: None,
                 db: Some(done.db),
+                ..run_config(data_dir, listener, &raft, &serve)
             }
         }
         Command::Join {
@@ -303,15 +317,8 @@ async fn async_main(raised_priority: bool) -> anyhow::Result<()> {
             );
             info!(manager = %done.config.id, raft_id = %format!("{:x}", done.seed.raft_id), "joined the cluster");
             run::RunConfig {
-                data_dir,
-                listener,
-                raft: raft.config(),
-                grpc_threads: serve.grpc_threads,
-                anonymous: serve.limits(),
-                status_listen: serve.status_listen,
-                force_new_cluster: false,
                 joined: Some(done.seed),
-                db: None,
+                ..run_config(data_dir, listener, &raft, &serve)
             }
         }
         Command::Run {
@@ -327,15 +334,8 @@ async fn async_main(raised_priority: bool) -> anyhow::Result<()> {
                 config.listen = listen;
             }
             run::RunConfig {
-                listener: bind(&config.listen)?,
-                data_dir,
-                raft: raft.config(),
-                grpc_threads: serve.grpc_threads,
-                anonymous: serve.limits(),
-                status_listen: serve.status_listen,
                 force_new_cluster,
-                joined: None,
-                db: None,
+                ..run_config(data_dir, bind(&config.listen)?, &raft, &serve)
             }
         }
         Command::Unlock { data_dir, key_file } => {

@@ -9,7 +9,6 @@ use lnswarm_common::{
     ids::now_unix_ms,
     pki::{ClusterCa, JoinToken, Role},
 };
-use tonic::Status;
 use zeroize::Zeroizing;
 
 use crate::store::{at_rest::UnlockKey, keys, Applied, Attempt, Store, StoreError, TxnBuilder};
@@ -240,17 +239,4 @@ pub enum ClusterError {
     InvalidSetting(#[from] settings::InvalidSetting),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-impl From<ClusterError> for Status {
-    fn from(e: ClusterError) -> Self {
-        match e {
-            ClusterError::Store(e) => e.into(),
-            ClusterError::NotInitialized => Status::failed_precondition(e.to_string()),
-            ClusterError::InvalidSetting(e) => Status::invalid_argument(e.to_string()),
-            ClusterError::NoDataKey => Status::unavailable(e.to_string()),
-            ClusterError::AutolockOff => Status::failed_precondition(e.to_string()),
-            other => Status::internal(other.to_string()),
-        }
-    }
 }

@@ -22,11 +22,27 @@ use lnswarm_common::{
 use prost::Message;
 use tonic::{Request, Response, Status};
 
+use super::tasks::{self, TaskError};
 use crate::{
     cluster::{self, settings},
     store::at_rest::UnlockKey,
-    store::{keys, Applied, Attempt, Store, StoreError, TxnBuilder},
+    store::{keys, Attempt, Store, StoreError, TxnBuilder},
 };
+
+impl From<TaskError> for Status {
+    fn from(e: TaskError) -> Self {
+        use TaskError::*;
+        match e {
+            NoSpec | NoProgram | NotACommand | NoRuntime | SecretTooLarge => {
+                Status::invalid_argument(e.to_string())
+            }
+            NowhereToPlace(_) | AgentReady => Status::failed_precondition(e.to_string()),
+            NoAgent(_) | NoSecret(_) | NoTask(_) => Status::not_found(e.to_string()),
+            SecretExists => Status::already_exists(e.to_string()),
+            Store(e) => e.into(),
+        }
+    }
+}
 
 pub struct ControlService {
     store: Store,
@@ -290,24 +306,26 @@ impl Control for ControlService {
         let availability = Availability::try_from(req.availability)
             .map_err(|_| Status::invalid_argument("unknown availability"))?;
         let key = keys::agent(&req.id);
-        loop {
-            let (version, mut agent) = self.get_or_not_found::<Agent>(&key, "agent")?;
-            agent.availability = availability as i32;
-            let txn = TxnBuilder::new()
-                .require_version(&key, version)
-                .put_tagged(&key, &agent, [keys::agent_tag(&req.id)])
-                .build();
-            if let Applied::Committed(_) = self.store.propose(txn).await? {
-                return Ok(Response::new(agent));
-            }
-        }
+        let (agent, _) = self
+            .store
+            .update("the agent", |_| {
+                let (version, mut agent) = self.get_or_not_found::<Agent>(&key, "agent")?;
+                agent.availability = availability as i32;
+                let txn = TxnBuilder::new()
+                    .require_version(&key, version)
+                    .put_tagged(&key, &agent, [keys::agent_tag(&req.id)])
+                    .build();
+                Ok::<_, Status>(Attempt::Propose(txn, agent))
+            })
+            .await?;
+        Ok(Response::new(agent))
     }
 
     async fn remove_agent(
         &self,
         req: Request<RemoveAgentRequest>,
     ) -> Result<Response<RemoveAgentResponse>, Status> {
-        super::tasks::remove_agent(&self.store, req.into_inner()).await?;
+        tasks::remove_agent(&self.store, req.into_inner()).await?;
         Ok(Response::new(RemoveAgentResponse {}))
     }
 
@@ -337,7 +355,7 @@ impl Control for ControlService {
     }
 
     async fn create_task(&self, req: Request<CreateTaskRequest>) -> Result<Response<Task>, Status> {
-        let task = super::tasks::create_task(&self.store, req.into_inner()).await?;
+        let task = tasks::create_task(&self.store, req.into_inner()).await?;
         Ok(Response::new(task))
     }
 
@@ -345,7 +363,7 @@ impl Control for ControlService {
         &self,
         req: Request<RemoveTaskRequest>,
     ) -> Result<Response<RemoveTaskResponse>, Status> {
-        super::tasks::remove_task(&self.store, req.into_inner()).await?;
+        tasks::remove_task(&self.store, req.into_inner()).await?;
         Ok(Response::new(RemoveTaskResponse {}))
     }
 

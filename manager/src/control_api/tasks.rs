@@ -12,42 +12,65 @@ use lnswarm_common::{
     },
     ids::new_id,
 };
-use tonic::Status;
 use tracing::info;
 
-use crate::store::{keys, secrets, Applied, Store, TxnBuilder};
+use crate::store::{keys, secrets, Applied, Attempt, Store, StoreError, TxnBuilder};
 
 /// Largest secret a task may carry.
 const MAX_SECRET_BYTES: usize = 64 * 1024;
+
+/// Why a task or agent call was refused; `service.rs` maps each to its gRPC code.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("spec is required")]
+    NoSpec,
+    #[error("a command task needs a program")]
+    NoProgram,
+    #[error("hosted-node tasks come from the Scheduler; CreateTask takes command tasks")]
+    NotACommand,
+    #[error("spec.runtime is required")]
+    NoRuntime,
+    /// No agent can take the task (placement's reason).
+    #[error("{0}")]
+    NowhereToPlace(String),
+    #[error("a secret holds at most {MAX_SECRET_BYTES} bytes")]
+    SecretTooLarge,
+    #[error("a secret with that id exists")]
+    SecretExists,
+    #[error("no agent {0:?}")]
+    NoAgent(String),
+    #[error("no secret {0:?}")]
+    NoSecret(String),
+    #[error("no task {0:?}")]
+    NoTask(String),
+    #[error("the agent is READY; stop it first or pass force")]
+    AgentReady,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 fn state_of(agent: &Agent) -> i32 {
     agent.status.as_ref().map(|s| s.state).unwrap_or_default()
 }
 
-pub async fn create_task(store: &Store, req: CreateTaskRequest) -> Result<Task, Status> {
-    let mut spec = req
-        .spec
-        .ok_or_else(|| Status::invalid_argument("spec is required"))?;
+pub async fn create_task(store: &Store, req: CreateTaskRequest) -> Result<Task, TaskError> {
+    let mut spec = req.spec.ok_or(TaskError::NoSpec)?;
     match &spec.runtime {
         Some(lnswarm_common::api::task_spec::Runtime::Command(c)) if !c.args.is_empty() => {}
         Some(lnswarm_common::api::task_spec::Runtime::Command(_)) => {
-            return Err(Status::invalid_argument("a command task needs a program"))
+            return Err(TaskError::NoProgram)
         }
-        Some(_) => {
-            return Err(Status::invalid_argument(
-                "hosted-node tasks come from the Scheduler; CreateTask takes command tasks",
-            ))
-        }
-        None => return Err(Status::invalid_argument("spec.runtime is required")),
+        Some(_) => return Err(TaskError::NotACommand),
+        None => return Err(TaskError::NoRuntime),
     }
     let agent_id = if req.agent_id.is_empty() {
         store
             .read_off_thread(crate::placement::choose_from)
             .await?
-            .map_err(Status::failed_precondition)?
+            .map_err(TaskError::NowhereToPlace)?
     } else {
         if store.get::<Agent>(&keys::agent(&req.agent_id))?.is_none() {
-            return Err(Status::not_found(format!("no agent {:?}", req.agent_id)));
+            return Err(TaskError::NoAgent(req.agent_id));
         }
         req.agent_id
     };
@@ -56,9 +79,7 @@ pub async fn create_task(store: &Store, req: CreateTaskRequest) -> Result<Task, 
     let mut created = Vec::new();
     for secret in &req.secrets {
         if secret.data.len() > MAX_SECRET_BYTES {
-            return Err(Status::invalid_argument(format!(
-                "a secret holds at most {MAX_SECRET_BYTES} bytes"
-            )));
+            return Err(TaskError::SecretTooLarge);
         }
         let secret = Secret {
             id: if secret.id.is_empty() {
@@ -82,7 +103,7 @@ pub async fn create_task(store: &Store, req: CreateTaskRequest) -> Result<Task, 
     }
     for id in &spec.secret_ids {
         if !created.contains(id) && store.get::<Secret>(&keys::secret(id))?.is_none() {
-            return Err(Status::not_found(format!("no secret {id:?}")));
+            return Err(TaskError::NoSecret(id.clone()));
         }
     }
     let mut task = crate::placement::assigned_task(spec, &agent_id, "");
@@ -97,71 +118,68 @@ pub async fn create_task(store: &Store, req: CreateTaskRequest) -> Result<Task, 
             task.version = Some(lnswarm_common::api::Version { index });
             Ok(task)
         }
-        Applied::CheckFailed(_) => Err(Status::already_exists("a secret with that id exists")),
+        // A single check, not retried: the ids were the caller's to choose.
+        Applied::CheckFailed(_) => Err(TaskError::SecretExists),
     }
 }
 
-pub async fn remove_task(store: &Store, req: RemoveTaskRequest) -> Result<(), Status> {
+pub async fn remove_task(store: &Store, req: RemoveTaskRequest) -> Result<(), TaskError> {
     let key = keys::task(&req.id);
-    loop {
-        let (version, mut task) = store
-            .get::<Task>(&key)?
-            .ok_or_else(|| Status::not_found(format!("no task {:?}", req.id)))?;
-        let tag = keys::agent_tag(&task.agent_id);
-        let stopped = task
-            .status
-            .as_ref()
-            .is_some_and(|s| s.state >= TaskState::Complete as i32);
-        let agent_gone =
-            task.agent_id.is_empty() || store.get::<Agent>(&keys::agent(&task.agent_id))?.is_none();
-        let txn = TxnBuilder::new().require_version(&key, version);
-        let txn = if stopped || agent_gone {
-            txn.delete_tagged(&key, [tag])
-        } else {
-            task.desired_state = TaskState::Shutdown as i32;
-            txn.put_tagged(&key, &task, [tag])
-        };
-        if let Applied::Committed(_) = store.propose(txn.build()).await? {
-            info!(task = %req.id, deleted = stopped || agent_gone, "task removal requested");
-            return Ok(());
-        }
-    }
+    let (deleted, _) = store
+        .update("the task", |store| {
+            let (version, mut task) = store
+                .get::<Task>(&key)?
+                .ok_or_else(|| TaskError::NoTask(req.id.clone()))?;
+            let tag = keys::agent_tag(&task.agent_id);
+            let stopped = task
+                .status
+                .as_ref()
+                .is_some_and(|s| s.state >= TaskState::Complete as i32);
+            let agent_gone = task.agent_id.is_empty()
+                || store.get::<Agent>(&keys::agent(&task.agent_id))?.is_none();
+            let txn = TxnBuilder::new().require_version(&key, version);
+            let deleted = stopped || agent_gone;
+            let txn = if deleted {
+                txn.delete_tagged(&key, [tag])
+            } else {
+                task.desired_state = TaskState::Shutdown as i32;
+                txn.put_tagged(&key, &task, [tag])
+            };
+            Ok::<_, TaskError>(Attempt::Propose(txn.build(), deleted))
+        })
+        .await?;
+    info!(task = %req.id, deleted, "task removal requested");
+    Ok(())
 }
 
-pub async fn remove_agent(store: &Store, req: RemoveAgentRequest) -> Result<(), Status> {
+pub async fn remove_agent(store: &Store, req: RemoveAgentRequest) -> Result<(), TaskError> {
     let key = keys::agent(&req.id);
     let tag = keys::agent_tag(&req.id);
-    loop {
-        let (version, agent) = store
-            .get::<Agent>(&key)?
-            .ok_or_else(|| Status::not_found(format!("no agent {:?}", req.id)))?;
-        if state_of(&agent) == AgentState::Ready as i32 && !req.force {
-            return Err(Status::failed_precondition(
-                "the agent is READY; stop it first or pass force",
-            ));
-        }
-        let mut txn = TxnBuilder::new()
-            .require_version(&key, version)
-            .delete_tagged(&key, [tag.clone()]);
-        let tasks = store
-            .read_off_thread(|store| store.list::<Task>(keys::TASKS))
-            .await?;
-        for (v, task) in tasks {
-            if task.agent_id == req.id {
-                let tkey = keys::task(&task.id);
+    store
+        .update("the agent", |store| {
+            let (version, agent) = store
+                .get::<Agent>(&key)?
+                .ok_or_else(|| TaskError::NoAgent(req.id.clone()))?;
+            if state_of(&agent) == AgentState::Ready as i32 && !req.force {
+                return Err(TaskError::AgentReady);
+            }
+            let mut txn = TxnBuilder::new()
+                .require_version(&key, version)
+                .delete_tagged(&key, [tag.clone()]);
+            // From the index of tasks by agent: no scan of every task.
+            for (tkey, task) in store.state().tasks_of_agent(&req.id)? {
                 txn = txn
-                    .require_version(&tkey, v)
+                    .require_version(&tkey, task.version)
                     .delete_tagged(tkey, [tag.clone()]);
             }
-        }
-        let ckey = keys::certificate(&req.id);
-        if let Some((v, mut cert)) = store.get::<CertificateRecord>(&ckey)? {
-            cert.revoked = true;
-            txn = txn.require_version(&ckey, v).put(ckey, &cert);
-        }
-        if let Applied::Committed(_) = store.propose(txn.build()).await? {
-            info!(agent = %req.id, "agent removed; its certificate is revoked");
-            return Ok(());
-        }
-    }
+            let ckey = keys::certificate(&req.id);
+            if let Some((v, mut cert)) = store.get::<CertificateRecord>(&ckey)? {
+                cert.revoked = true;
+                txn = txn.require_version(&ckey, v).put(ckey, &cert);
+            }
+            Ok(Attempt::Propose(txn.build(), ()))
+        })
+        .await?;
+    info!(agent = %req.id, "agent removed; its certificate is revoked");
+    Ok(())
 }

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 use super::{service::Shared, sessions::EndReason, writer::Write, HeartbeatTiming};
 use crate::{
     cluster,
-    store::{keys, StoreError, TxnBuilder},
+    store::{keys, Attempt, StoreError, TxnBuilder},
 };
 
 /// Serves as the cluster's dispatcher until `stop` fires (this manager stopped
@@ -64,53 +64,50 @@ async fn on_elected(shared: &Shared) -> Result<(), StoreError> {
         .ttl()
         .saturating_mul(shared.config.leader_change_grace_ttls.max(1))
         .max(shared.config.leader_change_grace_min);
-    for _ in 0..5 {
-        let agents = shared.store.list::<Agent>(keys::AGENTS)?;
-        let mut txn = TxnBuilder::new();
-        let mut waiting = Vec::new();
-        for (version, mut agent) in agents {
-            let state = agent.status.as_ref().map(|s| s.state).unwrap_or_default();
-            if state == AgentState::Down as i32 || state == AgentState::Disconnected as i32 {
-                continue;
+    let (waiting, _) = shared
+        .store
+        .update("the agents' states", |store| {
+            let mut txn = TxnBuilder::new();
+            let mut waiting = Vec::new();
+            for (version, mut agent) in store.list::<Agent>(keys::AGENTS)? {
+                let state = agent.status.as_ref().map(|s| s.state).unwrap_or_default();
+                if state == AgentState::Down as i32 || state == AgentState::Disconnected as i32 {
+                    continue;
+                }
+                waiting.push(agent.id.clone());
+                if state == AgentState::Unknown as i32 {
+                    continue;
+                }
+                let key = keys::agent(&agent.id);
+                agent.status = Some(AgentStatus {
+                    state: AgentState::Unknown as i32,
+                    message: "leader changed; waiting for the agent's session".into(),
+                    addr: agent.status.map(|s| s.addr).unwrap_or_default(),
+                    since_unix_ms: now_unix_ms(),
+                });
+                txn = txn.require_version(&key, version).put_tagged(
+                    &key,
+                    &agent,
+                    [keys::agent_tag(&agent.id)],
+                );
             }
-            waiting.push(agent.id.clone());
-            if state == AgentState::Unknown as i32 {
-                continue;
-            }
-            let key = keys::agent(&agent.id);
-            agent.status = Some(AgentStatus {
-                state: AgentState::Unknown as i32,
-                message: "leader changed; waiting for the agent's session".into(),
-                addr: agent.status.map(|s| s.addr).unwrap_or_default(),
-                since_unix_ms: now_unix_ms(),
-            });
-            txn = txn.require_version(&key, version).put_tagged(
-                &key,
-                &agent,
-                [keys::agent_tag(&agent.id)],
-            );
-        }
-        let txn = txn.build();
-        let committed = txn.ops.is_empty()
-            || matches!(
-                shared.store.propose(txn).await?,
-                crate::store::Applied::Committed(_)
-            );
-        if committed {
-            info!(
-                agents = waiting.len(),
-                grace_ms = grace.as_millis() as u64,
-                "waiting for agents after leader change"
-            );
-            shared
-                .sessions
-                .await_agents(waiting, Instant::now() + grace);
-            return Ok(());
-        }
-    }
-    Err(StoreError::Unavailable(
-        "agents kept changing while starting".into(),
-    ))
+            let txn = txn.build();
+            Ok::<_, StoreError>(if txn.ops.is_empty() {
+                Attempt::Done(waiting)
+            } else {
+                Attempt::Propose(txn, waiting)
+            })
+        })
+        .await?;
+    info!(
+        agents = waiting.len(),
+        grace_ms = grace.as_millis() as u64,
+        "waiting for agents after leader change"
+    );
+    shared
+        .sessions
+        .await_agents(waiting, Instant::now() + grace);
+    Ok(())
 }
 
 /// Reads the heartbeat timing from the cluster settings.

@@ -11,9 +11,9 @@ use std::{
 };
 
 use tokio::sync::watch;
-use tonic::Status;
 
-/// Why a session ended; its streams end with the matching gRPC status.
+/// Why a session ended; its streams end with the matching gRPC status
+/// ([`crate::grpc_status`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndReason {
     /// The same agent opened a newer session.
@@ -26,20 +26,6 @@ pub enum EndReason {
     Removed,
     /// The agent said it is shutting down.
     Left,
-}
-
-impl EndReason {
-    pub fn status(&self) -> Status {
-        match self {
-            EndReason::Replaced => Status::aborted("session replaced by a newer session"),
-            EndReason::Expired => Status::not_found("session expired; open a new one"),
-            EndReason::LostLeadership => {
-                Status::unavailable("this manager is no longer the leader")
-            }
-            EndReason::Removed => Status::permission_denied("this agent was removed"),
-            EndReason::Left => Status::cancelled("the agent closed its session"),
-        }
-    }
 }
 
 /// Receives the reason once the session ends.
@@ -67,15 +53,6 @@ pub enum SessionError {
     Unknown,
     #[error("too many sessions opened recently; retry later")]
     RateLimited,
-}
-
-impl From<SessionError> for Status {
-    fn from(e: SessionError) -> Self {
-        match e {
-            SessionError::Unknown => Status::not_found(e.to_string()),
-            SessionError::RateLimited => Status::unavailable(e.to_string()),
-        }
-    }
 }
 
 /// The registry; one per dispatcher, shared by its handlers and timers.

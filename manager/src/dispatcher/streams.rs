@@ -32,7 +32,7 @@ pub(super) fn unboxed<T: Send + 'static>(
 pub(super) async fn ended(end: &mut EndSignal) -> Status {
     loop {
         if let Some(reason) = end.borrow_and_update().clone() {
-            return reason.status();
+            return Status::from(&reason);
         }
         if end.changed().await.is_err() {
             return Status::not_found("session ended");

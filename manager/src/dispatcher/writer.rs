@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::{config::DispatcherConfig, sessions::Sessions};
-use crate::store::{keys, Applied, Store, StoreError, TxnBuilder};
+use crate::store::{keys, Attempt, Store, StoreError, TxnBuilder};
 
 /// One pending write.
 pub enum Write {
@@ -137,17 +137,16 @@ async fn flush(store: &Store, sessions: &Sessions, batch: Vec<Write>) {
             }
         }
     }
-    let mut result = Ok(());
-    for attempt in 0..5 {
-        match write_once(store, sessions, &statuses, &agents).await {
-            Ok(true) => break,
-            Ok(false) => debug!(attempt, "status batch raced another write; retrying"),
-            Err(e) => {
-                warn!(error = %e, "writing a status batch failed");
-                result = Err(e);
-                break;
-            }
-        }
+    // Rebuilt from the store on each attempt: a failed check means someone wrote
+    // one of these tasks or agents meanwhile.
+    let result = store
+        .update("the status batch", |store| {
+            batch_txn(store, sessions, &statuses, &agents)
+        })
+        .await
+        .map(|_| ());
+    if let Err(e) = &result {
+        warn!(error = %e, "writing a status batch failed");
     }
     for w in waiters {
         let _ = w.send(match &result {
@@ -157,14 +156,13 @@ async fn flush(store: &Store, sessions: &Sessions, batch: Vec<Write>) {
     }
 }
 
-/// Builds and proposes one transaction; `Ok(false)` when a version check failed
-/// (someone wrote meanwhile) and the batch should be rebuilt.
-async fn write_once(
+/// One attempt at the batch's transaction, its checks guarding what it read.
+fn batch_txn(
     store: &Store,
     sessions: &Sessions,
     statuses: &HashMap<String, TaskStatus>,
     agents: &HashMap<String, (AgentState, String)>,
-) -> Result<bool, StoreError> {
+) -> Result<Attempt<()>, StoreError> {
     let mut txn = TxnBuilder::new();
     let mut ops = 0;
     for (task_id, status) in statuses {
@@ -215,10 +213,7 @@ async fn write_once(
         ops += 1;
     }
     if ops == 0 {
-        return Ok(true);
+        return Ok(Attempt::Done(()));
     }
-    Ok(matches!(
-        store.propose(txn.build()).await?,
-        Applied::Committed(_)
-    ))
+    Ok(Attempt::Propose(txn.build(), ()))
 }

@@ -74,14 +74,14 @@ mod tests {
     #[test]
     fn follows_puts_moves_and_deletes() {
         let mut i = TaskIndex::default();
-        i.update("tasks/t1", Some(&task("a")));
-        i.update("tasks/t2", Some(&task("a")));
-        i.update("agents/a", Some(b"x"));
-        assert_eq!(i.of_agent("a"), vec!["tasks/t1", "tasks/t2"]);
-        i.update("tasks/t1", Some(&task("b")));
-        assert_eq!(i.of_agent("a"), vec!["tasks/t2"]);
-        assert_eq!(i.of_agent("b"), vec!["tasks/t1"]);
-        i.update("tasks/t2", None);
+        i.update(&keys::task("t1"), Some(&task("a")));
+        i.update(&keys::task("t2"), Some(&task("a")));
+        i.update(&keys::agent("a"), Some(b"x"));
+        assert_eq!(i.of_agent("a"), vec![keys::task("t1"), keys::task("t2")]);
+        i.update(&keys::task("t1"), Some(&task("b")));
+        assert_eq!(i.of_agent("a"), vec![keys::task("t2")]);
+        assert_eq!(i.of_agent("b"), vec![keys::task("t1")]);
+        i.update(&keys::task("t2"), None);
         assert!(i.of_agent("a").is_empty());
     }
 }

@@ -16,7 +16,6 @@ use std::sync::{atomic::Ordering, Arc};
 
 use lnswarm_common::api::StoreTxn;
 use prost::Message;
-use tonic::Status;
 
 pub use state_machine::{Applied, StateMachine, TxnBuilder, Versioned, CHANGELOG_RETAIN};
 
@@ -34,19 +33,6 @@ pub enum StoreError {
     Contended(String),
 }
 
-/// Metadata key on an UNAVAILABLE that says the cluster itself is not answering for
-/// now (no leader, no quorum, this manager not caught up): worth retrying, unlike an
-/// UNAVAILABLE that is a verdict ("the node cannot run now").
-pub const TRANSIENT: &str = "lnswarm-transient";
-
-/// Marks `status` as [`TRANSIENT`].
-pub fn transient(mut status: Status) -> Status {
-    status
-        .metadata_mut()
-        .insert(TRANSIENT, tonic::metadata::MetadataValue::from_static("1"));
-    status
-}
-
 /// How many times [`Store::update`] tries before giving up with
 /// [`StoreError::Contended`].
 pub const UPDATE_ATTEMPTS: usize = 8;
@@ -58,16 +44,6 @@ pub enum Attempt<T> {
     Propose(StoreTxn, T),
     /// Nothing needs writing.
     Done(T),
-}
-
-impl From<StoreError> for Status {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(m) => transient(Status::unavailable(m)),
-            StoreError::Contended(_) => Status::aborted(e.to_string()),
-            other => Status::internal(other.to_string()),
-        }
-    }
 }
 
 fn no_data_key() -> StoreError {

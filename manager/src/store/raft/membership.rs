@@ -12,7 +12,6 @@ use lnswarm_common::api::{
     CertificateRecord, GetStatusRequest, JoinResponse, Manager, ManagerInfo, RaftMember,
 };
 use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
-use tonic::Status;
 use tracing::{info, warn};
 
 use super::RaftHandle;
@@ -33,16 +32,6 @@ pub enum MembershipError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-impl From<MembershipError> for Status {
-    fn from(e: MembershipError) -> Self {
-        match e {
-            MembershipError::NotFound(_) => Status::not_found(e.to_string()),
-            MembershipError::Store(e) => e.into(),
-            other => Status::failed_precondition(other.to_string()),
-        }
-    }
 }
 
 fn single(kind: ConfChangeType, raft_id: u64) -> ConfChangeV2 {
