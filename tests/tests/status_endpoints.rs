@@ -2,7 +2,8 @@
 //! a manager's `/healthz` is 200 while it knows a leader and its `/metrics` counts
 //! what happens (heartbeats answered, proposals) and shows its raft state; an
 //! agent's `/healthz` is 200 while the managers vouch for it and 503 once its
-//! manager is gone, and its `/metrics` shows its processes and certificate.
+//! manager is gone, and its `/metrics` shows its processes and certificate. The
+//! values move: a killed agent shows as an expiry and a session fewer.
 
 use std::time::Duration;
 
@@ -113,6 +114,38 @@ async fn health_and_metrics_as_probes_and_scrapers_see_them() {
         sample(&text, "lnswarm_agent_cert_expiry_timestamp_seconds") > Some(0.0),
         "{text}"
     );
+
+    // The values move: an agent killed is an expiry and a session fewer, and
+    // its restart a session again.
+    let metric = |name: &'static str| {
+        let addr = manager_status.clone();
+        async move { sample(&get(&addr, "/metrics").await?.1, name) }
+    };
+    let expired_before = metric("lnswarm_manager_dispatcher_expirations_total")
+        .await
+        .unwrap_or(0.0);
+    agent.kill9();
+    wait::until(
+        "an expiry and no session in /metrics",
+        Duration::from_secs(20),
+        || async {
+            let expired = metric("lnswarm_manager_dispatcher_expirations_total").await?;
+            let sessions = metric("lnswarm_manager_dispatcher_sessions").await?;
+            (expired > expired_before && sessions == 0.0).then_some(())
+        },
+    )
+    .await;
+    agent.start();
+    wait::until(
+        "the session back in /metrics",
+        Duration::from_secs(20),
+        || async { (metric("lnswarm_manager_dispatcher_sessions").await? == 1.0).then_some(()) },
+    )
+    .await;
+    wait::until("healthz 200 again", Duration::from_secs(20), || async {
+        healthz(&addr).await.filter(|(code, _)| *code == 200)
+    })
+    .await;
 
     // The manager goes away: within the lease's TTL the agent says it is not
     // vouched for.

@@ -12,7 +12,7 @@ use rcgen::{
 };
 use time::OffsetDateTime;
 
-use super::{identity::ca_digest, PkiError, Role};
+use super::{identity::ca_digest, pem::pem_to_der, PkiError, Role};
 
 /// What to put in a leaf certificate.
 pub struct LeafRequest<'a> {
@@ -191,12 +191,4 @@ fn random_serial() -> SerialNumber {
 
 fn sign_err(e: impl std::fmt::Display) -> PkiError {
     PkiError::Signing(e.to_string())
-}
-
-/// The DER of the first certificate in a PEM string.
-pub(crate) fn pem_to_der(pem: &str) -> Result<Vec<u8>, PkiError> {
-    use rustls_pki_types::{pem::PemObject, CertificateDer};
-    CertificateDer::from_pem_slice(pem.as_bytes())
-        .map(|c| c.to_vec())
-        .map_err(|e| PkiError::MalformedCertificate(e.to_string()))
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::*;
 
-use super::{ca::pem_to_der, names::name_fields, PkiError, Role};
+use super::{names::name_fields, pem::pem_to_der, PkiError, Role};
 
 /// Hex SHA-256 of a certificate's DER: the CA digest that join tokens carry.
 pub fn ca_digest(der: &[u8]) -> String {

@@ -5,6 +5,7 @@ mod ca;
 mod csr;
 mod identity;
 mod names;
+mod pem;
 mod role;
 mod token;
 

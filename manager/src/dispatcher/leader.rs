@@ -15,7 +15,7 @@ use lnswarm_common::ids::now_unix_ms;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{service::Shared, sessions::EndReason, writer::Write, HeartbeatTiming};
+use super::{sessions::EndReason, shared::Shared, writer::Write, HeartbeatTiming};
 use crate::{
     cluster,
     store::{keys, Attempt, StoreError, TxnBuilder},
@@ -173,7 +173,7 @@ async fn expiry_timer(shared: &Shared) {
 async fn publish_managers(shared: &Shared) {
     let mut leadership = shared.store.leadership();
     loop {
-        if let Ok(list) = super::service::managers(&shared.store) {
+        if let Ok(list) = super::shared::managers(&shared.store) {
             shared.managers.send_if_modified(|current| {
                 let changed = *current != list;
                 if changed {

@@ -8,6 +8,7 @@
 //! - [`assignments`]: COMPLETE and INCREMENTAL messages from the store's change log.
 //! - [`leader`]: starts and stops the dispatcher as leadership comes and goes, and
 //!   runs the heartbeat expiry timer.
+//! - [`shared`]: what the handlers and the leader side share.
 //! - [`service`]: the gRPC handlers; [`session_stream`] and [`assignments_stream`]
 //!   feed the two streams an agent holds, through what [`streams`] defines.
 
@@ -20,6 +21,7 @@ mod leader;
 mod service;
 mod session_stream;
 pub mod sessions;
+mod shared;
 mod streams;
 mod writer;
 

@@ -7,9 +7,8 @@ use std::sync::{atomic::AtomicBool, Arc, RwLock};
 use lnswarm_common::{
     api::{
         dispatcher_server, Agent, AgentDescription, AgentState, AgentStatus, AssignmentsMessage,
-        AssignmentsRequest, ClusterRecord, HeartbeatRequest, HeartbeatResponse, Manager,
-        SessionMessage, SessionRequest, Task, TaskState, UpdateTaskStatusRequest,
-        UpdateTaskStatusResponse, WeightedPeer,
+        AssignmentsRequest, ClusterRecord, HeartbeatRequest, HeartbeatResponse, SessionMessage,
+        SessionRequest, Task, TaskState, UpdateTaskStatusRequest, UpdateTaskStatusResponse,
     },
     authz::caller,
     ids::now_unix_ms,
@@ -23,6 +22,7 @@ use super::{
     config::{DispatcherConfig, HeartbeatTiming},
     session_stream::SessionHandler,
     sessions::{peer_addr, Sessions},
+    shared::{managers, Shared},
     streams::{agent_changes, boxed_channel, unboxed, BoxStream},
     writer::Writer,
 };
@@ -30,21 +30,6 @@ use crate::store::{keys, Attempt, Store, StoreError, TxnBuilder};
 
 /// Largest number of status updates one call may carry.
 const MAX_UPDATES_PER_CALL: usize = 10_000;
-
-pub(super) struct Shared {
-    pub store: Store,
-    pub config: DispatcherConfig,
-    pub sessions: Arc<Sessions>,
-    pub writer: Writer,
-    pub timing: RwLock<HeartbeatTiming>,
-    /// Serving: this manager leads and the post-election work is done.
-    pub active: AtomicBool,
-    /// The weighted manager list sessions hand out, refreshed in one place so that
-    /// sessions wake only when it changes.
-    pub managers: tokio::sync::watch::Sender<Vec<WeightedPeer>>,
-    /// Expiry scans run (they run only while leading).
-    pub expiry_scans: std::sync::atomic::AtomicU64,
-}
 
 /// The Dispatcher service; cheap to clone.
 #[derive(Clone)]
@@ -184,24 +169,6 @@ async fn mark_ready(
         .await?;
     agent.version = Some(lnswarm_common::api::Version { index });
     Ok(agent)
-}
-
-/// The managers an agent may connect to; the leader weighs most.
-pub(super) fn managers(store: &Store) -> Result<Vec<WeightedPeer>, StoreError> {
-    let leader = store.leadership().borrow().leader_id.clone();
-    Ok(store
-        .list::<Manager>(keys::MANAGERS)?
-        .into_iter()
-        .map(|(_, m)| WeightedPeer {
-            weight: if leader.as_deref() == Some(m.id.as_str()) {
-                100
-            } else {
-                10
-            },
-            manager_id: m.id,
-            addr: m.addr,
-        })
-        .collect())
 }
 
 fn root_ca(store: &Store) -> Result<Vec<u8>, StoreError> {
