@@ -7,7 +7,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use anyhow::Context;
 use lnswarm_common::{
     api::AgentDescription,
-    cert_renewal::{request_from_managers, Renewal, RenewalStopped, Renewed},
+    cert_renewal::{request_from_managers, save_credentials, Renewal, RenewalStopped},
     credentials::Credentials,
     pki::Role,
     tls::{ClientTls, LiveIdentity},
@@ -279,20 +279,11 @@ async fn keep_renewed(
         Box::pin(async move { request_from_managers(&managers, &tls, csr, 0).await })
             as lnswarm_common::cert_renewal::BoxFuture<_>
     };
-    let save = move |r: &Renewed| {
-        Credentials {
-            cert_pem: r.cert_pem.clone(),
-            key_pem: r.key_pem.clone(),
-            ca_pem: r.ca_pem.clone(),
-        }
-        .save(&credentials_dir)
-        .map_err(std::io::Error::other)
-    };
     Renewal {
         identity,
         role: Role::Worker,
         request: Box::new(request),
-        save: Box::new(save),
+        save: save_credentials(credentials_dir),
     }
     .run(stop)
     .await

@@ -78,6 +78,20 @@ pub type RequestFn = Box<dyn Fn(String) -> BoxFuture<Result<Renewed, RenewalErro
 /// Writes a renewed pair (and CA) where the holder keeps it.
 pub type SaveFn = Box<dyn Fn(&Renewed) -> std::io::Result<()> + Send + Sync>;
 
+/// Saves a renewal as the three files of a credentials directory
+/// ([`crate::credentials::Credentials::save`]).
+pub fn save_credentials(dir: std::path::PathBuf) -> SaveFn {
+    Box::new(move |r: &Renewed| {
+        crate::credentials::Credentials {
+            cert_pem: r.cert_pem.clone(),
+            key_pem: r.key_pem.clone(),
+            ca_pem: r.ca_pem.clone(),
+        }
+        .save(&dir)
+        .map_err(std::io::Error::other)
+    })
+}
+
 pub struct Renewal {
     pub identity: Arc<LiveIdentity>,
     pub role: Role,

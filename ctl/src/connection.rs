@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use lnswarm_common::{
     api::control_client::ControlClient,
-    cert_renewal::{self, Renewal, Renewed},
+    cert_renewal::{self, Renewal},
     credentials::Credentials,
     pki::{subject_of, Role},
     tls,
@@ -91,15 +91,7 @@ impl Connection {
                     async move { cert_renewal::request_from_managers(&[addr], &tls, csr, 0).await },
                 )
             }),
-            save: Box::new(move |r: &Renewed| {
-                Credentials {
-                    cert_pem: r.cert_pem.clone(),
-                    key_pem: r.key_pem.clone(),
-                    ca_pem: r.ca_pem.clone(),
-                }
-                .save(&dir)
-                .map_err(std::io::Error::other)
-            }),
+            save: cert_renewal::save_credentials(dir),
         };
         match renewal.renew_now().await {
             Ok(not_after) => eprintln!(

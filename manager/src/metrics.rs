@@ -47,6 +47,17 @@ pub struct Events {
     pub node_state_write_seconds: Histogram,
 }
 
+/// Counts one call under `outcome` and records how long it took since `started`.
+pub fn record(
+    calls: &Family<Outcome, Counter>,
+    seconds: &Histogram,
+    outcome: &'static str,
+    started: std::time::Instant,
+) {
+    calls.get_or_create(&Outcome { outcome }).inc();
+    seconds.observe(started.elapsed().as_secs_f64());
+}
+
 fn latency_buckets() -> Histogram {
     // 0.25 ms to about 4 s.
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(

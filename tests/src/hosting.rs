@@ -208,6 +208,19 @@ impl<C: Cluster> HostingCluster<C> {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
     }
 
+    /// `from` pays an invoice of `to` for `msat`; fails the test unless it succeeds.
+    pub fn pay(&self, from: &Owner, to: &Owner, msat: u64) {
+        let (ok, invoice, err) =
+            self.owner_ctl(to, &["invoice", &msat.to_string(), "--description", "x"]);
+        assert!(ok, "invoice: {err}");
+        let paid = self.owner_json(from, &["pay", invoice.trim()]);
+        assert_eq!(
+            paid["status"], "succeeded",
+            "{} pays {}: {paid}",
+            from.name, to.name
+        );
+    }
+
     /// The operator's view of one hosted node, or `None` while the cluster does not
     /// answer (an election).
     pub fn try_inspect(&self, node_id: &str) -> Option<Value> {

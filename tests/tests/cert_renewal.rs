@@ -20,7 +20,7 @@ use lnswarm_common::{
 use lnswarm_tests::{
     agents::{agent_states, ctl_json, set_heartbeat, try_agent_states, TestAgent},
     bin_path,
-    hosting::{HostingCluster, Owner},
+    hosting::HostingCluster,
     manager::TestManager,
     wait,
 };
@@ -34,18 +34,6 @@ fn tempdir() -> tempfile::TempDir {
         .disable_cleanup(std::env::var_os("LNSWARM_KEEP_TEST_DIR").is_some())
         .tempdir()
         .unwrap()
-}
-
-/// `from` pays an invoice of `to` for `msat`.
-fn pay(c: &HostingCluster<impl lnswarm_tests::Cluster>, from: &Owner, to: &Owner, msat: u64) {
-    let (ok, invoice, err) = c.owner_ctl(to, &["invoice", &msat.to_string(), "--description", "x"]);
-    assert!(ok, "invoice: {err}");
-    let paid = c.owner_json(from, &["pay", invoice.trim()]);
-    assert_eq!(
-        paid["status"], "succeeded",
-        "{} pays {}: {paid}",
-        from.name, to.name
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -208,8 +196,8 @@ async fn certificates_renew_themselves_through_five_lifetimes() {
     }
 
     // After the last lifetime the nodes still pay each other.
-    pay(&c, &alice, &bob, 10_000_000);
-    pay(&c, &bob, &alice, 5_000_000);
+    c.pay(&alice, &bob, 10_000_000);
+    c.pay(&bob, &alice, 5_000_000);
 
     // Renewal is normal operation: no manager or agent logged an error, and the
     // nodes have fee estimates (the chain stand-in serves them). ldk-node itself

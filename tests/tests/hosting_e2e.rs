@@ -112,7 +112,7 @@ impl Pair {
             .mine_after_broadcast("the funding transaction", 1, 6)
             .await;
         c.wait_channel_usable(alice, &channel_id).await;
-        pay(c, alice, bob, 25_000_000);
+        c.pay(alice, bob, 25_000_000);
         (p, channel_id)
     }
 
@@ -120,18 +120,6 @@ impl Pair {
         let violations = self.watch.finish();
         assert!(violations.is_empty(), "a node ran twice: {violations:?}");
     }
-}
-
-/// `from` pays an invoice of `to` for `msat`.
-fn pay(c: &HostingCluster, from: &Owner, to: &Owner, msat: u64) {
-    let (ok, invoice, err) = c.owner_ctl(to, &["invoice", &msat.to_string(), "--description", "x"]);
-    assert!(ok, "invoice: {err}");
-    let paid = c.owner_json(from, &["pay", invoice.trim()]);
-    assert_eq!(
-        paid["status"], "succeeded",
-        "{} pays {}: {paid}",
-        from.name, to.name
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -259,8 +247,8 @@ async fn failover_to_the_other_agent(p: &mut Pair, channel_id: &str) -> usize {
         after["lightning_sats"], before["lightning_sats"],
         "channel balance unchanged: {before} -> {after}"
     );
-    pay(c, alice, bob, 1_000_000);
-    pay(c, bob, alice, 2_000_000);
+    c.pay(alice, bob, 1_000_000);
+    c.pay(bob, alice, 2_000_000);
     a
 }
 
@@ -305,7 +293,7 @@ async fn drain_moves_both_ends(p: &Pair, channel_id: &str) {
         "stopped cleanly before the move"
     );
     c.wait_channel_usable(&p.alice, channel_id).await;
-    pay(c, &p.alice, &p.bob, 1_000_000);
+    c.pay(&p.alice, &p.bob, 1_000_000);
 }
 
 /// Bob's agent active again, an operator moves alice back to it by hand: she runs
@@ -327,5 +315,5 @@ async fn operator_moves_alice_back(p: &Pair, channel_id: &str) {
     )
     .await;
     c.wait_channel_usable(&p.alice, channel_id).await;
-    pay(c, &p.bob, &p.alice, 1_000_000);
+    c.pay(&p.bob, &p.alice, 1_000_000);
 }

@@ -8,8 +8,7 @@
 use std::{path::PathBuf, sync::Arc};
 
 use lnswarm_common::{
-    cert_renewal::{Renewal, RenewalError, Renewed},
-    credentials::Credentials,
+    cert_renewal::{save_credentials, Renewal, RenewalError, Renewed},
     pki::{ip_of_address, Role},
     tls::LiveIdentity,
 };
@@ -67,20 +66,11 @@ pub async fn keep_renewed(store: Store, holder: Holder, stop: CancellationToken)
             }) as lnswarm_common::cert_renewal::BoxFuture<_>
         }
     };
-    let save = move |r: &Renewed| {
-        Credentials {
-            cert_pem: r.cert_pem.clone(),
-            key_pem: r.key_pem.clone(),
-            ca_pem: r.ca_pem.clone(),
-        }
-        .save(&credentials_dir)
-        .map_err(std::io::Error::other)
-    };
     let renewal = Renewal {
         identity,
         role,
         request: Box::new(request),
-        save: Box::new(save),
+        save: save_credentials(credentials_dir),
     };
     if let Err(e) = renewal.run(stop).await {
         error!(error = %e, %role, "a certificate this manager keeps is no longer renewed");

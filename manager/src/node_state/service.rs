@@ -87,19 +87,18 @@ impl NodeState for NodeStateService {
         };
         let started = std::time::Instant::now();
         let written = fence::write(&self.store, &req.node_id, req.epoch, order, req.ops).await;
-        let events = crate::metrics::events();
         let outcome = match &written {
             Ok(_) => "committed",
             Err(FenceError::Stale { .. }) => "stale",
             Err(_) => "failed",
         };
-        events
-            .node_state_writes
-            .get_or_create(&crate::metrics::Outcome { outcome })
-            .inc();
-        events
-            .node_state_write_seconds
-            .observe(started.elapsed().as_secs_f64());
+        let events = crate::metrics::events();
+        crate::metrics::record(
+            &events.node_state_writes,
+            &events.node_state_write_seconds,
+            outcome,
+            started,
+        );
         let index = written.inspect_err(|e| {
             if matches!(e, FenceError::Stale { .. }) {
                 warn!(node = %req.node_id, epoch = req.epoch, "refused a write from a stale copy");

@@ -235,19 +235,18 @@ impl Store {
             Proposer::Local(p) => p.propose(txn).await,
             Proposer::Raft(h) => h.propose(txn).await,
         };
-        let events = crate::metrics::events();
         let outcome = match &result {
             Ok(Applied::Committed(_)) => "committed",
             Ok(Applied::CheckFailed(_)) => "check_failed",
             Err(_) => "failed",
         };
-        events
-            .proposals
-            .get_or_create(&crate::metrics::Outcome { outcome })
-            .inc();
-        events
-            .proposal_seconds
-            .observe(started.elapsed().as_secs_f64());
+        let events = crate::metrics::events();
+        crate::metrics::record(
+            &events.proposals,
+            &events.proposal_seconds,
+            outcome,
+            started,
+        );
         result
     }
 
