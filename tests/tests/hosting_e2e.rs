@@ -141,6 +141,12 @@ async fn scheduled_nodes_land_on_different_agents_and_run_their_owners_seeds() {
         p.alice.node_id.as_str(),
         "the node runs with the owner's seed"
     );
+    // Agents advertising loopback (a development cluster) keep their nodes there.
+    let listening = info["listening_addresses"][0].as_str().unwrap_or_default();
+    assert!(
+        listening.starts_with("127.0.0.1:"),
+        "listens on {listening}"
+    );
     p.assert_no_node_ran_twice();
 }
 

@@ -80,6 +80,16 @@ fn install_certificate(cert: &Path, key: &Path, secret: &NodeTlsSecret) -> std::
     cert_files::write_pair(cert, key, &secret.cert_pem, &secret.key_pem)
 }
 
+/// Where a hosted node listens: loopback only when the agent advertises a loopback
+/// address (a development cluster: nothing outside the host can reach it anyway),
+/// every interface otherwise.
+fn bind_ip(advertise_host: &str) -> std::net::IpAddr {
+    match advertise_host.parse::<std::net::IpAddr>() {
+        Ok(ip) if ip.is_loopback() => ip,
+        _ => std::net::IpAddr::from([0, 0, 0, 0]),
+    }
+}
+
 fn invalid(msg: impl Into<String>) -> ExecutorError {
     ExecutorError::InvalidSpec(msg.into())
 }
@@ -117,10 +127,11 @@ impl TaskRuntime for HostedNodeRuntime {
         } else {
             spec.network.as_str()
         };
+        let bind = bind_ip(&self.config.advertise_host);
         let mut config = NodeArgs {
             network: Some(network.to_string()),
-            listen: Some(format!("0.0.0.0:{}", ports.lightning)),
-            api_listen: Some(SocketAddr::from(([0, 0, 0, 0], ports.api))),
+            listen: Some(SocketAddr::new(bind, ports.lightning).to_string()),
+            api_listen: Some(SocketAddr::new(bind, ports.api)),
             storage_dir: Some(dir.join("ldk")),
             tls_cert: Some(cert),
             tls_key: Some(key),
