@@ -7,7 +7,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use anyhow::Context;
 use lnswarm_common::{
     api::AgentDescription,
-    cert_renewal::{request_from_managers, save_credentials, Renewal, RenewalStopped},
+    cert_renewal::{save_credentials, through_managers, Renewal, RenewalStopped},
     credentials::Credentials,
     pki::Role,
     tls::{ClientTls, LiveIdentity},
@@ -153,7 +153,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let (leave, leaving) = tokio::sync::watch::channel(false);
     let stop_renewal = CancellationToken::new();
     if let Some(addr) = opts.status_listen {
-        let listener = lnswarm_common::status_server::bind(addr)
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("listening for health checks on {addr}"))?;
         info!(%addr, "serving /healthz and /metrics");
@@ -274,15 +274,14 @@ async fn keep_renewed(
     credentials_dir: PathBuf,
     stop: CancellationToken,
 ) -> Result<(), RenewalStopped> {
-    let request = move |csr: String| {
-        let (tls, managers) = (tls.clone(), managers.lock().expect("managers lock").clone());
-        Box::pin(async move { request_from_managers(&managers, &tls, csr, 0).await })
-            as lnswarm_common::cert_renewal::BoxFuture<_>
-    };
     Renewal {
         identity,
         role: Role::Worker,
-        request: Box::new(request),
+        request: through_managers(
+            move || managers.lock().expect("managers lock").clone(),
+            tls,
+            0,
+        ),
         save: save_credentials(credentials_dir),
     }
     .run(stop)

@@ -52,7 +52,9 @@ fn sync_dir(path: &Path) -> std::io::Result<()> {
 /// Holds an exclusive `flock` on the directory's lock file: two writers of one
 /// pair (a manager renewing its operator credential and `lnswarmctl` renewing the
 /// same one) must not interleave their renames. The lock lives as long as the file.
-struct PairLock(#[allow(dead_code)] fs::File);
+struct PairLock {
+    _file: fs::File,
+}
 
 impl PairLock {
     fn take(cert_path: &Path) -> std::io::Result<Self> {
@@ -67,7 +69,7 @@ impl PairLock {
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        Ok(PairLock(file))
+        Ok(PairLock { _file: file })
     }
 }
 

@@ -8,11 +8,11 @@
 //! cannot renew and must join again.
 
 use std::{
-    future::Future,
-    pin::Pin,
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
+
+use futures::future::BoxFuture;
 
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
@@ -72,9 +72,9 @@ pub enum RenewalStopped {
     Expired,
 }
 
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// Trades a CSR (PEM) for a certificate.
-pub type RequestFn = Box<dyn Fn(String) -> BoxFuture<Result<Renewed, RenewalError>> + Send + Sync>;
+pub type RequestFn =
+    Box<dyn Fn(String) -> BoxFuture<'static, Result<Renewed, RenewalError>> + Send + Sync>;
 /// Writes a renewed pair (and CA) where the holder keeps it.
 pub type SaveFn = Box<dyn Fn(&Renewed) -> std::io::Result<()> + Send + Sync>;
 
@@ -189,10 +189,22 @@ impl Renewal {
     }
 }
 
-/// Renews through the CA service of the first of `managers` that answers,
-/// presenting the certificate `tls` holds. `lease_epoch` is a hosted node's (the
-/// CA refuses a stale copy); 0 for everyone else.
-pub async fn request_from_managers(
+/// A [`RequestFn`] that renews through the CA service of the first manager that
+/// answers (of those `managers` names at the time), presenting the certificate
+/// `tls` holds. `lease_epoch` is a hosted node's (the CA refuses a stale copy); 0
+/// for everyone else.
+pub fn through_managers(
+    managers: impl Fn() -> Vec<String> + Send + Sync + 'static,
+    tls: ClientTls,
+    lease_epoch: u64,
+) -> RequestFn {
+    Box::new(move |csr| {
+        let (managers, tls) = (managers(), tls.clone());
+        Box::pin(async move { request_from_managers(&managers, &tls, csr, lease_epoch).await })
+    })
+}
+
+async fn request_from_managers(
     managers: &[String],
     tls: &ClientTls,
     csr_pem: String,

@@ -4,7 +4,7 @@
 //! JSON body that says why; `GET /metrics` answers the Prometheus text format. It
 //! carries no owner data and needs no certificate, so bind it to a private address.
 
-use std::{convert::Infallible, net::SocketAddr, sync::Arc};
+use std::{convert::Infallible, sync::Arc};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -24,11 +24,6 @@ pub type MetricsFn = Arc<dyn Fn() -> String + Send + Sync>;
 pub struct Endpoints {
     pub health: HealthFn,
     pub metrics: MetricsFn,
-}
-
-/// Binds `addr` now (so a busy port fails at start) and serves until `stop`.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }
 
 /// Serves `/healthz` and `/metrics` on `listener` until `stop` is cancelled.

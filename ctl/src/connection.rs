@@ -81,25 +81,17 @@ impl Connection {
         let Some(identity) = tls.identity().cloned() else {
             return;
         };
-        let (tls, addr, dir) = (tls.clone(), addr.to_string(), dir.clone());
+        let addr = addr.to_string();
         let renewal = Renewal {
             identity,
             role: Role::Operator,
-            request: Box::new(move |csr| {
-                let (tls, addr) = (tls.clone(), addr.clone());
-                Box::pin(
-                    async move { cert_renewal::request_from_managers(&[addr], &tls, csr, 0).await },
-                )
-            }),
-            save: cert_renewal::save_credentials(dir),
+            request: cert_renewal::through_managers(move || vec![addr.clone()], tls.clone(), 0),
+            save: cert_renewal::save_credentials(dir.clone()),
         };
         match renewal.renew_now().await {
             Ok(not_after) => eprintln!(
                 "renewed the operator credential in {} (valid until {})",
-                self.credentials
-                    .as_ref()
-                    .map(|d| d.display().to_string())
-                    .unwrap_or_default(),
+                dir.display(),
                 crate::output::unix_time(not_after)
             ),
             Err(e) => eprintln!("warning: could not renew the operator credential: {e}"),

@@ -165,14 +165,14 @@ pub async fn run(
         background.spawn(async move { m.run_leader_lifecycle(s).await });
     }
     if let Some(addr) = config.status_listen {
-        let listener = status_server::bind(addr)
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("listening for status checks on {addr}"))?;
         info!(%addr, "serving /healthz and /metrics");
         let health: status_server::HealthFn = {
             let store = store.clone();
             Arc::new(move || {
-                let leader = store.raft().is_none_or(|r| r.status().leader_id != 0);
+                let leader = store.knows_leader();
                 let status = if leader {
                     "serving"
                 } else {

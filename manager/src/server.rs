@@ -75,8 +75,9 @@ pub async fn serve(
     let tls_config = tls::server_config_live(identity)?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    let health_task = tokio::spawn(report_quorum_health(store.clone(), health));
-    let _health_task = AbortOnDrop(health_task);
+    let _health_task = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+        report_quorum_health(store.clone(), health),
+    ));
     let mut reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET);
     let mut reflection_alpha = tonic_reflection::server::Builder::configure()
@@ -169,14 +170,6 @@ const SERVED: &[&str] = &[
 ];
 const RAFT_SERVICE: &str = "lnswarm.v1.Raft";
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// gRPC health that tells the truth: the quorum's services (and the server as a
 /// whole, "") are SERVING while this manager knows a leader, and NOT_SERVING while
 /// it has none (cut off from the quorum, or during an election). Raft itself stays
@@ -185,18 +178,11 @@ async fn report_quorum_health(store: Store, health: tonic_health::server::Health
     health
         .set_service_status(RAFT_SERVICE, tonic_health::ServingStatus::Serving)
         .await;
-    let Some(raft) = store.raft() else {
-        for name in SERVED.iter().chain([""].iter()) {
-            health
-                .set_service_status(*name, tonic_health::ServingStatus::Serving)
-                .await;
-        }
-        return;
-    };
-    let mut leadership = raft.leadership();
+    let mut leadership = store.leadership();
     let mut last = None;
     loop {
-        let serving = leadership.borrow_and_update().leader_id.is_some();
+        leadership.borrow_and_update();
+        let serving = store.knows_leader();
         if last != Some(serving) {
             let status = if serving {
                 tonic_health::ServingStatus::Serving

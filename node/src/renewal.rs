@@ -7,7 +7,7 @@ use std::{path::PathBuf, sync::Arc};
 
 use lnswarm_common::{
     cert_files,
-    cert_renewal::{request_from_managers, BoxFuture, Renewal, Renewed},
+    cert_renewal::{through_managers, Renewal, Renewed},
     pki::Role,
     tls::{ClientTls, LiveIdentity},
 };
@@ -21,18 +21,13 @@ pub async fn keep_renewed(
     (cert_path, key_path): (PathBuf, PathBuf),
     stop: CancellationToken,
 ) {
-    let request = move |csr: String| {
-        let (tls, managers) = (tls.clone(), managers.clone());
-        Box::pin(async move { request_from_managers(&managers, &tls, csr, epoch).await })
-            as BoxFuture<_>
-    };
     // The CA file is the agent's, shared by its nodes: the agent keeps it.
     let save =
         move |r: &Renewed| cert_files::write_pair(&cert_path, &key_path, &r.cert_pem, &r.key_pem);
     let renewal = Renewal {
         identity,
         role: Role::Node,
-        request: Box::new(request),
+        request: through_managers(move || managers.clone(), tls, epoch),
         save: Box::new(save),
     };
     if let Err(e) = renewal.run(stop).await {

@@ -7,6 +7,7 @@
 
 use std::{path::PathBuf, sync::Arc};
 
+use futures::FutureExt;
 use lnswarm_common::{
     cert_renewal::{save_credentials, Renewal, RenewalError, Renewed},
     pki::{ip_of_address, Role},
@@ -54,7 +55,7 @@ pub async fn keep_renewed(store: Store, holder: Holder, stop: CancellationToken)
         let store = store.clone();
         move |csr_pem: String| {
             let (store, id, advertise) = (store.clone(), manager_id.clone(), advertise.clone());
-            Box::pin(async move {
+            async move {
                 let sans: Vec<_> = ip_of_address(&advertise).into_iter().collect();
                 let cert_pem = issue_and_record(&store, &csr_pem, role, &id, &sans).await?;
                 let (_, record) = cluster::load(&store).map_err(IssueError::from)?;
@@ -63,7 +64,8 @@ pub async fn keep_renewed(store: Store, holder: Holder, stop: CancellationToken)
                     key_pem: String::new(),
                     ca_pem: record.ca_cert_pem,
                 })
-            }) as lnswarm_common::cert_renewal::BoxFuture<_>
+            }
+            .boxed()
         }
     };
     let renewal = Renewal {

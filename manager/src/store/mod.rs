@@ -223,6 +223,12 @@ impl Store {
         self.leadership.borrow().is_leader
     }
 
+    /// Whether this manager can serve what needs the quorum: it knows a leader (a
+    /// store without raft is its own).
+    pub fn knows_leader(&self) -> bool {
+        self.raft().is_none() || self.leadership.borrow().leader_id.is_some()
+    }
+
     /// The local state machine (reads, watches).
     pub fn state(&self) -> &StateMachine {
         &self.sm
