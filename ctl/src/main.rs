@@ -10,6 +10,7 @@ mod manager;
 mod node;
 mod node_api;
 mod output;
+mod plain_error;
 mod profile;
 mod retry;
 mod task;
@@ -60,6 +61,9 @@ enum Command {
     /// Start a whole local cluster on loopback (regtest chain, managers, agents);
     /// --demo runs the main path end to end.
     Dev(dev::DevArgs),
+    /// Print a shell completion script: `lnswarmctl completion bash > \
+    /// /etc/bash_completion.d/lnswarmctl` (or zsh, fish, elvish, powershell).
+    Completion { shell: clap_complete::Shell },
 }
 
 #[tokio::main]
@@ -75,9 +79,21 @@ async fn main() {
         Command::Node(cmd) => node::run(&cli.connection, &cli.profile, cmd).await,
         Command::App(cmd) => app::run(&cli.connection, cmd).await,
         Command::Dev(args) => dev::run(args).await,
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "lnswarmctl", &mut script);
+            // A closed pipe (`| head`) is the reader's choice, not an error.
+            use std::io::Write;
+            match std::io::stdout().write_all(&script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(()),
+            }
+        }
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", plain_error::describe(&e));
         std::process::exit(1);
     }
 }

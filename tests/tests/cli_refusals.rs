@@ -61,3 +61,53 @@ async fn a_profile_holding_a_node_is_not_replaced_without_force() {
     );
     assert!(err.contains("certificate expiry"), "{err}");
 }
+
+/// Errors read as what went wrong and what to check, not as gRPC or transport
+/// internals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_say_what_went_wrong_in_plain_words() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = HostingCluster::start(tmp.path(), 0).await;
+
+    let mut cmd = c.manager.ctl();
+    cmd.args(["agent", "inspect", "no-such-agent"]);
+    let (status, _, err) = run(cmd);
+    assert!(!status.success());
+    assert!(
+        err.contains("not found: no agent \"no-such-agent\""),
+        "names what was not found: {err}"
+    );
+    assert!(
+        !err.contains("Some requested entity"),
+        "no gRPC code text: {err}"
+    );
+
+    // A manager address where nothing listens (a port just freed).
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap().to_string();
+    drop(free);
+    let mut cmd = c.manager.ctl();
+    cmd.args(["--manager", &addr, "agent", "ls"]);
+    let (status, _, err) = run(cmd);
+    assert!(!status.success());
+    assert!(
+        err.contains(&addr)
+            && err.contains("is the manager running")
+            && err.contains("LNSWARM_MANAGER"),
+        "says where and what to check: {err}"
+    );
+    assert!(
+        !err.contains("transport error"),
+        "no transport internals: {err}"
+    );
+
+    // Shell completion, from clap.
+    let mut cmd = Command::new(bin_path("lnswarmctl"));
+    cmd.args(["completion", "bash"]);
+    let (status, out, _) = run(cmd);
+    assert!(status.success());
+    assert!(
+        out.contains("complete -F _lnswarmctl"),
+        "a bash completion script: {out:.200}"
+    );
+}
