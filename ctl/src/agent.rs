@@ -22,18 +22,21 @@ pub enum AgentCommand {
     },
     /// Show one agent.
     Inspect {
+        /// The agent's id, or a unique prefix of it.
         id: String,
         #[arg(long, value_enum, default_value_t = Format::Json)]
         format: Format,
     },
     /// Set an agent's availability.
     Update {
+        /// The agent's id, or a unique prefix of it.
         id: String,
         #[arg(long, value_enum)]
         availability: AvailabilityArg,
     },
     /// Forget an agent and revoke its certificate (refused while READY unless --force).
     Rm {
+        /// The agent's id, or a unique prefix of it.
         id: String,
         #[arg(long)]
         force: bool,
@@ -140,6 +143,7 @@ pub async fn run(conn: &Connection, cmd: AgentCommand) -> Result<()> {
             }
         }
         AgentCommand::Inspect { id, format } => {
+            let id = crate::id_prefix::agent(&mut control, &id).await?;
             let a = control
                 .get_agent(GetAgentRequest { id })
                 .await?
@@ -159,6 +163,7 @@ pub async fn run(conn: &Connection, cmd: AgentCommand) -> Result<()> {
             }
         }
         AgentCommand::Update { id, availability } => {
+            let id = crate::id_prefix::agent(&mut control, &id).await?;
             let availability = match availability {
                 AvailabilityArg::Active => Availability::Active,
                 AvailabilityArg::Pause => Availability::Pause,
@@ -174,6 +179,7 @@ pub async fn run(conn: &Connection, cmd: AgentCommand) -> Result<()> {
             println!("{} {}", a.id, availability_name(&a));
         }
         AgentCommand::Rm { id, force } => {
+            let id = crate::id_prefix::agent(&mut control, &id).await?;
             control
                 .remove_agent(RemoveAgentRequest {
                     id: id.clone(),

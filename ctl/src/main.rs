@@ -6,6 +6,7 @@ mod app;
 mod cluster;
 mod connection;
 mod dev;
+mod id_prefix;
 mod manager;
 mod node;
 mod node_api;

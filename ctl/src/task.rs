@@ -28,6 +28,7 @@ pub enum TaskCommand {
     },
     /// Show one task.
     Inspect {
+        /// The task's id, or a unique prefix of it.
         id: String,
         #[arg(long, value_enum, default_value_t = Format::Json)]
         format: Format,
@@ -49,7 +50,10 @@ pub enum TaskCommand {
         command: Vec<String>,
     },
     /// Stop a task and remove it once stopped.
-    Rm { id: String },
+    Rm {
+        /// The task's id, or a unique prefix of it.
+        id: String,
+    },
 }
 
 /// A task state's SwarmKit name.
@@ -122,6 +126,7 @@ pub async fn run(conn: &Connection, cmd: TaskCommand) -> Result<()> {
             }
         }
         TaskCommand::Inspect { id, format } => {
+            let id = crate::id_prefix::task(&mut control, &id).await?;
             let t = control.get_task(GetTaskRequest { id }).await?.into_inner();
             let v = task_json(&t);
             match format {
@@ -175,6 +180,7 @@ pub async fn run(conn: &Connection, cmd: TaskCommand) -> Result<()> {
             println!("{}", task.id);
         }
         TaskCommand::Rm { id } => {
+            let id = crate::id_prefix::task(&mut control, &id).await?;
             control
                 .remove_task(RemoveTaskRequest { id: id.clone() })
                 .await?;

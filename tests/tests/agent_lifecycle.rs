@@ -1,6 +1,6 @@
 //! An agent joins and shows READY in `lnswarmctl agent ls`; after kill -9 it shows
 //! DOWN within the heartbeat TTL plus one period; restarted, it is READY again under
-//! the same id. Availability set with `lnswarmctl agent update` shows in `agent ls`;
+//! the same id. Availability set with `lnswarmctl agent update` (by id prefix) shows;
 //! an agent stopped with SIGTERM shows DISCONNECTED.
 
 use std::time::Duration;
@@ -65,12 +65,15 @@ async fn agent_ready_down_after_kill9_ready_after_restart() {
         .collect();
     assert_eq!(ids, vec![agent.id.clone()], "same id, no second agent");
 
-    // Availability is the operator's.
+    // Availability is the operator's; ids are taken by unique prefix, as docker
+    // takes them.
+    let prefix = &agent.id[..6];
     let mut cmd = m.ctl();
-    cmd.args(["agent", "update", &agent.id, "--availability", "drain"]);
+    cmd.args(["agent", "update", prefix, "--availability", "drain"]);
     let (status, _, err) = run(cmd);
     assert!(status.success(), "agent update: {err}");
-    let a = ctl_json(&m, &["agent", "inspect", &agent.id]);
+    let a = ctl_json(&m, &["agent", "inspect", prefix]);
+    assert_eq!(a["id"], agent.id.as_str());
     assert_eq!(a["availability"], "DRAIN");
     assert_eq!(a["state"], "READY");
 
