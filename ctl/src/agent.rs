@@ -83,12 +83,14 @@ pub fn agent_json(a: &Agent) -> Value {
         "message": s.message,
         "addr": s.addr,
         "since_unix_ms": s.since_unix_ms,
+        "since": crate::output::ms_time(s.since_unix_ms),
         "hostname": d.hostname,
         "version": d.version,
         "task_slots": d.task_slots,
         "port_range": [d.port_range_start, d.port_range_end],
         "advertised_address": d.advertised_address,
         "created_unix_ms": a.created_unix_ms,
+        "created": crate::output::ms_time(a.created_unix_ms),
         "store_version": a.version.map(|v| v.index).unwrap_or(0),
     })
 }

@@ -254,7 +254,7 @@ pub async fn run(conn: &Connection, profile: &ProfileArgs, cmd: NodeCommand) -> 
                                 state_name(n.state).into(),
                                 n.agent_id.clone(),
                                 n.grpc_uri.clone(),
-                                n.since_unix_ms.to_string(),
+                                crate::output::ms_time(n.since_unix_ms),
                             ]
                         })
                         .collect::<Vec<_>>(),
@@ -293,7 +293,7 @@ pub async fn run(conn: &Connection, profile: &ProfileArgs, cmd: NodeCommand) -> 
                         vec!["agent".into(), node.agent_id.clone()],
                         vec!["task".into(), node.task_id.clone()],
                         vec!["address".into(), node.grpc_uri.clone()],
-                        vec!["since".into(), node.since_unix_ms.to_string()],
+                        vec!["since".into(), crate::output::ms_time(node.since_unix_ms)],
                     ],
                 ),
             }
@@ -445,5 +445,6 @@ fn node_json(n: &HostedNode) -> serde_json::Value {
         "grpc_uri": n.grpc_uri,
         "created_unix_ms": n.created_unix_ms,
         "since_unix_ms": n.since_unix_ms,
+        "since": crate::output::ms_time(n.since_unix_ms),
     })
 }

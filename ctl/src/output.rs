@@ -48,9 +48,49 @@ pub fn unix_time(secs: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// A stored time (Unix milliseconds) as a person reads it: UTC, and how long ago
+/// or how far ahead; empty for 0 (never set).
+pub fn ms_time(ms: i64) -> String {
+    if ms <= 0 {
+        return String::new();
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let at = unix_time(ms / 1000);
+    let span = |d: i64| humantime::format_duration(std::time::Duration::from_secs(d as u64 / 1000));
+    match now - ms {
+        d if d >= 1000 => format!("{at} ({} ago)", span(d)),
+        d if d <= -1000 => format!("{at} (in {})", span(-d)),
+        _ => format!("{at} (now)"),
+    }
+}
+
 /// When a certificate (PEM) expires, as [`unix_time`]; empty if it cannot be read.
 pub fn cert_expiry(cert_pem: &str) -> String {
     lnswarm_common::pki::validity_of(cert_pem)
         .map(|(_, not_after)| unix_time(not_after))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::ms_time;
+
+    #[test]
+    fn stored_times_read_as_dates_and_ages() {
+        assert_eq!(ms_time(0), "", "never set");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let past = ms_time(now - 125_000);
+        assert!(past.ends_with("(2m 5s ago)"), "{past}");
+        assert!(
+            past.starts_with("20") && past.contains('T'),
+            "RFC 3339: {past}"
+        );
+        assert!(ms_time(now + 3_600_500).contains("(in 1h"), "a time ahead");
+    }
 }

@@ -85,9 +85,11 @@ pub fn task_json(t: &Task) -> Value {
         "pid": s.pid,
         "endpoint": s.endpoint,
         "timestamp_unix_ms": s.timestamp_unix_ms,
+        "updated": crate::output::ms_time(s.timestamp_unix_ms),
         "command": command,
         "secret_ids": spec.secret_ids,
         "created_unix_ms": t.created_unix_ms,
+        "created": crate::output::ms_time(t.created_unix_ms),
         "store_version": t.version.map(|v| v.index).unwrap_or(0),
     })
 }

@@ -74,6 +74,11 @@ async fn agent_ready_down_after_kill9_ready_after_restart() {
     assert!(status.success(), "agent update: {err}");
     let a = ctl_json(&m, &["agent", "inspect", prefix]);
     assert_eq!(a["id"], agent.id.as_str());
+    let created = a["created"].as_str().unwrap();
+    assert!(
+        created.ends_with(" ago)"),
+        "times read as dates and ages: {created}"
+    );
     assert_eq!(a["availability"], "DRAIN");
     assert_eq!(a["state"], "READY");
 
