@@ -150,19 +150,7 @@ pub async fn run(conn: &Connection, cmd: AgentCommand) -> Result<()> {
                 .get_agent(GetAgentRequest { id })
                 .await?
                 .into_inner();
-            match format {
-                Format::Json => print_json(&agent_json(&a)),
-                Format::Table => {
-                    let v = agent_json(&a);
-                    let rows: Vec<Vec<String>> = v
-                        .as_object()
-                        .into_iter()
-                        .flatten()
-                        .map(|(k, v)| vec![k.clone(), v.to_string()])
-                        .collect();
-                    print_table(&["FIELD", "VALUE"], &rows)
-                }
-            }
+            crate::output::print_object(format, &agent_json(&a));
         }
         AgentCommand::Update { id, availability } => {
             let id = crate::id_prefix::agent(&mut control, &id).await?;

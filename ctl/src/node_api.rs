@@ -21,7 +21,7 @@ use serde_json::json;
 use tonic::{transport::Channel, Status};
 
 use crate::{
-    output::{print_json, print_table, Format},
+    output::{print_json, print_object, print_table, Format},
     profile::ProfileArgs,
     retry,
 };
@@ -35,13 +35,24 @@ pub enum OwnerCommand {
     Info {
         #[arg(long)]
         wait: bool,
+        /// `json` (the default) or `table`.
+        #[arg(long, value_enum, default_value_t = Format::Json)]
+        format: Format,
     },
     /// The node's id, network, chain tip, peers, channels and balances.
-    Getinfo,
+    Getinfo {
+        /// `json` (the default) or `table`.
+        #[arg(long, value_enum, default_value_t = Format::Json)]
+        format: Format,
+    },
     /// A new on-chain address of the node's wallet.
     Newaddr,
     /// On-chain and Lightning balances.
-    Balances,
+    Balances {
+        /// `json` (the default) or `table`.
+        #[arg(long, value_enum, default_value_t = Format::Json)]
+        format: Format,
+    },
     /// Connect to a peer: NODE_ID@HOST:PORT.
     Connect { peer: String },
     /// Open a channel to NODE_ID@HOST:PORT funded with AMOUNT_SATS.
@@ -223,39 +234,45 @@ pub async fn run(
             let i = schedule(&manager, &creds, node_id).await?;
             println!("{}", i.grpc_uri);
         }
-        OwnerCommand::Info { wait } => {
+        OwnerCommand::Info { wait, format } => {
             let i = node_info(&manager, &creds, node_id, wait).await?;
-            print_json(&json!({
-                "node_id": hex::encode(&i.node_id),
-                "grpc_uri": i.grpc_uri,
-                "agent_id": i.agent_id,
-                "task_id": i.task_id,
-                // The device certificate this profile uses; Recover or pairing
-                // gives a new one.
-                "device_cert_expires": crate::output::cert_expiry(&creds.cert_pem),
-            }));
+            print_object(
+                format,
+                &json!({
+                    "node_id": hex::encode(&i.node_id),
+                    "grpc_uri": i.grpc_uri,
+                    "agent_id": i.agent_id,
+                    "task_id": i.task_id,
+                    // The device certificate this profile uses; Recover or pairing
+                    // gives a new one.
+                    "device_cert_expires": crate::output::cert_expiry(&creds.cert_pem),
+                }),
+            );
         }
-        OwnerCommand::Getinfo => {
+        OwnerCommand::Getinfo { format } => {
             let r = node_client(&manager, &creds, node_id)
                 .await?
                 .get_info(GetInfoRequest {})
                 .await?
                 .into_inner();
             let b = r.balances.unwrap_or_default();
-            print_json(&json!({
-                "node_id": r.node_id,
-                "network": r.network,
-                "block_height": r.block_height,
-                "block_hash": r.block_hash,
-                "num_peers": r.num_peers,
-                "num_channels": r.num_channels,
-                "num_usable_channels": r.num_usable_channels,
-                "listening_addresses": r.listening_addresses,
-                "onchain_total_sats": b.onchain_total_sats,
-                "onchain_spendable_sats": b.onchain_spendable_sats,
-                "lightning_sats": b.lightning_sats,
-                "pending_sweep_sats": b.pending_sweep_sats,
-            }));
+            print_object(
+                format,
+                &json!({
+                    "node_id": r.node_id,
+                    "network": r.network,
+                    "block_height": r.block_height,
+                    "block_hash": r.block_hash,
+                    "num_peers": r.num_peers,
+                    "num_channels": r.num_channels,
+                    "num_usable_channels": r.num_usable_channels,
+                    "listening_addresses": r.listening_addresses,
+                    "onchain_total_sats": b.onchain_total_sats,
+                    "onchain_spendable_sats": b.onchain_spendable_sats,
+                    "lightning_sats": b.lightning_sats,
+                    "pending_sweep_sats": b.pending_sweep_sats,
+                }),
+            );
         }
         OwnerCommand::Newaddr => {
             let r = node_client(&manager, &creds, node_id)
@@ -265,18 +282,21 @@ pub async fn run(
                 .into_inner();
             println!("{}", r.address);
         }
-        OwnerCommand::Balances => {
+        OwnerCommand::Balances { format } => {
             let b = node_client(&manager, &creds, node_id)
                 .await?
                 .balances(BalancesRequest {})
                 .await?
                 .into_inner();
-            print_json(&json!({
-                "onchain_total_sats": b.onchain_total_sats,
-                "onchain_spendable_sats": b.onchain_spendable_sats,
-                "lightning_sats": b.lightning_sats,
-                "pending_sweep_sats": b.pending_sweep_sats,
-            }));
+            print_object(
+                format,
+                &json!({
+                    "onchain_total_sats": b.onchain_total_sats,
+                    "onchain_spendable_sats": b.onchain_spendable_sats,
+                    "lightning_sats": b.lightning_sats,
+                    "pending_sweep_sats": b.pending_sweep_sats,
+                }),
+            );
         }
         OwnerCommand::Connect { peer } => {
             let (id, address) = split_peer(&peer)?;

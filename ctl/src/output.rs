@@ -42,6 +42,28 @@ pub fn print_json(value: &serde_json::Value) {
     );
 }
 
+/// Prints one object: as JSON, or as FIELD / VALUE rows (strings unquoted).
+pub fn print_object(format: Format, value: &serde_json::Value) {
+    match format {
+        Format::Json => print_json(value),
+        Format::Table => {
+            let rows: Vec<Vec<String>> = value
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| {
+                    let cell = match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    vec![k.clone(), cell]
+                })
+                .collect();
+            print_table(&["FIELD", "VALUE"], &rows)
+        }
+    }
+}
+
 /// A Unix time (seconds) as RFC 3339 UTC, as people read expiries.
 pub fn unix_time(secs: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);

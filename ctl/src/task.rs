@@ -131,18 +131,7 @@ pub async fn run(conn: &Connection, cmd: TaskCommand) -> Result<()> {
             let id = crate::id_prefix::task(&mut control, &id).await?;
             let t = control.get_task(GetTaskRequest { id }).await?.into_inner();
             let v = task_json(&t);
-            match format {
-                Format::Json => print_json(&v),
-                Format::Table => {
-                    let rows: Vec<Vec<String>> = v
-                        .as_object()
-                        .into_iter()
-                        .flatten()
-                        .map(|(k, v)| vec![k.clone(), v.to_string()])
-                        .collect();
-                    print_table(&["FIELD", "VALUE"], &rows)
-                }
-            }
+            crate::output::print_object(format, &v);
         }
         TaskCommand::Create {
             agent,

@@ -89,6 +89,15 @@ async fn a_frozen_agents_node_stops_itself_and_its_stale_writes_are_refused() {
     .await;
     let info = c.owner_json(&alice, &["getinfo"]);
     assert_eq!(info["node_id"], alice.node_id.as_str());
+    // The same answer as a table, for people.
+    let (ok, table, err) = c.owner_ctl(&alice, &["getinfo", "--format", "table"]);
+    assert!(ok, "getinfo --format table: {err}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("node_id") && l.ends_with(alice.node_id.as_str())),
+        "a FIELD / VALUE row per field: {table}"
+    );
     let new_pid = c.node_pids(&alice)[0];
     let old_log = c.agents[i].task_logs();
     assert!(
