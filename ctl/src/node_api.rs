@@ -67,10 +67,10 @@ pub enum OwnerCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
-    /// Close a channel (cooperatively unless --force).
+    /// Close a channel, named by its channel id or its channel point
+    /// (TXID:VOUT, as `channels` shows it); cooperatively unless --force.
     CloseChannel {
-        channel_id: String,
-        counterparty_node_id: String,
+        channel: String,
         #[arg(long)]
         force: bool,
     },
@@ -94,6 +94,16 @@ pub enum OwnerCommand {
     },
     /// Follow the node's payment and channel events (one JSON object per line).
     Events,
+}
+
+/// The channel `given` names: its channel id or its channel point (TXID:VOUT).
+fn find_channel<'a>(channels: &'a [LnChannel], given: &str) -> Result<&'a LnChannel> {
+    channels
+        .iter()
+        .find(|c| c.channel_id == given || (!c.funding_txo.is_empty() && c.funding_txo == given))
+        .with_context(|| {
+            format!("the node has no channel {given:?} (by channel id or TXID:VOUT); `channels` lists them")
+        })
 }
 
 fn split_peer(peer: &str) -> Result<(String, String)> {
@@ -375,20 +385,21 @@ pub async fn run(
                 ),
             }
         }
-        OwnerCommand::CloseChannel {
-            channel_id,
-            counterparty_node_id,
-            force,
-        } => {
-            node_client(&manager, &creds, node_id)
+        OwnerCommand::CloseChannel { channel, force } => {
+            let mut node = node_client(&manager, &creds, node_id).await?;
+            let channels = node
+                .list_channels(ListChannelsRequest {})
                 .await?
-                .close_channel(CloseChannelRequest {
-                    channel_id,
-                    counterparty_node_id,
-                    force,
-                })
-                .await?;
-            println!("closing");
+                .into_inner()
+                .channels;
+            let c = find_channel(&channels, &channel)?;
+            node.close_channel(CloseChannelRequest {
+                channel_id: c.channel_id.clone(),
+                counterparty_node_id: c.counterparty_node_id.clone(),
+                force,
+            })
+            .await?;
+            println!("closing {} with {}", c.channel_id, c.counterparty_node_id);
         }
         OwnerCommand::Invoice {
             amount_msat,
@@ -476,4 +487,24 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_channel_is_found_by_its_id_or_its_channel_point() {
+        let channels = vec![LnChannel {
+            channel_id: "ab".repeat(32),
+            counterparty_node_id: "02".to_string() + &"cd".repeat(32),
+            funding_txo: format!("{}:1", "ef".repeat(32)),
+            ..Default::default()
+        }];
+        let by_id = find_channel(&channels, &"ab".repeat(32)).unwrap();
+        let by_point = find_channel(&channels, &format!("{}:1", "ef".repeat(32))).unwrap();
+        assert_eq!(by_id, by_point);
+        let e = find_channel(&channels, "nope").unwrap_err().to_string();
+        assert!(e.contains("no channel \"nope\""), "{e}");
+    }
 }

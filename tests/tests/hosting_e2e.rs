@@ -165,6 +165,21 @@ async fn owners_pay_each_other_over_a_channel() {
                 && p["amount_msat"] == 25_000_000),
         "bob sees the payment: {bob_payments}"
     );
+
+    // Closing needs nothing but the channel point `channels` shows.
+    let chans = p.c.owner_json(&p.alice, &["channels", "--format", "json"]);
+    let point = chans[0]["funding_txo"].as_str().unwrap().to_string();
+    let (ok, out, err) = p.c.owner_ctl(&p.alice, &["close-channel", &point]);
+    assert!(ok, "close-channel by channel point: {err}");
+    assert!(out.contains(&p.bob.node_id), "names the peer it closes with: {out}");
+    p.c.regtest
+        .mine_after_broadcast("the closing transaction", 1, 6)
+        .await;
+    wait::until("the channel is gone", Duration::from_secs(60), || async {
+        let chans = p.c.owner_json(&p.alice, &["channels", "--format", "json"]);
+        chans.as_array()?.is_empty().then_some(())
+    })
+    .await;
     p.assert_no_node_ran_twice();
 }
 
