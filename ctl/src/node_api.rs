@@ -33,8 +33,12 @@ pub enum OwnerCommand {
     /// Where the node runs (with --wait, wait until it does), and when this
     /// device's certificate expires.
     Info {
+        /// Wait until the node runs, saying how long it has waited.
         #[arg(long)]
         wait: bool,
+        /// With --wait, give up after this long (`90s`, `5m`).
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "2m")]
+        timeout: std::time::Duration,
         /// `json` (the default) or `table`.
         #[arg(long, value_enum, default_value_t = Format::Json)]
         format: Format,
@@ -175,6 +179,60 @@ async fn node_info(
     .into_inner())
 }
 
+/// Long-polls in short rounds until the node runs, saying on stderr how long it
+/// has waited, and gives up after `timeout` with what to do next.
+async fn wait_running(
+    manager: &str,
+    creds: &Credentials,
+    node_id: &str,
+    timeout: std::time::Duration,
+) -> Result<NodeInfoResponse> {
+    const ROUND: std::time::Duration = std::time::Duration::from_secs(5);
+    let id = hex::decode(node_id)?;
+    let started = tokio::time::Instant::now();
+    let deadline = started + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            anyhow::bail!(
+                "node {node_id} did not run within {}; `lnswarmctl node schedule` starts it, \
+                 and an operator's `lnswarmctl node inspect {node_id}` says why it waits",
+                humantime::format_duration(timeout)
+            );
+        }
+        let round = left.min(ROUND);
+        let answer = retry::idempotent(&retry::manager_addrs(manager), |addr| {
+            let id = id.clone();
+            async move {
+                let mut s = scheduler(&addr, creds).await?;
+                let mut req = tonic::Request::new(NodeInfoRequest {
+                    node_id: id,
+                    wait: true,
+                });
+                req.set_timeout(round);
+                s.get_node_info(req).await
+            }
+        })
+        .await;
+        match answer {
+            Ok(i) => return Ok(i.into_inner()),
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::DeadlineExceeded | tonic::Code::NotFound | tonic::Code::Cancelled
+                ) =>
+            {
+                eprintln!(
+                    "waiting for node {node_id} to run ({} s of {})",
+                    started.elapsed().as_secs(),
+                    humantime::format_duration(timeout)
+                );
+            }
+            Err(s) => return Err(s.into()),
+        }
+    }
+}
+
 /// A Node API client for the owner's node, wherever it runs now.
 pub(crate) async fn node_client(
     manager: &str,
@@ -244,8 +302,16 @@ pub async fn run(
             let i = schedule(&manager, &creds, node_id).await?;
             println!("{}", i.grpc_uri);
         }
-        OwnerCommand::Info { wait, format } => {
-            let i = node_info(&manager, &creds, node_id, wait).await?;
+        OwnerCommand::Info {
+            wait,
+            timeout,
+            format,
+        } => {
+            let i = if wait {
+                wait_running(&manager, &creds, node_id, timeout).await?
+            } else {
+                node_info(&manager, &creds, node_id, false).await?
+            };
             print_object(
                 format,
                 &json!({

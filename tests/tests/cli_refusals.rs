@@ -101,6 +101,17 @@ async fn errors_say_what_went_wrong_in_plain_words() {
         "no transport internals: {err}"
     );
 
+    // `node info --wait` says that it waits, and gives up when told to (no agent
+    // here can run the node).
+    let alice = c.register("alice");
+    let (ok, _, err) = c.owner_ctl(&alice, &["info", "--wait", "--timeout", "3s"]);
+    assert!(!ok, "a node that cannot run is not waited for forever");
+    assert!(err.contains("waiting for node"), "progress while it waits: {err}");
+    assert!(
+        err.contains("did not run within 3s") && err.contains("node schedule"),
+        "says what to do next: {err}"
+    );
+
     // Shell completion, from clap.
     let mut cmd = Command::new(bin_path("lnswarmctl"));
     cmd.args(["completion", "bash"]);

@@ -171,7 +171,10 @@ async fn owners_pay_each_other_over_a_channel() {
     let point = chans[0]["funding_txo"].as_str().unwrap().to_string();
     let (ok, out, err) = p.c.owner_ctl(&p.alice, &["close-channel", &point]);
     assert!(ok, "close-channel by channel point: {err}");
-    assert!(out.contains(&p.bob.node_id), "names the peer it closes with: {out}");
+    assert!(
+        out.contains(&p.bob.node_id),
+        "names the peer it closes with: {out}"
+    );
     p.c.regtest
         .mine_after_broadcast("the closing transaction", 1, 6)
         .await;
