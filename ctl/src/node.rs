@@ -36,8 +36,9 @@ pub enum NodeCommand {
         /// This device's name (bound into its certificate).
         #[arg(long, default_value = "cli")]
         device: String,
-        #[arg(long, default_value = "regtest")]
-        network: String,
+        /// The network the node runs on; by default the cluster's.
+        #[arg(long)]
+        network: Option<String>,
         #[arg(long, default_value = "")]
         invite_code: String,
         /// An app credential (from `lnswarmctl app create`): registers without an
@@ -163,7 +164,7 @@ pub async fn run(conn: &Connection, profile: &ProfileArgs, cmd: NodeCommand) -> 
                 &ca_pem,
                 &Registration {
                     device: &device,
-                    network: &network,
+                    network: network.as_deref(),
                     invite_code: &invite_code,
                     app: app.as_ref(),
                     words: words.as_deref(),
@@ -306,7 +307,8 @@ pub async fn run(conn: &Connection, profile: &ProfileArgs, cmd: NodeCommand) -> 
 #[derive(Clone, Copy)]
 pub struct Registration<'a> {
     pub device: &'a str,
-    pub network: &'a str,
+    /// None: the cluster's network.
+    pub network: Option<&'a str>,
     pub invite_code: &'a str,
     pub app: Option<&'a Credentials>,
     /// An existing node's mnemonic; a new seed is made when absent.
@@ -368,11 +370,16 @@ pub async fn register(
         })
         .await?
         .into_inner();
+    let network = match network {
+        Some(n) => n.to_string(),
+        None if !challenge.network.is_empty() => challenge.network.clone(),
+        None => "regtest".to_string(),
+    };
     let key = new_key_and_csr(device, Some(Role::User))?;
     let response = scheduler
         .register(RegistrationRequest {
             node_id: hex::decode(&node_id)?,
-            network: network.to_string(),
+            network: network.clone(),
             signature: node_keys::sign_message(&seed, &challenge.challenge)?,
             challenge: challenge.challenge,
             csr: key.csr_pem.into_bytes(),
@@ -388,7 +395,7 @@ pub async fn register(
             node_id: node_id.clone(),
             device: device.to_string(),
             manager: manager.to_string(),
-            network: network.to_string(),
+            network: network.clone(),
         },
         &Credentials {
             cert_pem: String::from_utf8(response.device_cert)?,

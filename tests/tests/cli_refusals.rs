@@ -106,11 +106,25 @@ async fn errors_say_what_went_wrong_in_plain_words() {
     let alice = c.register("alice");
     let (ok, _, err) = c.owner_ctl(&alice, &["info", "--wait", "--timeout", "3s"]);
     assert!(!ok, "a node that cannot run is not waited for forever");
-    assert!(err.contains("waiting for node"), "progress while it waits: {err}");
+    assert!(
+        err.contains("waiting for node"),
+        "progress while it waits: {err}"
+    );
     assert!(
         err.contains("did not run within 3s") && err.contains("node schedule"),
         "says what to do next: {err}"
     );
+
+    // `node register` follows the cluster's network unless told otherwise.
+    let mut cmd = c.manager.ctl();
+    cmd.args(["cluster", "update", "--network", "signet"]);
+    let (status, _, err) = run(cmd);
+    assert!(status.success(), "cluster update --network signet: {err}");
+    let carol = c.register("carol");
+    let profile: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(carol.profile.join("profile.json")).unwrap())
+            .unwrap();
+    assert_eq!(profile["network"], "signet", "the cluster's network: {profile}");
 
     // Shell completion, from clap.
     let mut cmd = Command::new(bin_path("lnswarmctl"));

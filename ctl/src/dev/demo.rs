@@ -58,7 +58,7 @@ pub async fn run(cluster: &LocalCluster) -> Result<()> {
             &ca_pem,
             &crate::node::Registration {
                 device: "demo",
-                network: "regtest",
+                network: None,
                 invite_code: "",
                 app: Some(&app),
                 words: None,

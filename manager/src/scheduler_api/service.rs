@@ -113,6 +113,10 @@ impl Scheduler for SchedulerService {
         Ok(Response::new(ChallengeResponse {
             challenge,
             expires_unix_ms,
+            network: cluster_record
+                .settings
+                .map(|s| s.network)
+                .unwrap_or_default(),
             seal_public_key: cluster_record.seal_public_key,
         }))
     }
