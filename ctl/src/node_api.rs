@@ -186,6 +186,7 @@ async fn wait_running(
     creds: &Credentials,
     node_id: &str,
     timeout: std::time::Duration,
+    profile_flag: &str,
 ) -> Result<NodeInfoResponse> {
     const ROUND: std::time::Duration = std::time::Duration::from_secs(5);
     let id = hex::decode(node_id)?;
@@ -195,7 +196,7 @@ async fn wait_running(
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         if left.is_zero() {
             anyhow::bail!(
-                "node {node_id} did not run within {}; `lnswarmctl node schedule` starts it, \
+                "node {node_id} did not run within {}; `lnswarmctl{profile_flag} node schedule` starts it, \
                  and an operator's `lnswarmctl node inspect {node_id}` says why it waits",
                 humantime::format_duration(timeout)
             );
@@ -238,10 +239,15 @@ pub(crate) async fn node_client(
     manager: &str,
     creds: &Credentials,
     node_id: &str,
+    profile_flag: &str,
 ) -> Result<NodeClient<Channel>> {
     let info = node_info(manager, creds, node_id, false)
         .await
-        .context("the node is not running; start it with `lnswarmctl node schedule`")?;
+        .with_context(|| {
+            format!(
+                "the node is not running; start it with `lnswarmctl{profile_flag} node schedule`"
+            )
+        })?;
     let addr = info
         .grpc_uri
         .trim_start_matches("https://")
@@ -297,6 +303,7 @@ pub async fn run(
     let (info, creds) = profile.load()?;
     let manager = manager_override.unwrap_or(info.manager.clone());
     let node_id = info.node_id.as_str();
+    let flag = profile.flag();
     match cmd {
         OwnerCommand::Schedule => {
             let i = schedule(&manager, &creds, node_id).await?;
@@ -308,7 +315,7 @@ pub async fn run(
             format,
         } => {
             let i = if wait {
-                wait_running(&manager, &creds, node_id, timeout).await?
+                wait_running(&manager, &creds, node_id, timeout, &flag).await?
             } else {
                 node_info(&manager, &creds, node_id, false).await?
             };
@@ -326,7 +333,7 @@ pub async fn run(
             );
         }
         OwnerCommand::Getinfo { format } => {
-            let r = node_client(&manager, &creds, node_id)
+            let r = node_client(&manager, &creds, node_id, &flag)
                 .await?
                 .get_info(GetInfoRequest {})
                 .await?
@@ -351,7 +358,7 @@ pub async fn run(
             );
         }
         OwnerCommand::Newaddr => {
-            let r = node_client(&manager, &creds, node_id)
+            let r = node_client(&manager, &creds, node_id, &flag)
                 .await?
                 .new_address(NewAddressRequest {})
                 .await?
@@ -359,7 +366,7 @@ pub async fn run(
             println!("{}", r.address);
         }
         OwnerCommand::Balances { format } => {
-            let b = node_client(&manager, &creds, node_id)
+            let b = node_client(&manager, &creds, node_id, &flag)
                 .await?
                 .balances(BalancesRequest {})
                 .await?
@@ -376,7 +383,7 @@ pub async fn run(
         }
         OwnerCommand::Connect { peer } => {
             let (id, address) = split_peer(&peer)?;
-            let r = node_client(&manager, &creds, node_id)
+            let r = node_client(&manager, &creds, node_id, &flag)
                 .await?
                 .connect_peer(ConnectPeerRequest {
                     node_id: id.clone(),
@@ -399,7 +406,7 @@ pub async fn run(
             push_msat,
         } => {
             let (id, address) = split_peer(&peer)?;
-            let r = node_client(&manager, &creds, node_id)
+            let r = node_client(&manager, &creds, node_id, &flag)
                 .await?
                 .open_channel(OpenChannelRequest {
                     node_id: id,
@@ -413,7 +420,7 @@ pub async fn run(
             println!("{}", r.channel_id);
         }
         OwnerCommand::Channels { format } => {
-            let r = node_client(&manager, &creds, node_id)
+            let r = node_client(&manager, &creds, node_id, &flag)
                 .await?
                 .list_channels(ListChannelsRequest {})
                 .await?
@@ -452,7 +459,7 @@ pub async fn run(
             }
         }
         OwnerCommand::CloseChannel { channel, force } => {
-            let mut node = node_client(&manager, &creds, node_id).await?;
+            let mut node = node_client(&manager, &creds, node_id, &flag).await?;
             let channels = node
                 .list_channels(ListChannelsRequest {})
                 .await?
@@ -471,7 +478,7 @@ pub async fn run(
             amount_msat,
             description,
         } => {
-            let r = node_client(&manager, &creds, node_id)
+            let r = node_client(&manager, &creds, node_id, &flag)
                 .await?
                 .create_invoice(CreateInvoiceRequest {
                     amount_msat,
@@ -486,7 +493,7 @@ pub async fn run(
             bolt11,
             amount_msat,
         } => {
-            let r = node_client(&manager, &creds, node_id)
+            let r = node_client(&manager, &creds, node_id, &flag)
                 .await?
                 .pay(PayRequest {
                     bolt11,
@@ -497,7 +504,7 @@ pub async fn run(
             print_json(&r.payment.as_ref().map(payment_json).unwrap_or_default());
         }
         OwnerCommand::Payments { format } => {
-            let r = node_client(&manager, &creds, node_id)
+            let r = node_client(&manager, &creds, node_id, &flag)
                 .await?
                 .list_payments(ListPaymentsRequest {})
                 .await?
@@ -527,7 +534,7 @@ pub async fn run(
             }
         }
         OwnerCommand::Events => {
-            let mut stream = node_client(&manager, &creds, node_id)
+            let mut stream = node_client(&manager, &creds, node_id, &flag)
                 .await?
                 .subscribe_events(SubscribeEventsRequest {})
                 .await?

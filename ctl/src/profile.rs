@@ -47,18 +47,28 @@ impl ProfileArgs {
         Ok(home.join("profiles").join(&self.profile))
     }
 
+    /// The flag that names this profile, for the commands a hint suggests
+    /// (" --profile-dir D" or " --profile P"; empty for the default profile).
+    pub fn flag(&self) -> String {
+        match &self.profile_dir {
+            Some(dir) => format!(" --profile-dir {}", dir.display()),
+            None if self.profile != "default" => format!(" --profile {}", self.profile),
+            None => String::new(),
+        }
+    }
+
     pub fn load(&self) -> Result<(ProfileInfo, Credentials)> {
         let dir = self.dir()?;
-        let info = read_info(&dir)?;
+        let info = read_info(&dir, &self.flag())?;
         let creds = Credentials::load(&dir)?;
         Ok((info, creds))
     }
 }
 
-fn read_info(dir: &Path) -> Result<ProfileInfo> {
+fn read_info(dir: &Path, flag: &str) -> Result<ProfileInfo> {
     json_file::read(
         &dir.join("profile.json"),
-        "no profile here; run `lnswarmctl node register` first",
+        &format!("no profile here; run `lnswarmctl{flag} node register` first"),
     )
 }
 

@@ -111,7 +111,11 @@ async fn errors_say_what_went_wrong_in_plain_words() {
         "progress while it waits: {err}"
     );
     assert!(
-        err.contains("did not run within 3s") && err.contains("node schedule"),
+        err.contains("did not run within 3s")
+            && err.contains(&format!(
+                "lnswarmctl --profile-dir {} node schedule",
+                alice.profile.display()
+            )),
         "says what to do next: {err}"
     );
 
@@ -124,7 +128,10 @@ async fn errors_say_what_went_wrong_in_plain_words() {
     let profile: serde_json::Value =
         serde_json::from_slice(&std::fs::read(carol.profile.join("profile.json")).unwrap())
             .unwrap();
-    assert_eq!(profile["network"], "signet", "the cluster's network: {profile}");
+    assert_eq!(
+        profile["network"], "signet",
+        "the cluster's network: {profile}"
+    );
 
     // Shell completion, from clap.
     let mut cmd = Command::new(bin_path("lnswarmctl"));

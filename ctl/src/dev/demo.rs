@@ -82,8 +82,8 @@ pub async fn run(cluster: &LocalCluster) -> Result<()> {
     }
     let (_, alice_id, alice_creds) = &owners[0];
     let (_, bob_id, bob_creds) = &owners[1];
-    let mut alice = node_api::node_client(&manager, alice_creds, alice_id).await?;
-    let mut bob = node_api::node_client(&manager, bob_creds, bob_id).await?;
+    let mut alice = node_api::node_client(&manager, alice_creds, alice_id, "").await?;
+    let mut bob = node_api::node_client(&manager, bob_creds, bob_id, "").await?;
 
     step(3, "fund alice with 1 BTC on the regtest chain");
     cluster.regtest.mine(101).await?;
