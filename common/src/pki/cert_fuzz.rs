@@ -195,3 +195,16 @@ fn the_corpus_is_valid() {
     assert_eq!(csr_requested_ous(&c.csr_pem).unwrap(), ["swarm-worker"]);
     assert_eq!(der_of(&pem("X", &c.csr_der)), c.csr_der);
 }
+
+/// Crash found by `mutated_certificates`: a worker certificate the CA issued with
+/// one byte appended verified as that worker (x509-parser leaves trailing bytes
+/// unread). It must be refused as malformed.
+#[test]
+fn regression_bytes_after_a_certificate_are_refused() {
+    let mut der = CORPUS.leaves[0].clone();
+    der.push(0);
+    assert!(matches!(
+        CORPUS.verifier.verify(&der),
+        Err(PkiError::MalformedCertificate(m)) if m.contains("after the certificate")
+    ));
+}
