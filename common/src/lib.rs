@@ -8,6 +8,8 @@ pub mod cert_files;
 pub mod cert_renewal;
 pub mod codec;
 pub mod credentials;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod grpc_server;
 pub mod ids;
 pub mod join;

@@ -52,3 +52,7 @@ mod tests {
         assert!(open(&sk, &sealed[..10]).is_err());
     }
 }
+
+#[cfg(test)]
+#[path = "seal_fuzz.rs"]
+mod fuzz;

@@ -269,3 +269,7 @@ pub fn require_owner<'a, T>(
     }
     Ok(who)
 }
+
+#[cfg(test)]
+#[path = "layer_fuzz.rs"]
+mod fuzz;

@@ -50,3 +50,7 @@ pub enum PkiError {
     #[error("signing failed: {0}")]
     Signing(String),
 }
+
+#[cfg(test)]
+#[path = "cert_fuzz.rs"]
+pub(crate) mod fuzz;

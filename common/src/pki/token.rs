@@ -89,3 +89,7 @@ mod tests {
         assert!(!format!("{t:?}").contains(&t.secret));
     }
 }
+
+#[cfg(test)]
+#[path = "token_fuzz.rs"]
+mod fuzz;
