@@ -71,8 +71,8 @@ pub enum OwnerCommand {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
-    /// Close a channel, named by its channel id or its channel point
-    /// (TXID:VOUT, as `channels` shows it); cooperatively unless --force.
+    /// Close a channel, named by its channel id, channel point (TXID:VOUT) or short
+    /// channel id, as `channels` shows them; cooperatively unless --force.
     CloseChannel {
         channel: String,
         #[arg(long)]
@@ -104,9 +104,13 @@ pub enum OwnerCommand {
 fn find_channel<'a>(channels: &'a [LnChannel], given: &str) -> Result<&'a LnChannel> {
     channels
         .iter()
-        .find(|c| c.channel_id == given || (!c.funding_txo.is_empty() && c.funding_txo == given))
+        .find(|c| {
+            c.channel_id == given
+                || (!c.funding_txo.is_empty() && c.funding_txo == given)
+                || (!c.short_channel_id.is_empty() && c.short_channel_id == given)
+        })
         .with_context(|| {
-            format!("the node has no channel {given:?} (by channel id or TXID:VOUT); `channels` lists them")
+            format!("the node has no channel {given:?} (by channel id, TXID:VOUT or short channel id); `channels` lists them")
         })
 }
 
@@ -286,6 +290,7 @@ fn channel_json(c: &LnChannel) -> serde_json::Value {
         "channel_id": c.channel_id,
         "counterparty_node_id": c.counterparty_node_id,
         "funding_txo": c.funding_txo,
+        "short_channel_id": c.short_channel_id,
         "capacity_sats": c.capacity_sats,
         "outbound_capacity_msat": c.outbound_capacity_msat,
         "inbound_capacity_msat": c.inbound_capacity_msat,
@@ -434,6 +439,8 @@ pub async fn run(
                 Format::Table => print_table(
                     &[
                         "CHANNEL",
+                        "CHANNEL POINT",
+                        "SCID",
                         "PEER",
                         "CAPACITY SATS",
                         "OUT MSAT",
@@ -446,6 +453,8 @@ pub async fn run(
                         .map(|c| {
                             vec![
                                 c.channel_id.clone(),
+                                c.funding_txo.clone(),
+                                c.short_channel_id.clone(),
                                 c.counterparty_node_id.clone(),
                                 c.capacity_sats.to_string(),
                                 c.outbound_capacity_msat.to_string(),
@@ -572,11 +581,13 @@ mod tests {
             channel_id: "ab".repeat(32),
             counterparty_node_id: "02".to_string() + &"cd".repeat(32),
             funding_txo: format!("{}:1", "ef".repeat(32)),
+            short_channel_id: "103x1x1".into(),
             ..Default::default()
         }];
         let by_id = find_channel(&channels, &"ab".repeat(32)).unwrap();
         let by_point = find_channel(&channels, &format!("{}:1", "ef".repeat(32))).unwrap();
         assert_eq!(by_id, by_point);
+        assert_eq!(find_channel(&channels, "103x1x1").unwrap(), by_id);
         let e = find_channel(&channels, "nope").unwrap_err().to_string();
         assert!(e.contains("no channel \"nope\""), "{e}");
     }

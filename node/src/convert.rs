@@ -53,6 +53,17 @@ pub fn channel(c: &ChannelDetails) -> api::Channel {
             .funding_txo
             .map(|o| format!("{}:{}", o.txid, o.vout))
             .unwrap_or_default(),
+        short_channel_id: c
+            .short_channel_id
+            .map(|scid| {
+                format!(
+                    "{}x{}x{}",
+                    scid >> 40,
+                    (scid >> 16) & 0xFF_FFFF,
+                    scid & 0xFFFF
+                )
+            })
+            .unwrap_or_default(),
         capacity_sats: c.channel_value_sats,
         outbound_capacity_msat: c.outbound_capacity_msat,
         inbound_capacity_msat: c.inbound_capacity_msat,

@@ -169,6 +169,11 @@ async fn owners_pay_each_other_over_a_channel() {
     // Closing needs nothing but the channel point `channels` shows.
     let chans = p.c.owner_json(&p.alice, &["channels", "--format", "json"]);
     let point = chans[0]["funding_txo"].as_str().unwrap().to_string();
+    let scid = chans[0]["short_channel_id"].as_str().unwrap();
+    assert!(
+        scid.split('x').count() == 3 && scid.split('x').all(|p| p.parse::<u64>().is_ok()),
+        "a confirmed channel has a short channel id BLOCKxTXxOUT: {scid:?}"
+    );
     let (ok, out, err) = p.c.owner_ctl(&p.alice, &["close-channel", &point]);
     assert!(ok, "close-channel by channel point: {err}");
     assert!(
