@@ -9,6 +9,7 @@ mod dev;
 mod manager;
 mod node;
 mod node_api;
+mod node_export;
 mod output;
 mod profile;
 mod retry;
