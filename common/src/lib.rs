@@ -16,6 +16,7 @@ pub mod join;
 pub mod json_file;
 pub mod ldk_keys;
 pub mod lease;
+pub mod node_export;
 pub mod node_keys;
 pub mod pki;
 pub mod priority;

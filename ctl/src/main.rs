@@ -10,6 +10,7 @@ mod id_prefix;
 mod manager;
 mod node;
 mod node_api;
+mod node_export;
 mod output;
 mod plain_error;
 mod profile;

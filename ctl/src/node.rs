@@ -437,6 +437,7 @@ fn state_name(state: i32) -> &'static str {
         Ok(HostedNodeState::Stopped) => "stopped",
         Ok(HostedNodeState::Unavailable) => "unavailable",
         Ok(HostedNodeState::Exported) => "exported",
+        Ok(HostedNodeState::Exporting) => "exporting",
         Err(_) => "unknown",
     }
 }

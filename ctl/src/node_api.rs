@@ -98,6 +98,13 @@ pub enum OwnerCommand {
     },
     /// Follow the node's payment and channel events (one JSON object per line).
     Events,
+    /// Take the node out of the cluster for good: it stops, its whole state is
+    /// encrypted to the node key and downloaded to --out (resuming FILE.part).
+    /// Import it once only, with `lnswarm-node import`.
+    Export {
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
 }
 
 /// The channel `given` names: its channel id or its channel point (TXID:VOUT).
@@ -123,7 +130,10 @@ fn split_peer(peer: &str) -> Result<(String, String)> {
 
 /// The Scheduler at `addr`; a manager that cannot be reached is UNAVAILABLE, so the
 /// caller moves on to the next.
-async fn scheduler(addr: &str, creds: &Credentials) -> Result<SchedulerClient<Channel>, Status> {
+pub(crate) async fn scheduler(
+    addr: &str,
+    creds: &Credentials,
+) -> Result<SchedulerClient<Channel>, Status> {
     let tls = creds
         .client_tls()
         .map_err(|e| Status::invalid_argument(format!("the profile's credential: {e}")))?;
@@ -310,6 +320,7 @@ pub async fn run(
     let node_id = info.node_id.as_str();
     let flag = profile.flag();
     match cmd {
+        OwnerCommand::Export { out } => crate::node_export::run(&manager, &creds, &out).await?,
         OwnerCommand::Schedule => {
             let i = schedule(&manager, &creds, node_id).await?;
             println!("{}", i.grpc_uri);

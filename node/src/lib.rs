@@ -5,6 +5,7 @@
 //! - [`ldk`]: building and starting ldk-node.
 //! - [`service`]: the Node API handlers; [`convert`]: ldk types as API messages;
 //!   [`errors`]: ldk errors as gRPC codes; [`events`]: the event stream.
+//! - [`import`]: `lnswarm-node import`, an exported node made to run by itself.
 //! - [`peers`]: reaching channel peers where they are now.
 //! - [`renewal`]: the node's certificate, renewed under its lease.
 //! - [`state`]: the node's state in the managers' replicated store, fenced by
@@ -15,6 +16,7 @@ pub mod config;
 pub mod convert;
 pub mod errors;
 pub mod events;
+pub mod import;
 pub mod ldk;
 pub mod peers;
 pub mod renewal;

@@ -221,6 +221,48 @@ impl<C: Cluster> HostingCluster<C> {
         );
     }
 
+    /// `from`, funded on chain with 1 BTC, opens a 500 000 sat channel to `to` and
+    /// pays it 25 000 sat over it (so both ends can pay). Returns the channel id.
+    pub async fn funded_channel(&self, from: &Owner, to: &Owner) -> String {
+        self.regtest.mine(101).await;
+        let (_, address, _) = self.owner_ctl(from, &["newaddr"]);
+        self.regtest.send(address.trim(), 1.0).await;
+        self.regtest.mine(6).await;
+        wait::until(
+            &format!("{}'s funds", from.name),
+            Duration::from_secs(60),
+            || async {
+                let b = self.owner_json(from, &["balances"]);
+                (b["onchain_spendable_sats"].as_u64()? >= 100_000_000).then_some(())
+            },
+        )
+        .await;
+        let info = self.owner_json(to, &["getinfo"]);
+        let port = info["listening_addresses"][0]
+            .as_str()
+            .unwrap()
+            .rsplit_once(':')
+            .unwrap()
+            .1
+            .to_string();
+        let (ok, channel_id, err) = self.owner_ctl(
+            from,
+            &[
+                "open-channel",
+                &format!("{}@127.0.0.1:{port}", to.node_id),
+                "500000",
+            ],
+        );
+        assert!(ok, "open-channel: {err}");
+        let channel_id = channel_id.trim().to_string();
+        self.regtest
+            .mine_after_broadcast("the funding transaction", 1, 6)
+            .await;
+        self.wait_channel_usable(from, &channel_id).await;
+        self.pay(from, to, 25_000_000);
+        channel_id
+    }
+
     /// The operator's view of one hosted node, or `None` while the cluster does not
     /// answer (an election).
     pub fn try_inspect(&self, node_id: &str) -> Option<Value> {

@@ -23,7 +23,6 @@ use lnswarm_tests::{
     agents::set_heartbeat,
     hosting::{DuplicateWatch, Hosted, HostingCluster, Owner},
     process::run,
-    wait,
 };
 use tempfile::TempDir;
 use tonic::Code;
@@ -80,39 +79,7 @@ impl Pair {
     /// pays him 25 000 sat over it (so both ends can pay). Returns the channel.
     async fn with_channel() -> (Pair, String) {
         let p = Pair::start().await;
-        let (c, alice, bob) = (&p.c, &p.alice, &p.bob);
-        c.regtest.mine(101).await;
-        let (_, address, _) = c.owner_ctl(alice, &["newaddr"]);
-        c.regtest.send(address.trim(), 1.0).await;
-        c.regtest.mine(6).await;
-        wait::until("alice's funds", Duration::from_secs(60), || async {
-            let b = c.owner_json(alice, &["balances"]);
-            (b["onchain_spendable_sats"].as_u64()? >= 100_000_000).then_some(())
-        })
-        .await;
-        let bob_info = c.owner_json(bob, &["getinfo"]);
-        let bob_port = bob_info["listening_addresses"][0]
-            .as_str()
-            .unwrap()
-            .rsplit_once(':')
-            .unwrap()
-            .1
-            .to_string();
-        let (ok, channel_id, err) = c.owner_ctl(
-            alice,
-            &[
-                "open-channel",
-                &format!("{}@127.0.0.1:{bob_port}", bob.node_id),
-                "500000",
-            ],
-        );
-        assert!(ok, "open-channel: {err}");
-        let channel_id = channel_id.trim().to_string();
-        c.regtest
-            .mine_after_broadcast("the funding transaction", 1, 6)
-            .await;
-        c.wait_channel_usable(alice, &channel_id).await;
-        c.pay(alice, bob, 25_000_000);
+        let channel_id = p.c.funded_channel(&p.alice, &p.bob).await;
         (p, channel_id)
     }
 
@@ -183,7 +150,7 @@ async fn owners_pay_each_other_over_a_channel() {
     p.c.regtest
         .mine_after_broadcast("the closing transaction", 1, 6)
         .await;
-    wait::until("the channel is gone", Duration::from_secs(60), || async {
+    lnswarm_tests::wait::until("the channel is gone", Duration::from_secs(60), || async {
         let chans = p.c.owner_json(&p.alice, &["channels", "--format", "json"]);
         chans.as_array()?.is_empty().then_some(())
     })

@@ -86,6 +86,7 @@ pub static TABLE: &[(&str, Access)] = &[
     ("/lnswarm.v1.Scheduler/MaybeUpgrade", Owner),
     ("/lnswarm.v1.Scheduler/ListInviteCodes", Owner),
     ("/lnswarm.v1.Scheduler/ExportNode", Owner),
+    ("/lnswarm.v1.Scheduler/DownloadExport", Owner),
     ("/lnswarm.v1.Scheduler/AddOutgoingWebhook", Owner),
     ("/lnswarm.v1.Scheduler/ListOutgoingWebhooks", Owner),
     ("/lnswarm.v1.Scheduler/DeleteWebhooks", Owner),

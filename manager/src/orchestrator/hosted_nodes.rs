@@ -438,7 +438,15 @@ fn apply(
         Verdict::Stop { live } => {
             txn = stop_tasks(txn, &live, &mut changed_tasks);
             next.move_to.clear();
-            if node.state == HostedNodeState::Registered as i32 && live.is_empty() {
+            if node.state == HostedNodeState::Exporting as i32 {
+                // ExportNode waits for its tasks to stop, then finishes the export.
+                next.message = if live.is_empty() {
+                    "exporting: stopped"
+                } else {
+                    "exporting: stopping the node"
+                }
+                .into();
+            } else if node.state == HostedNodeState::Registered as i32 && live.is_empty() {
                 // Never scheduled: it stays as registered.
                 next.state = HostedNodeState::Registered as i32;
                 next.message.clear();
@@ -1032,6 +1040,29 @@ mod tests {
         );
         assert_eq!(p.verdict, Verdict::Running { task: &tasks[1] });
         assert_eq!(p.finished, vec![&tasks[0]]);
+    }
+
+    #[test]
+    fn an_exporting_node_is_stopped_and_stays_exporting() {
+        let agents = [agent("a", AgentState::Ready)];
+        let tasks = [task("t", "a", TaskState::Running, 1)];
+        let mut exporting = node("a");
+        exporting.desired_running = false;
+        exporting.state = HostedNodeState::Exporting as i32;
+        let p = plan(
+            &exporting,
+            &agents,
+            &tasks,
+            &mut Lost::default(),
+            Instant::now(),
+            0,
+        );
+        assert_eq!(
+            p.verdict,
+            Verdict::Stop {
+                live: vec![&tasks[0]]
+            }
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! and get it running (Greenlight's Scheduler semantics).
 
 mod challenge;
+mod export;
 mod registration;
 mod schedule;
 mod service;

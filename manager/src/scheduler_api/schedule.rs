@@ -22,7 +22,7 @@ pub const WAIT_LIMIT: Duration = Duration::from_secs(90);
 pub enum ScheduleError {
     #[error("this node is not registered")]
     NotRegistered,
-    #[error("this node was exported and cannot run here")]
+    #[error("this node was exported (ExportNode) and can never run in this cluster again; run it from its export")]
     Exported,
     /// The orchestrator's verdict, after the caller asked.
     #[error("node cannot run now: {0}")]
@@ -112,7 +112,9 @@ pub async fn schedule(store: &Store, node_id: &str) -> Result<NodeInfoResponse, 
     let (served, asked_at) = store
         .update("the hosted node", |store| {
             let (version, mut node) = load(store, node_id)?;
-            if node.state == HostedNodeState::Exported as i32 {
+            if node.state == HostedNodeState::Exported as i32
+                || node.state == HostedNodeState::Exporting as i32
+            {
                 return Err(ScheduleError::Exported);
             }
             if node.desired_running && is_running(&node) {

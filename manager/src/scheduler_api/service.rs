@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::{
     challenge::{self, ChallengeError},
+    export::{self, ExportError},
     registration::{self, RegistrationError},
     schedule::{self, ScheduleError},
 };
@@ -79,6 +80,22 @@ impl From<ScheduleError> for Status {
     }
 }
 
+impl From<ExportError> for Status {
+    fn from(e: ExportError) -> Self {
+        use ExportError::*;
+        match e {
+            NotRegistered => Status::not_found(e.to_string()),
+            NotExported => Status::failed_precondition(e.to_string()),
+            PastEnd { .. } => Status::out_of_range(e.to_string()),
+            StillRunning { .. } => Status::unavailable(e.to_string()),
+            Concurrent => Status::aborted(e.to_string()),
+            BadNodeId | Damaged(_) | Crypt(_) => Status::internal(e.to_string()),
+            Fence(e) => e.into(),
+            Store(e) => e.into(),
+        }
+    }
+}
+
 fn pending(what: &str) -> Status {
     Status::unimplemented(format!("{what} is not available in this version"))
 }
@@ -99,6 +116,7 @@ fn owner<T>(req: &Request<T>, node_id: &[u8]) -> Result<String, Status> {
 #[tonic::async_trait]
 impl Scheduler for SchedulerService {
     type SignerRequestsStreamStream = BoxStream<SignerRequest>;
+    type DownloadExportStream = BoxStream<ExportChunk>;
 
     async fn get_challenge(
         &self,
@@ -201,8 +219,35 @@ impl Scheduler for SchedulerService {
         &self,
         req: Request<ExportNodeRequest>,
     ) -> Result<Response<ExportNodeResponse>, Status> {
-        own_node(&req)?;
-        Err(pending("export"))
+        let node_id = own_node(&req)?;
+        let record = export::export(&self.store, &node_id).await?;
+        Ok(Response::new(ExportNodeResponse {
+            url: export::url(&record),
+            size: record.size,
+            sha256: record.sha256,
+            exported_unix_ms: record.exported_unix_ms,
+        }))
+    }
+
+    async fn download_export(
+        &self,
+        req: Request<DownloadExportRequest>,
+    ) -> Result<Response<Self::DownloadExportStream>, Status> {
+        let node_id = own_node(&req)?;
+        self.store.read_barrier().await?;
+        let record = export::record(&self.store, &node_id)?;
+        let (total_size, sha256) = (record.size, record.sha256.clone());
+        let pieces = export::pieces(&self.store, &record, req.get_ref().offset)?;
+        let chunks = futures::stream::iter(pieces.map(move |piece| {
+            let (offset, data) = piece?;
+            Ok(ExportChunk {
+                offset,
+                data,
+                total_size,
+                sha256: sha256.clone(),
+            })
+        }));
+        Ok(Response::new(Box::pin(chunks)))
     }
 
     async fn add_outgoing_webhook(

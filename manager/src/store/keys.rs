@@ -138,3 +138,22 @@ pub fn node_state_parts<'a>(prefix: &str, key: &'a str) -> Option<(&'a str, &'a 
     let mut parts = key.strip_prefix(prefix)?.splitn(3, '/');
     Some((parts.next()?, parts.next()?, parts.next()?))
 }
+
+// ---- exported nodes (ExportNode): the record and the encrypted chunks ----
+
+pub const NODE_EXPORTS: &str = "node-exports/";
+
+/// A finished export's record (size, digest, where its chunks are).
+pub fn node_export(node_id: &str) -> String {
+    format!("{NODE_EXPORTS}{node_id}/record")
+}
+
+/// Every chunk of every export attempt of one node.
+pub fn node_export_chunks(node_id: &str) -> String {
+    format!("{NODE_EXPORTS}{node_id}/chunks/")
+}
+
+/// One chunk of the encrypted export made by `attempt`.
+pub fn node_export_chunk(node_id: &str, attempt: &str, index: u32) -> String {
+    format!("{NODE_EXPORTS}{node_id}/chunks/{attempt}/{index:08}")
+}
