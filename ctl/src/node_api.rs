@@ -179,14 +179,22 @@ async fn node_info(
     manager: &str,
     creds: &Credentials,
     node_id: &str,
-    wait: bool,
-) -> Result<NodeInfoResponse> {
-    let id = hex::decode(node_id)?;
+    wait: Option<std::time::Duration>,
+) -> Result<NodeInfoResponse, Status> {
+    let id = hex::decode(node_id)
+        .map_err(|_| Status::invalid_argument("the profile's node id is not hex"))?;
     Ok(retry::idempotent(&retry::manager_addrs(manager), |addr| {
         let id = id.clone();
         async move {
             let mut s = scheduler(&addr, creds).await?;
-            s.get_node_info(NodeInfoRequest { node_id: id, wait }).await
+            let mut req = tonic::Request::new(NodeInfoRequest {
+                node_id: id,
+                wait: wait.is_some(),
+            });
+            if let Some(round) = wait {
+                req.set_timeout(round);
+            }
+            s.get_node_info(req).await
         }
     })
     .await?
@@ -203,7 +211,6 @@ async fn wait_running(
     profile_flag: &str,
 ) -> Result<NodeInfoResponse> {
     const ROUND: std::time::Duration = std::time::Duration::from_secs(5);
-    let id = hex::decode(node_id)?;
     let started = tokio::time::Instant::now();
     let deadline = started + timeout;
     loop {
@@ -215,22 +222,8 @@ async fn wait_running(
                 humantime::format_duration(timeout)
             );
         }
-        let round = left.min(ROUND);
-        let answer = retry::idempotent(&retry::manager_addrs(manager), |addr| {
-            let id = id.clone();
-            async move {
-                let mut s = scheduler(&addr, creds).await?;
-                let mut req = tonic::Request::new(NodeInfoRequest {
-                    node_id: id,
-                    wait: true,
-                });
-                req.set_timeout(round);
-                s.get_node_info(req).await
-            }
-        })
-        .await;
-        match answer {
-            Ok(i) => return Ok(i.into_inner()),
+        match node_info(manager, creds, node_id, Some(left.min(ROUND))).await {
+            Ok(i) => return Ok(i),
             Err(s)
                 if matches!(
                     s.code(),
@@ -255,7 +248,7 @@ pub(crate) async fn node_client(
     node_id: &str,
     profile_flag: &str,
 ) -> Result<NodeClient<Channel>> {
-    let info = node_info(manager, creds, node_id, false)
+    let info = node_info(manager, creds, node_id, None)
         .await
         .with_context(|| {
             format!(
@@ -333,7 +326,7 @@ pub async fn run(
             let i = if wait {
                 wait_running(&manager, &creds, node_id, timeout, &flag).await?
             } else {
-                node_info(&manager, &creds, node_id, false).await?
+                node_info(&manager, &creds, node_id, None).await?
             };
             print_object(
                 format,

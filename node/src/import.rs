@@ -29,7 +29,7 @@ use ldk_node::{
 use lnswarm_common::{
     api::NodeExport,
     credentials::Credentials,
-    node_export, node_keys,
+    json_file, node_export, node_keys,
     pki::{new_key_and_csr, validity_for, ClusterCa, LeafRequest, Role},
 };
 use prost::Message;
@@ -222,15 +222,15 @@ fn build(dir: &Path, export: &NodeExport, args: &ImportArgs) -> Result<()> {
         "ca-cert": final_dir.join("tls").join("ca.pem"),
         "node-id": export.node_id,
     });
-    std::fs::write(dir.join("node.json"), serde_json::to_vec_pretty(&config)?)?;
-    std::fs::write(
-        dir.join(MARKER),
-        serde_json::to_vec_pretty(&serde_json::json!({
+    json_file::write_atomic(&dir.join("node.json"), &config)?;
+    json_file::write_atomic(
+        &dir.join(MARKER),
+        &serde_json::json!({
             "node_id": export.node_id,
             "exported_unix_ms": export.exported_unix_ms,
             "imported_unix_ms": lnswarm_common::ids::now_unix_ms(),
             "entries": export.entries.len(),
-        }))?,
+        }),
     )?;
     Ok(())
 }

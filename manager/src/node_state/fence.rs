@@ -59,6 +59,46 @@ pub(crate) fn current_lease(store: &Store, node_id: &str, epoch: u64) -> Result<
     Ok(version)
 }
 
+/// A node's next lease: the epoch after its current one, granted under a check
+/// that the current one is unchanged, so two grants (two leaders, or a start and
+/// an export) can never both commit. Every epoch move goes through here.
+pub(crate) struct NextLease {
+    node_id: String,
+    previous_version: Option<u64>,
+    pub epoch: u64,
+}
+
+impl NextLease {
+    pub fn read(store: &Store, node_id: &str) -> Result<Self, StoreError> {
+        let previous = store.get::<NodeLease>(&keys::node_lease(node_id))?;
+        Ok(NextLease {
+            node_id: node_id.to_string(),
+            epoch: previous.as_ref().map_or(0, |(_, l)| l.epoch) + 1,
+            previous_version: previous.map(|(v, _)| v),
+        })
+    }
+
+    /// Adds the grant to `txn`: to `task_id` on `agent_id`, or to no task (both
+    /// empty), which fences every copy.
+    pub fn grant(self, txn: TxnBuilder, task_id: &str, agent_id: &str, now_ms: i64) -> TxnBuilder {
+        let key = keys::node_lease(&self.node_id);
+        match self.previous_version {
+            Some(v) => txn.require_version(&key, v),
+            None => txn.require_absent(&key),
+        }
+        .put(
+            &key,
+            &NodeLease {
+                node_id: self.node_id,
+                epoch: self.epoch,
+                task_id: task_id.to_string(),
+                agent_id: agent_id.to_string(),
+                granted_unix_ms: now_ms,
+            },
+        )
+    }
+}
+
 /// Where a write goes in the node's order (see `WriteNodeStateRequest`).
 #[derive(Debug, Clone, Copy)]
 pub struct WriteOrder {

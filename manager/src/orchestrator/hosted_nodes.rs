@@ -24,7 +24,7 @@ use std::{
 use lnswarm_common::{
     api::{
         task_spec::Runtime, Agent, AgentState, Availability, HostedNode, HostedNodeSpec,
-        HostedNodeState, NodeLease, NodeTlsSecret, Secret, Task, TaskSpec, TaskState,
+        HostedNodeState, NodeTlsSecret, Secret, Task, TaskSpec, TaskState,
     },
     ids::now_unix_ms,
     pki::{new_key_and_csr, Role},
@@ -36,6 +36,7 @@ use crate::{
     ca::{sign_leaf, IssueError},
     cluster::{self, ClusterError},
     dispatcher::{DispatcherConfig, HeartbeatTiming},
+    node_state::fence::NextLease,
     placement::{self, agent_state, is_live, Load},
     store::{keys, secrets, Store, StoreError, TxnBuilder},
 };
@@ -563,28 +564,14 @@ fn start_task(
         .get(agent_id)
         .and_then(|a| a.description.as_ref())
         .map(|d| d.advertised_address.clone());
-    let lease_key = keys::node_lease(&node.node_id);
-    let previous = store.get::<NodeLease>(&lease_key)?;
-    let epoch = previous.as_ref().map_or(0, |(_, l)| l.epoch) + 1;
+    let lease = NextLease::read(store, &node.node_id)?;
+    let epoch = lease.epoch;
     let (task, secret_ops) = new_task(store, node, agent_id, host, epoch)?;
     agents.load.add(agent_id);
     for secret in secret_ops {
         txn = secrets::put(store, txn, &secret, [keys::agent_tag(agent_id)])?;
     }
-    txn = match &previous {
-        Some((v, _)) => txn.require_version(&lease_key, *v),
-        None => txn.require_absent(&lease_key),
-    }
-    .put(
-        &lease_key,
-        &NodeLease {
-            node_id: node.node_id.clone(),
-            epoch,
-            task_id: task.id.clone(),
-            agent_id: agent_id.to_string(),
-            granted_unix_ms: now,
-        },
-    );
+    txn = lease.grant(txn, &task.id, agent_id, now);
     txn = txn.require_absent(keys::task(&task.id)).put_tagged(
         keys::task(&task.id),
         &task,
@@ -910,26 +897,32 @@ mod tests {
         );
     }
 
+    /// Also while exporting: ExportNode clears `desired_running` and waits for
+    /// this stop (the node stays EXPORTING; `apply` keeps the state).
     #[test]
     fn a_node_the_owner_does_not_want_running_has_its_tasks_stopped() {
         let agents = [agent("a", AgentState::Ready)];
         let tasks = [task("t", "a", TaskState::Running, 1)];
-        let mut stopping = node("a");
-        stopping.desired_running = false;
-        let p = plan(
-            &stopping,
-            &agents,
-            &tasks,
-            &mut Lost::default(),
-            Instant::now(),
-            0,
-        );
-        assert_eq!(
-            p.verdict,
-            Verdict::Stop {
-                live: vec![&tasks[0]]
-            }
-        );
+        for state in [HostedNodeState::Running, HostedNodeState::Exporting] {
+            let mut stopping = node("a");
+            stopping.desired_running = false;
+            stopping.state = state as i32;
+            let p = plan(
+                &stopping,
+                &agents,
+                &tasks,
+                &mut Lost::default(),
+                Instant::now(),
+                0,
+            );
+            assert_eq!(
+                p.verdict,
+                Verdict::Stop {
+                    live: vec![&tasks[0]]
+                },
+                "{state:?}"
+            );
+        }
     }
 
     #[test]
@@ -1040,29 +1033,6 @@ mod tests {
         );
         assert_eq!(p.verdict, Verdict::Running { task: &tasks[1] });
         assert_eq!(p.finished, vec![&tasks[0]]);
-    }
-
-    #[test]
-    fn an_exporting_node_is_stopped_and_stays_exporting() {
-        let agents = [agent("a", AgentState::Ready)];
-        let tasks = [task("t", "a", TaskState::Running, 1)];
-        let mut exporting = node("a");
-        exporting.desired_running = false;
-        exporting.state = HostedNodeState::Exporting as i32;
-        let p = plan(
-            &exporting,
-            &agents,
-            &tasks,
-            &mut Lost::default(),
-            Instant::now(),
-            0,
-        );
-        assert_eq!(
-            p.verdict,
-            Verdict::Stop {
-                live: vec![&tasks[0]]
-            }
-        );
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use lnswarm_common::{
-    api::{HostedNode, HostedNodeState, NodeExport, NodeExportRecord, NodeLease, StoreOp, Task},
+    api::{HostedNode, HostedNodeState, NodeExport, NodeExportRecord, StoreOp, Task},
     ids::{new_id, now_unix_ms},
     node_export::{self, ExportCryptError},
 };
@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tracing::info;
 
 use crate::{
-    node_state::fence::{self, FenceError},
+    node_state::fence::{self, FenceError, NextLease},
     placement::is_live,
     store::{keys, Applied, Attempt, Store, StoreError, TxnBuilder},
 };
@@ -122,24 +122,16 @@ pub async fn export(store: &Store, node_id: &str) -> Result<NodeExportRecord, Ex
             if node.state != HostedNodeState::Exporting as i32 {
                 return Err(ExportError::Concurrent);
             }
-            let previous = store.get::<NodeLease>(&lease_key)?;
-            let epoch = previous.as_ref().map_or(0, |(_, l)| l.epoch) + 1;
-            let txn = match &previous {
-                Some((v, _)) => TxnBuilder::new().require_version(&lease_key, *v),
-                None => TxnBuilder::new().require_absent(&lease_key),
-            }
-            .require_version(&key, node_version)
-            .put(
-                &lease_key,
-                &NodeLease {
-                    node_id: node_id.to_string(),
-                    epoch,
-                    task_id: String::new(),
-                    agent_id: String::new(),
-                    granted_unix_ms: now_unix_ms(),
-                },
-            )
-            .build();
+            let lease = NextLease::read(store, node_id)?;
+            let epoch = lease.epoch;
+            let txn = lease
+                .grant(
+                    TxnBuilder::new().require_version(&key, node_version),
+                    "",
+                    "",
+                    now_unix_ms(),
+                )
+                .build();
             Ok(Attempt::Propose(txn, (epoch, node.network.clone())))
         })
         .await
@@ -208,7 +200,7 @@ pub async fn export(store: &Store, node_id: &str) -> Result<NodeExportRecord, Ex
                 .require_absent(keys::node_export(node_id))
                 .put(keys::node_export(node_id), &record);
             // Chunks an interrupted earlier attempt left behind.
-            let own = format!("{}{attempt}/", keys::node_export_chunks(node_id));
+            let own = keys::node_export_attempt_chunks(node_id, &attempt);
             for (k, _) in store.state().scan(&keys::node_export_chunks(node_id))? {
                 if !k.starts_with(&own) {
                     txn = txn.delete_tagged(k, Vec::<String>::new());
@@ -240,7 +232,7 @@ pub async fn export(store: &Store, node_id: &str) -> Result<NodeExportRecord, Ex
 /// Removes this attempt's chunks after another call took over; the caller's
 /// answer is then the other call's export, if it has finished.
 async fn abandon(store: &Store, node_id: &str, attempt: &str) -> ExportError {
-    let own = format!("{}{attempt}/", keys::node_export_chunks(node_id));
+    let own = keys::node_export_attempt_chunks(node_id, attempt);
     let cleanup = async {
         let mut txn = TxnBuilder::new();
         for (k, _) in store.state().scan(&own)? {

@@ -153,7 +153,12 @@ pub fn node_export_chunks(node_id: &str) -> String {
     format!("{NODE_EXPORTS}{node_id}/chunks/")
 }
 
+/// Every chunk of the encrypted export made by `attempt`.
+pub fn node_export_attempt_chunks(node_id: &str, attempt: &str) -> String {
+    format!("{}{attempt}/", node_export_chunks(node_id))
+}
+
 /// One chunk of the encrypted export made by `attempt`.
 pub fn node_export_chunk(node_id: &str, attempt: &str, index: u32) -> String {
-    format!("{NODE_EXPORTS}{node_id}/chunks/{attempt}/{index:08}")
+    format!("{}{index:08}", node_export_attempt_chunks(node_id, attempt))
 }
