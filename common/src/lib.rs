@@ -26,3 +26,4 @@ pub mod signals;
 pub mod status_server;
 pub mod telemetry;
 pub mod tls;
+pub mod webhook_signature;

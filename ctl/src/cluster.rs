@@ -21,46 +21,7 @@ pub enum ClusterCommand {
         format: Format,
     },
     /// Change settings; options not given keep their value.
-    Update {
-        /// Network hosted nodes run on.
-        #[arg(long, value_enum)]
-        network: Option<Network>,
-        /// Chain source: bitcoind JSON-RPC as USER:PASSWORD@HOST:PORT.
-        #[arg(long, env = "LNSWARM_BITCOIND_RPC", hide_env_values = true, value_parser = parse_bitcoind)]
-        bitcoind_rpc: Option<BitcoindRpc>,
-        /// Chain source: an Esplora server URL.
-        #[arg(long, conflicts_with = "bitcoind_rpc")]
-        esplora_url: Option<String>,
-        /// Chain source: an Electrum server URL.
-        #[arg(long, conflicts_with_all = ["bitcoind_rpc", "esplora_url"])]
-        electrum_url: Option<String>,
-        /// Heartbeat period agents are told to use, 100 to 600000 ms.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(100..=600_000))]
-        heartbeat_period_ms: Option<u64>,
-        /// Missed periods before an agent is DOWN, 2 to 100 (period × grace is at
-        /// most an hour).
-        #[arg(long, value_parser = clap::value_parser!(u32).range(2..=100))]
-        heartbeat_grace: Option<u32>,
-        /// Whether Register requires an invite code.
-        #[arg(long)]
-        require_invite_code: Option<bool>,
-        /// Autolock: a restarted manager serves nothing until it is given the unlock
-        /// key, which turning this on prints once.
-        #[arg(long)]
-        autolock: Option<bool>,
-        /// Let anyone register a node without an invite code or an app credential
-        /// (off by default; for closed or development networks).
-        #[arg(long)]
-        open_registration: Option<bool>,
-        /// Lifetime of the certificates managers, agents, hosted nodes and
-        /// operators renew themselves (`90d`, `1h`, `45s`; 10 s to 5 years).
-        /// Certificates move to it as they renew.
-        #[arg(long, value_parser = humantime::parse_duration)]
-        cert_expiry: Option<std::time::Duration>,
-        /// Lifetime of owners' device certificates (Register, Recover).
-        #[arg(long, value_parser = humantime::parse_duration)]
-        device_cert_expiry: Option<std::time::Duration>,
-    },
+    Update(Box<UpdateArgs>),
     /// Print the autolock unlock key (only the key).
     UnlockKey {
         /// Make a new key first; managers stop accepting the old one once they have
@@ -76,6 +37,63 @@ pub enum ClusterCommand {
         #[arg(long)]
         rotate: bool,
     },
+}
+
+/// `cluster update`'s options (boxed: they are many).
+#[derive(clap::Args)]
+pub struct UpdateArgs {
+    /// Network hosted nodes run on.
+    #[arg(long, value_enum)]
+    pub network: Option<Network>,
+    /// Chain source: bitcoind JSON-RPC as USER:PASSWORD@HOST:PORT.
+    #[arg(long, env = "LNSWARM_BITCOIND_RPC", hide_env_values = true, value_parser = parse_bitcoind)]
+    pub bitcoind_rpc: Option<BitcoindRpc>,
+    /// Chain source: an Esplora server URL.
+    #[arg(long, conflicts_with = "bitcoind_rpc")]
+    pub esplora_url: Option<String>,
+    /// Chain source: an Electrum server URL.
+    #[arg(long, conflicts_with_all = ["bitcoind_rpc", "esplora_url"])]
+    pub electrum_url: Option<String>,
+    /// Heartbeat period agents are told to use, 100 to 600000 ms.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub heartbeat_period_ms: Option<u64>,
+    /// Missed periods before an agent is DOWN, 2 to 100 (period × grace is at
+    /// most an hour).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(2..=100))]
+    pub heartbeat_grace: Option<u32>,
+    /// Whether Register requires an invite code.
+    #[arg(long)]
+    pub require_invite_code: Option<bool>,
+    /// Autolock: a restarted manager serves nothing until it is given the unlock
+    /// key, which turning this on prints once.
+    #[arg(long)]
+    pub autolock: Option<bool>,
+    /// Let anyone register a node without an invite code or an app credential
+    /// (off by default; for closed or development networks).
+    #[arg(long)]
+    pub open_registration: Option<bool>,
+    /// Lifetime of the certificates managers, agents, hosted nodes and
+    /// operators renew themselves (`90d`, `1h`, `45s`; 10 s to 5 years).
+    /// Certificates move to it as they renew.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub cert_expiry: Option<std::time::Duration>,
+    /// Lifetime of owners' device certificates (Register, Recover).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub device_cert_expiry: Option<std::time::Duration>,
+    /// Let outgoing webhooks use plain http to a loopback address (development
+    /// only; https otherwise).
+    #[arg(long)]
+    pub webhook_loopback_http: Option<bool>,
+    /// Attempts per webhook event, 1 to 20 (default 5).
+    #[arg(long)]
+    pub webhook_attempts: Option<u32>,
+    /// Wait before a webhook event's first retry, doubling after each (`60s`;
+    /// 1 s to a day).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub webhook_retry: Option<std::time::Duration>,
+    /// Timeout of one webhook attempt (`30s`; 1 s to 5 min).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub webhook_timeout: Option<std::time::Duration>,
 }
 
 /// The networks a hosted node can run on.
@@ -152,6 +170,10 @@ pub async fn run(conn: &Connection, cmd: ClusterCommand) -> Result<()> {
                         "require_invite_code": settings.require_invite_code,
                         "cert_expiry_secs": settings.cert_expiry_secs,
                         "device_cert_expiry_secs": settings.device_cert_expiry_secs,
+                        "webhook_loopback_http": settings.webhook_loopback_http,
+                        "webhook_attempts": settings.webhook_attempts,
+                        "webhook_first_retry_secs": settings.webhook_first_retry_secs,
+                        "webhook_timeout_secs": settings.webhook_timeout_secs,
                     },
                     "root_ca_expires": root_ca_expires,
                     "credential_expires": own_expires,
@@ -192,19 +214,24 @@ pub async fn run(conn: &Connection, cmd: ClusterCommand) -> Result<()> {
                 ),
             }
         }
-        ClusterCommand::Update {
-            network,
-            bitcoind_rpc,
-            esplora_url,
-            electrum_url,
-            heartbeat_period_ms,
-            heartbeat_grace,
-            require_invite_code,
-            autolock,
-            open_registration,
-            cert_expiry,
-            device_cert_expiry,
-        } => {
+        ClusterCommand::Update(args) => {
+            let UpdateArgs {
+                network,
+                bitcoind_rpc,
+                esplora_url,
+                electrum_url,
+                heartbeat_period_ms,
+                heartbeat_grace,
+                require_invite_code,
+                autolock,
+                open_registration,
+                cert_expiry,
+                device_cert_expiry,
+                webhook_loopback_http,
+                webhook_attempts,
+                webhook_retry,
+                webhook_timeout,
+            } = *args;
             let source = match (bitcoind_rpc, esplora_url, electrum_url) {
                 (Some(rpc), _, _) => Some(Source::BitcoindRpc(rpc)),
                 (_, Some(url), _) => Some(Source::EsploraUrl(url)),
@@ -221,6 +248,10 @@ pub async fn run(conn: &Connection, cmd: ClusterCommand) -> Result<()> {
                 open_registration,
                 cert_expiry_secs: cert_expiry.map(|d| d.as_secs()),
                 device_cert_expiry_secs: device_cert_expiry.map(|d| d.as_secs()),
+                webhook_loopback_http,
+                webhook_attempts,
+                webhook_first_retry_secs: webhook_retry.map(|d| d.as_secs()),
+                webhook_timeout_secs: webhook_timeout.map(|d| d.as_secs()),
             };
             if update == ClusterSettingsUpdate::default() {
                 anyhow::bail!("nothing to change: give at least one setting (see --help)");

@@ -105,6 +105,11 @@ pub enum OwnerCommand {
         #[arg(long)]
         out: std::path::PathBuf,
     },
+    /// The node's outgoing webhooks: the cluster POSTs its events there, signed.
+    Webhook {
+        #[command(subcommand)]
+        cmd: crate::node_webhook::WebhookCommand,
+    },
 }
 
 /// The channel `given` names: its channel id or its channel point (TXID:VOUT).
@@ -314,6 +319,9 @@ pub async fn run(
     let flag = profile.flag();
     match cmd {
         OwnerCommand::Export { out } => crate::node_export::run(&manager, &creds, &out).await?,
+        OwnerCommand::Webhook { cmd } => {
+            crate::node_webhook::run(&manager, &creds, node_id, cmd).await?
+        }
         OwnerCommand::Schedule => {
             let i = schedule(&manager, &creds, node_id).await?;
             println!("{}", i.grpc_uri);

@@ -20,3 +20,4 @@ pub mod run;
 pub mod scheduler_api;
 pub mod server;
 pub mod store;
+pub mod webhooks;

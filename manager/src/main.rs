@@ -157,6 +157,10 @@ struct ServeArgs {
     /// address: it needs no certificate.
     #[arg(long, env = "LNSWARM_MANAGER_STATUS_LISTEN")]
     status_listen: Option<std::net::SocketAddr>,
+    /// A PEM file of CA certificates that owners' webhook receivers may chain to,
+    /// besides the public web roots (a private CA).
+    #[arg(long, env = "LNSWARM_WEBHOOK_CA_FILE")]
+    webhook_ca_file: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -198,6 +202,7 @@ fn run_config(
         grpc_threads: serve.grpc_threads,
         anonymous: serve.limits(),
         status_listen: serve.status_listen,
+        webhook_ca_file: serve.webhook_ca_file.clone(),
         force_new_cluster: false,
         joined: None,
         db: None,

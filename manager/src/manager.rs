@@ -1,6 +1,7 @@
 //! One value owns a manager's subsystems, as SwarmKit's `Manager` does: the store,
 //! the services the gRPC server routes to, and the leader-only work. The leader-only
-//! parts (the dispatcher, the orchestrator, the challenge sweeper) start in one place
+//! parts (the dispatcher, the orchestrator, the challenge sweeper, the webhook
+//! deliverer) start in one place
 //! when this manager becomes leader and stop there when it becomes a follower or
 //! shuts down ([`Manager::run_leader_lifecycle`]); every handle is kept and joined.
 
@@ -16,6 +17,7 @@ use tracing::info;
 use crate::{
     dispatcher::{Dispatcher, DispatcherConfig},
     store::Store,
+    webhooks::deliver::Deliverer,
 };
 
 /// What the leader-only work has done, for tests and metrics.
@@ -29,6 +31,7 @@ pub struct Manager {
     store: Store,
     dispatcher: Dispatcher,
     counters: Arc<LeaderCounters>,
+    webhooks: Option<Deliverer>,
 }
 
 impl Manager {
@@ -37,7 +40,14 @@ impl Manager {
             dispatcher: Dispatcher::start(store.clone(), dispatcher_config),
             store,
             counters: Arc::default(),
+            webhooks: None,
         }
+    }
+
+    /// Sends owners' webhooks with `deliverer` while leading.
+    pub fn with_webhooks(mut self, deliverer: Deliverer) -> Self {
+        self.webhooks = Some(deliverer);
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -97,7 +107,7 @@ impl Manager {
     /// Starts every leader-only subsystem under `stop`.
     fn become_leader(&self, stop: CancellationToken) -> JoinSet<()> {
         self.counters.terms_led.fetch_add(1, Ordering::Relaxed);
-        info!("leading: starting the dispatcher, orchestrator and challenge sweeper");
+        info!("leading: starting the dispatcher, orchestrator, challenge sweeper and webhook deliverer");
         let mut work = JoinSet::new();
         let dispatcher = self.dispatcher.clone();
         let s = stop.clone();
@@ -107,6 +117,9 @@ impl Manager {
             stop.clone(),
             self.counters.orchestrator_passes.clone(),
         ));
+        if let Some(webhooks) = &self.webhooks {
+            work.spawn(webhooks.clone().run(self.store.clone(), stop.clone()));
+        }
         work.spawn(crate::scheduler_api::sweep_challenges(
             self.store.clone(),
             stop,

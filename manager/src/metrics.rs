@@ -45,6 +45,7 @@ pub struct Events {
     pub node_moves: Family<Kind, Counter>,
     pub node_state_writes: Family<Outcome, Counter>,
     pub node_state_write_seconds: Histogram,
+    pub webhook_deliveries: Family<Outcome, Counter>,
 }
 
 /// Counts one call under `outcome` and records how long it took since `started`.
@@ -74,6 +75,7 @@ static EVENTS: LazyLock<Events> = LazyLock::new(|| Events {
     node_moves: Family::default(),
     node_state_writes: Family::default(),
     node_state_write_seconds: latency_buckets(),
+    webhook_deliveries: Family::default(),
 });
 
 /// The process's event counters.
@@ -124,6 +126,11 @@ pub fn render(store: &Store, identity: &Arc<LiveIdentity>, live_sessions: usize)
         "node_state_write_seconds",
         "Time to commit a hosted node's state write",
         e.node_state_write_seconds.clone(),
+    );
+    registry.register(
+        "webhook_deliveries",
+        "Webhook delivery attempts by outcome (delivered, retried, rejected, dropped)",
+        e.webhook_deliveries.clone(),
     );
 
     let gauge = |v: i64| {

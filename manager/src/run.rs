@@ -32,6 +32,7 @@ use crate::{
         raft::{RaftConfig, RaftOptions},
         Store,
     },
+    webhooks::deliver::Deliverer,
 };
 
 /// How to run a manager.
@@ -51,6 +52,9 @@ pub struct RunConfig {
     pub db: Option<sled::Db>,
     /// Where to serve `/healthz` and `/metrics`, if anywhere.
     pub status_listen: Option<std::net::SocketAddr>,
+    /// A PEM file of CA certificates webhook receivers may chain to, besides the
+    /// public web roots.
+    pub webhook_ca_file: Option<PathBuf>,
 }
 
 /// The operator credential `init` left in the data directory, if it is there.
@@ -133,10 +137,18 @@ pub async fn run(
             raft_id: store.raft().map(|r| r.raft_id()).unwrap_or(0),
         });
 
-    let subsystems = Arc::new(crate::manager::Manager::new(
-        store.clone(),
-        DispatcherConfig::default(),
-    ));
+    let webhook_ca = match &config.webhook_ca_file {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+        }
+        None => None,
+    };
+    let deliverer = Deliverer::new(webhook_ca.as_deref())
+        .context("loading the webhook CA file (--webhook-ca-file)")?;
+    let subsystems = Arc::new(
+        crate::manager::Manager::new(store.clone(), DispatcherConfig::default())
+            .with_webhooks(deliverer),
+    );
     // Every background task of the manager, stopped and joined at shutdown.
     let stop = CancellationToken::new();
     let mut background = JoinSet::new();

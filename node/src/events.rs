@@ -4,7 +4,8 @@
 //!
 //! Events are marked handled whether or not anyone listens, so the queue never
 //! stalls the node; a subscriber that falls too far behind is told how many events
-//! it missed.
+//! it missed. A received payment is first recorded for the owner's webhooks
+//! ([`crate::webhook_events`]) when the node's state is replicated.
 
 use std::sync::Arc;
 
@@ -12,16 +13,39 @@ use ldk_node::{Event, Node};
 use lnswarm_common::api::{self, node_event};
 use tokio::sync::broadcast;
 
-use crate::convert;
+use crate::{convert, state::ReplicatedStore, webhook_events};
 
 /// How many events a slow subscriber may lag behind before it misses some.
 pub const BUFFER: usize = 1024;
 
 /// Drains the node's events until the node stops.
-pub async fn pump(node: Arc<Node>, tx: broadcast::Sender<api::NodeEvent>) {
+pub async fn pump(
+    node: Arc<Node>,
+    tx: broadcast::Sender<api::NodeEvent>,
+    store: Option<Arc<ReplicatedStore>>,
+) {
     loop {
         let event = node.next_event_async().await;
         tracing::info!(event = event_name(&event), "node event");
+        if let (
+            Some(store),
+            Event::PaymentReceived {
+                payment_id,
+                payment_hash,
+                amount_msat,
+                ..
+            },
+        ) = (&store, &event)
+        {
+            webhook_events::payment_received(
+                &node,
+                store,
+                *payment_id,
+                *payment_hash,
+                *amount_msat,
+            )
+            .await;
+        }
         if let Some(e) = to_api(&node, &event) {
             let _ = tx.send(e);
         }

@@ -24,6 +24,7 @@ pub mod seed;
 pub mod server;
 pub mod service;
 pub mod state;
+pub mod webhook_events;
 
 pub use config::{NodeArgs, NodeConfig};
 pub use server::run;

@@ -245,15 +245,18 @@ async fn run_checked(config: NodeConfig, seed: Seed, node_id: String) -> Result<
         }
     };
 
-    if let Some(store) = store {
-        crate::peers::follow_hosted_peers(node.clone(), store);
+    if let Some(store) = &store {
+        crate::peers::follow_hosted_peers(node.clone(), store.clone());
     }
     let (events_tx, _) = broadcast::channel(events::BUFFER);
-    let pump = tokio::spawn(events::pump(node.clone(), events_tx.clone()).in_current_span());
+    let pump = tokio::spawn(
+        events::pump(node.clone(), events_tx.clone(), store.clone()).in_current_span(),
+    );
     let _ = state.set(Running {
         node: node.clone(),
         events: events_tx,
         money: tokio::sync::Mutex::new(()),
+        store,
     });
     health.set_service_status("", ServingStatus::Serving).await;
     health

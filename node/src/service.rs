@@ -45,6 +45,8 @@ pub struct Running {
     pub events: broadcast::Sender<api::NodeEvent>,
     /// Held by every call that moves money.
     pub money: tokio::sync::Mutex<()>,
+    /// The node's replicated state, when it runs under a lease (for invoice notes).
+    pub store: Option<Arc<crate::state::ReplicatedStore>>,
 }
 
 /// The service; answers UNAVAILABLE until the node has started.
@@ -348,6 +350,7 @@ impl node_server::Node for NodeApi {
                 "amount_msat is larger than all bitcoin that will ever exist",
             ));
         }
+        let description_text = req.description.clone();
         let description = Description::new(req.description)
             .map_err(|e| Status::invalid_argument(format!("invalid description: {e}")))?;
         let description = Bolt11InvoiceDescription::Direct(description);
@@ -356,7 +359,8 @@ impl node_server::Node for NodeApi {
         } else {
             req.expiry_secs
         };
-        let node = self.node()?;
+        let running = self.running()?;
+        let (node, store) = (running.node.clone(), running.store.clone());
         let invoice = blocking(move || {
             let bolt11 = node.bolt11_payment();
             if req.amount_msat == 0 {
@@ -367,6 +371,17 @@ impl node_server::Node for NodeApi {
         })
         .await?
         .map_err(|e| status("create invoice", e))?;
+        if let Some(store) = store {
+            // Before the invoice is handed out, so its payment's webhook names it.
+            crate::webhook_events::note_invoice(
+                store,
+                invoice.payment_hash().to_string(),
+                invoice.to_string(),
+                description_text,
+            )
+            .await
+            .map_err(|e| Status::unavailable(format!("could not save the invoice: {e}")))?;
+        }
         Ok(Response::new(api::CreateInvoiceResponse {
             bolt11: invoice.to_string(),
             payment_hash: invoice.payment_hash().to_string(),

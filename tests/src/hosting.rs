@@ -75,6 +75,19 @@ impl HostingCluster<ManagerCluster> {
         Self::start_quorum_with(dir, managers, agents, &[]).await
     }
 
+    /// Like [`Self::start_quorum`], with flags for every manager
+    /// (`--webhook-ca-file F`).
+    pub async fn start_quorum_serving(
+        dir: &Path,
+        managers: usize,
+        agents: usize,
+        flags: &[&str],
+    ) -> Self {
+        let regtest = Regtest::start(dir).await;
+        let cluster = ManagerCluster::start_configured(dir, managers, flags, &[], None).await;
+        Self::around(dir, regtest, cluster, agents).await
+    }
+
     /// Like [`Self::start_quorum`], with flags for the first manager's `init`.
     pub async fn start_quorum_with(
         dir: &Path,

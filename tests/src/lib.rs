@@ -14,6 +14,7 @@ pub mod process;
 pub mod raw_grpc;
 pub mod stats;
 pub mod wait;
+pub mod webhook_receiver;
 
 use std::{net::TcpListener, path::PathBuf, process::Command};
 

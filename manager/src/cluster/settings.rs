@@ -23,6 +23,11 @@ pub const MAX_TTL: Duration = Duration::from_secs(3600);
 pub const CERT_EXPIRY_SECS: (u64, u64) = (10, 5 * 365 * 86_400);
 pub const DEFAULT_CERT_EXPIRY: Duration = Duration::from_secs(90 * 86_400);
 pub const DEFAULT_DEVICE_CERT_EXPIRY: Duration = Duration::from_secs(365 * 86_400);
+/// Webhook delivery: attempts per event, the first retry's wait (it doubles after
+/// each failure; 1 s is the floor tests use), and one attempt's timeout.
+pub const WEBHOOK_ATTEMPTS: (u32, u32) = (1, 20);
+pub const WEBHOOK_FIRST_RETRY_SECS: (u64, u64) = (1, 86_400);
+pub const WEBHOOK_TIMEOUT_SECS: (u64, u64) = (1, 300);
 const MAX_HOST: usize = 253;
 const MAX_CREDENTIAL: usize = 256;
 const MAX_URL: usize = 2048;
@@ -39,6 +44,10 @@ pub fn defaults() -> ClusterSettings {
         open_registration: false,
         cert_expiry_secs: DEFAULT_CERT_EXPIRY.as_secs(),
         device_cert_expiry_secs: DEFAULT_DEVICE_CERT_EXPIRY.as_secs(),
+        webhook_loopback_http: false,
+        webhook_attempts: 5,
+        webhook_first_retry_secs: 60,
+        webhook_timeout_secs: 30,
     }
 }
 
@@ -114,6 +123,19 @@ pub fn apply(
     if let Some(e) = update.device_cert_expiry_secs {
         next.device_cert_expiry_secs =
             in_range("device certificate expiry", e, CERT_EXPIRY_SECS, " s")?;
+    }
+    if let Some(h) = update.webhook_loopback_http {
+        next.webhook_loopback_http = h;
+    }
+    if let Some(a) = update.webhook_attempts {
+        next.webhook_attempts = in_range("webhook attempts", a, WEBHOOK_ATTEMPTS, "")?;
+    }
+    if let Some(r) = update.webhook_first_retry_secs {
+        next.webhook_first_retry_secs =
+            in_range("webhook first retry", r, WEBHOOK_FIRST_RETRY_SECS, " s")?;
+    }
+    if let Some(t) = update.webhook_timeout_secs {
+        next.webhook_timeout_secs = in_range("webhook timeout", t, WEBHOOK_TIMEOUT_SECS, " s")?;
     }
     Ok(next)
 }
@@ -205,6 +227,24 @@ pub fn effective(settings: Option<&ClusterSettings>) -> ClusterSettings {
         } else {
             (*v).clamp(CERT_EXPIRY_SECS.0, CERT_EXPIRY_SECS.1)
         };
+    }
+    s.webhook_attempts = match s.webhook_attempts {
+        0 => d.webhook_attempts,
+        a => a.clamp(WEBHOOK_ATTEMPTS.0, WEBHOOK_ATTEMPTS.1),
+    };
+    for (v, default, (lo, hi)) in [
+        (
+            &mut s.webhook_first_retry_secs,
+            d.webhook_first_retry_secs,
+            WEBHOOK_FIRST_RETRY_SECS,
+        ),
+        (
+            &mut s.webhook_timeout_secs,
+            d.webhook_timeout_secs,
+            WEBHOOK_TIMEOUT_SECS,
+        ),
+    ] {
+        *v = if *v == 0 { default } else { (*v).clamp(lo, hi) };
     }
     s
 }

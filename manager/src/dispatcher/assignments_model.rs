@@ -16,7 +16,7 @@ use super::{
     assignments::{parse_version, Feed},
     config::DispatcherConfig,
 };
-use crate::store::{at_rest::DataKey, keys, secrets, Store, TxnBuilder};
+use crate::store::{keys, secrets, Store, TxnBuilder};
 
 const AGENT: &str = "a";
 
@@ -105,19 +105,7 @@ fn held(sim: &SimAgent) -> (BTreeMap<String, String>, BTreeMap<String, Vec<u8>>)
 }
 
 async fn store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = crate::store::test_db::open(dir.path());
-    let store = Store::open_local(db, None, Some(DataKey::generate())).unwrap();
-    // The data key is adopted by the cluster object that names it.
-    let record = lnswarm_common::api::ClusterRecord {
-        data_key_id: store.data_key().unwrap().id(),
-        ..Default::default()
-    };
-    store
-        .propose(TxnBuilder::new().put(keys::CLUSTER, &record).build())
-        .await
-        .unwrap();
-    (dir, store)
+    crate::store::test_db::sealing_store().await
 }
 
 /// One random change to the store: a task placed (on this agent or another, with

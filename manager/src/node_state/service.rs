@@ -4,7 +4,8 @@
 use lnswarm_common::{
     api::{
         node_state_server::NodeState, LoadNodeStateRequest, LoadNodeStateResponse,
-        PeerAddressesRequest, PeerAddressesResponse, WriteNodeStateRequest, WriteNodeStateResponse,
+        PeerAddressesRequest, PeerAddressesResponse, RecordEventsRequest, RecordEventsResponse,
+        WriteNodeStateRequest, WriteNodeStateResponse,
     },
     authz::caller,
     pki::Role,
@@ -13,7 +14,10 @@ use tonic::{Request, Response, Status};
 use tracing::warn;
 
 use super::fence::{self, FenceError};
-use crate::store::Store;
+use crate::{
+    store::Store,
+    webhooks::events::{self, EventError},
+};
 
 /// Largest NodeState message either way: a node's whole state at load, or a batch
 /// of writes (a ChannelManager with many channels is megabytes).
@@ -55,6 +59,16 @@ impl From<FenceError> for Status {
                 Status::invalid_argument(e.to_string())
             }
             FenceError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<EventError> for Status {
+    fn from(e: EventError) -> Self {
+        match e {
+            EventError::Fence(e) => e.into(),
+            EventError::Invalid(_) => Status::invalid_argument(e.to_string()),
+            EventError::Store(e) => e.into(),
         }
     }
 }
@@ -115,5 +129,21 @@ impl NodeState for NodeStateService {
         let req = req.into_inner();
         let addresses = super::peers::addresses(&self.store, &req.node_id, req.epoch, &req.peers)?;
         Ok(Response::new(PeerAddressesResponse { addresses }))
+    }
+
+    async fn record_events(
+        &self,
+        req: Request<RecordEventsRequest>,
+    ) -> Result<Response<RecordEventsResponse>, Status> {
+        own_node(&req, &req.get_ref().node_id)?;
+        let req = req.into_inner();
+        let deliveries = events::record(&self.store, &req.node_id, req.epoch, &req.events)
+            .await
+            .inspect_err(|e| {
+                if matches!(e, EventError::Fence(FenceError::Stale { .. })) {
+                    warn!(node = %req.node_id, epoch = req.epoch, "refused events from a stale copy");
+                }
+            })?;
+        Ok(Response::new(RecordEventsResponse { deliveries }))
     }
 }

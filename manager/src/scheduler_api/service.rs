@@ -17,7 +17,11 @@ use super::{
     registration::{self, RegistrationError},
     schedule::{self, ScheduleError},
 };
-use crate::{cluster, store::Store};
+use crate::{
+    cluster,
+    store::Store,
+    webhooks::registry::{self as webhooks, WebhookError},
+};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -91,6 +95,19 @@ impl From<ExportError> for Status {
             Concurrent => Status::aborted(e.to_string()),
             BadNodeId | Damaged(_) | Crypt(_) => Status::internal(e.to_string()),
             Fence(e) => e.into(),
+            Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<WebhookError> for Status {
+    fn from(e: WebhookError) -> Self {
+        use WebhookError::*;
+        match e {
+            NotRegistered | NotFound(_) => Status::not_found(e.to_string()),
+            TooMany => Status::resource_exhausted(e.to_string()),
+            BadUri(_) => Status::invalid_argument(e.to_string()),
+            Cluster(e) => e.into(),
             Store(e) => e.into(),
         }
     }
@@ -254,32 +271,48 @@ impl Scheduler for SchedulerService {
         &self,
         req: Request<AddOutgoingWebhookRequest>,
     ) -> Result<Response<AddOutgoingWebhookResponse>, Status> {
-        owner(&req, &req.get_ref().node_id)?;
-        Err(pending("webhooks"))
+        let node_id = owner(&req, &req.get_ref().node_id)?;
+        let added = webhooks::add(&self.store, &node_id, &req.get_ref().uri).await?;
+        Ok(Response::new(AddOutgoingWebhookResponse {
+            id: added.id,
+            secret: added.secret,
+        }))
     }
 
     async fn list_outgoing_webhooks(
         &self,
         req: Request<ListOutgoingWebhooksRequest>,
     ) -> Result<Response<ListOutgoingWebhooksResponse>, Status> {
-        owner(&req, &req.get_ref().node_id)?;
-        Err(pending("webhooks"))
+        let node_id = owner(&req, &req.get_ref().node_id)?;
+        self.store.read_barrier().await?;
+        let outgoing_webhooks = webhooks::list(&self.store, &node_id)?
+            .into_iter()
+            .map(|w| Webhook {
+                id: w.id,
+                uri: w.uri,
+            })
+            .collect();
+        Ok(Response::new(ListOutgoingWebhooksResponse {
+            outgoing_webhooks,
+        }))
     }
 
     async fn delete_webhooks(
         &self,
         req: Request<DeleteOutgoingWebhooksRequest>,
     ) -> Result<Response<Empty>, Status> {
-        owner(&req, &req.get_ref().node_id)?;
-        Err(pending("webhooks"))
+        let node_id = owner(&req, &req.get_ref().node_id)?;
+        webhooks::delete(&self.store, &node_id, &req.get_ref().ids).await?;
+        Ok(Response::new(Empty {}))
     }
 
     async fn rotate_outgoing_webhook_secret(
         &self,
         req: Request<RotateOutgoingWebhookSecretRequest>,
     ) -> Result<Response<WebhookSecretResponse>, Status> {
-        owner(&req, &req.get_ref().node_id)?;
-        Err(pending("webhooks"))
+        let node_id = owner(&req, &req.get_ref().node_id)?;
+        let secret = webhooks::rotate(&self.store, &node_id, req.get_ref().webhook_id).await?;
+        Ok(Response::new(WebhookSecretResponse { secret }))
     }
 
     async fn signer_requests_stream(

@@ -162,3 +162,29 @@ pub fn node_export_attempt_chunks(node_id: &str, attempt: &str) -> String {
 pub fn node_export_chunk(node_id: &str, attempt: &str, index: u32) -> String {
     format!("{}{index:08}", node_export_attempt_chunks(node_id, attempt))
 }
+
+// ---- outgoing webhooks and their pending deliveries ----
+
+pub const WEBHOOKS: &str = "webhooks/";
+
+/// Every webhook of one node.
+pub fn webhooks_of(node_id: &str) -> String {
+    format!("{WEBHOOKS}{node_id}/")
+}
+
+/// One webhook (ids zero-padded so that they list in order).
+pub fn webhook(node_id: &str, id: i64) -> String {
+    format!("{WEBHOOKS}{node_id}/{id:019}")
+}
+
+pub const WEBHOOK_DELIVERIES: &str = "webhook-deliveries/";
+
+/// Every pending delivery to one webhook.
+pub fn webhook_deliveries_of(node_id: &str, webhook_id: i64) -> String {
+    format!("{WEBHOOK_DELIVERIES}{node_id}/{webhook_id:019}/")
+}
+
+/// One event's pending delivery to one webhook.
+pub fn webhook_delivery(node_id: &str, webhook_id: i64, event_id: &str) -> String {
+    format!("{}{event_id}", webhook_deliveries_of(node_id, webhook_id))
+}

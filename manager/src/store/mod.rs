@@ -320,6 +320,31 @@ impl Store {
 /// Test helpers shared by the store's unit tests.
 #[cfg(test)]
 pub(crate) mod test_db {
+    /// A lone manager's store whose cluster record names its data key, so that
+    /// sealing works (the cluster has adopted the key).
+    pub async fn sealing_store() -> (tempfile::TempDir, super::Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::Store::open_local(
+            open(dir.path()),
+            None,
+            Some(super::at_rest::DataKey::generate()),
+        )
+        .unwrap();
+        let record = lnswarm_common::api::ClusterRecord {
+            data_key_id: store.data_key().unwrap().id(),
+            ..Default::default()
+        };
+        store
+            .propose(
+                super::TxnBuilder::new()
+                    .put(super::keys::CLUSTER, &record)
+                    .build(),
+            )
+            .await
+            .unwrap();
+        (dir, store)
+    }
+
     /// Opens sled at `dir`, waiting for a dropped handle's flusher thread to release
     /// the file lock first (sled releases it asynchronously), so tests can "restart".
     pub fn open(dir: &std::path::Path) -> sled::Db {

@@ -29,8 +29,8 @@ use ldk_node::{
 };
 use lnswarm_common::{
     api::{
-        LoadNodeStateRequest, NodeStateKey, NodeStateOp, PeerAddressesRequest,
-        WriteNodeStateRequest,
+        LoadNodeStateRequest, NodeEventRecord, NodeStateKey, NodeStateOp, PeerAddressesRequest,
+        RecordEventsRequest, WriteNodeStateRequest,
     },
     lease::EXIT_FENCED,
 };
@@ -232,6 +232,32 @@ impl ReplicatedStore {
                 .collect(),
             Ok(Err(Refused::Fenced(why))) => fenced(&why),
             _ => Vec::new(),
+        }
+    }
+
+    /// Makes `events` durable for the owner's webhooks, fenced like a write; waits
+    /// through a leader change. A stale copy's call ends the process.
+    pub async fn record_events(&self, events: Vec<NodeEventRecord>) -> Result<u32, String> {
+        let (remote, node_id, epoch) = (self.remote.clone(), self.node_id.clone(), self.epoch);
+        let (tx, rx) = oneshot::channel();
+        self.runtime.spawn(async move {
+            let r = remote
+                .call("recording events for webhooks", |mut c| {
+                    let req = RecordEventsRequest {
+                        node_id: node_id.clone(),
+                        epoch,
+                        events: events.clone(),
+                    };
+                    async move { c.record_events(req).await }
+                })
+                .await;
+            let _ = tx.send(r);
+        });
+        match rx.await {
+            Ok(Ok(r)) => Ok(r.deliveries),
+            Ok(Err(Refused::Fenced(why))) => fenced(&why),
+            Ok(Err(Refused::Final(s))) => Err(s.message().to_string()),
+            Err(_) => Err("the node-state runtime has stopped".into()),
         }
     }
 
