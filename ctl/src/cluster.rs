@@ -94,6 +94,9 @@ pub struct UpdateArgs {
     /// Timeout of one webhook attempt (`30s`; 1 s to 5 min).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub webhook_timeout: Option<std::time::Duration>,
+    /// How long a device's pairing request waits for the owner (`5m`; 1 s to 1 h).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub pairing_ttl: Option<std::time::Duration>,
 }
 
 /// The networks a hosted node can run on.
@@ -174,6 +177,7 @@ pub async fn run(conn: &Connection, cmd: ClusterCommand) -> Result<()> {
                         "webhook_attempts": settings.webhook_attempts,
                         "webhook_first_retry_secs": settings.webhook_first_retry_secs,
                         "webhook_timeout_secs": settings.webhook_timeout_secs,
+                        "pairing_ttl_secs": settings.pairing_ttl_secs,
                     },
                     "root_ca_expires": root_ca_expires,
                     "credential_expires": own_expires,
@@ -231,6 +235,7 @@ pub async fn run(conn: &Connection, cmd: ClusterCommand) -> Result<()> {
                 webhook_attempts,
                 webhook_retry,
                 webhook_timeout,
+                pairing_ttl,
             } = *args;
             let source = match (bitcoind_rpc, esplora_url, electrum_url) {
                 (Some(rpc), _, _) => Some(Source::BitcoindRpc(rpc)),
@@ -252,6 +257,7 @@ pub async fn run(conn: &Connection, cmd: ClusterCommand) -> Result<()> {
                 webhook_attempts,
                 webhook_first_retry_secs: webhook_retry.map(|d| d.as_secs()),
                 webhook_timeout_secs: webhook_timeout.map(|d| d.as_secs()),
+                pairing_ttl_secs: pairing_ttl.map(|d| d.as_secs()),
             };
             if update == ClusterSettingsUpdate::default() {
                 anyhow::bail!("nothing to change: give at least one setting (see --help)");

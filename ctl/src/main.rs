@@ -11,6 +11,7 @@ mod manager;
 mod node;
 mod node_api;
 mod node_export;
+mod node_pair;
 mod node_webhook;
 mod output;
 mod plain_error;

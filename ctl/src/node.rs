@@ -68,6 +68,12 @@ pub enum NodeCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Pair a new device with a node (`request`, on the new device), or answer the
+    /// requests (`ls`, `approve`, on a paired one).
+    Pair {
+        #[command(subcommand)]
+        cmd: crate::node_pair::PairCommand,
+    },
     /// Owner commands on the profile's node (schedule, info, getinfo, pay, ...).
     #[command(flatten)]
     Owner(crate::node_api::OwnerCommand),
@@ -106,7 +112,7 @@ pub struct Trust {
 }
 
 impl Trust {
-    async fn ca_pem(&self, manager: &str) -> Result<String> {
+    pub(crate) async fn ca_pem(&self, manager: &str) -> Result<String> {
         match (&self.ca, &self.ca_digest) {
             (Some(path), _) => {
                 std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
@@ -134,6 +140,7 @@ pub async fn run(conn: &Connection, profile: &ProfileArgs, cmd: NodeCommand) -> 
         NodeCommand::Owner(cmd) => {
             return crate::node_api::run(profile, conn.manager.clone(), cmd).await
         }
+        NodeCommand::Pair { cmd } => return crate::node_pair::run(conn, profile, cmd).await,
         NodeCommand::Register {
             trust,
             device,
@@ -318,7 +325,7 @@ pub struct Registration<'a> {
 /// A profile already holding a node's credential is replaced only with `--force`:
 /// run twice, `register` would otherwise leave the first node reachable by its
 /// mnemonic alone (and its funds with it).
-fn refuse_to_replace(dir: &std::path::Path, force: bool) -> Result<()> {
+pub(crate) fn refuse_to_replace(dir: &std::path::Path, force: bool) -> Result<()> {
     if force || !dir.join("profile.json").exists() {
         return Ok(());
     }
@@ -410,7 +417,7 @@ pub async fn register(
 /// on the first manager of the `--manager` list that takes the connection. Trying
 /// the next one is safe because nothing was sent; the calls themselves are not
 /// retried, since a repeated Register could meet its own consumed challenge.
-async fn anonymous_scheduler(
+pub(crate) async fn anonymous_scheduler(
     manager: &str,
     ca_pem: &str,
     app: Option<&Credentials>,

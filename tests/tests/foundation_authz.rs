@@ -44,10 +44,12 @@ enum Caller {
     HostedNode,
     OwnerOfA,
     OwnerOfB,
+    /// A read-only device of node A's owner.
+    ViewerOfA,
     App,
 }
 
-const CALLERS: [Caller; 12] = [
+const CALLERS: [Caller; 13] = [
     Caller::NoCertificate,
     Caller::ForeignCa,
     Caller::Expired,
@@ -59,6 +61,7 @@ const CALLERS: [Caller; 12] = [
     Caller::HostedNode,
     Caller::OwnerOfA,
     Caller::OwnerOfB,
+    Caller::ViewerOfA,
     Caller::App,
 ];
 
@@ -70,6 +73,7 @@ const NAMES_A_NODE: &[&str] = &[
     "/lnswarm.v1.Scheduler/ListOutgoingWebhooks",
     "/lnswarm.v1.Scheduler/DeleteWebhooks",
     "/lnswarm.v1.Scheduler/RotateOutgoingWebhookSecret",
+    "/lnswarm.v1.Scheduler/ListPairings",
 ];
 
 fn role_of(caller: Caller) -> Option<Role> {
@@ -79,6 +83,7 @@ fn role_of(caller: Caller) -> Option<Role> {
         Caller::Operator => Some(Role::Operator),
         Caller::HostedNode => Some(Role::Node),
         Caller::OwnerOfA | Caller::OwnerOfB => Some(Role::User),
+        Caller::ViewerOfA => Some(Role::Viewer),
         Caller::App => Some(Role::App),
         _ => None,
     }
@@ -107,7 +112,10 @@ fn expected(path: &str, caller: Caller) -> Expect {
         Access::Roles(roles) if roles.contains(&role) => Expect::Allowed,
         Access::Roles(_) => Expect::PermissionDenied,
         Access::Owner if role != Role::User => Expect::PermissionDenied,
-        Access::Owner => {
+        Access::OwnerRead if !matches!(role, Role::User | Role::Viewer) => {
+            Expect::PermissionDenied
+        }
+        Access::Owner | Access::OwnerRead => {
             let acts_on_a = path.starts_with("/lnswarm.v1.Node/") || NAMES_A_NODE.contains(&path);
             if caller == Caller::OwnerOfB && acts_on_a {
                 Expect::PermissionDenied
@@ -195,6 +203,10 @@ fn callers(ca: &TestCa, node_a: &str, node_b: &str) -> Vec<Credentialed> {
                 Caller::OwnerOfB => {
                     let cn = format!("{node_b}/phone");
                     (cn.clone(), Some(ca.mint(Role::User, &cn)))
+                }
+                Caller::ViewerOfA => {
+                    let cn = format!("{node_a}/tablet");
+                    (cn.clone(), Some(ca.mint(Role::Viewer, &cn)))
                 }
                 Caller::App => ("app/test".into(), Some(ca.mint(Role::App, "app/test"))),
             };

@@ -148,15 +148,27 @@ impl Authz {
                 "{path} requires a client certificate"
             ))),
             (Access::Roles(roles), Some(who)) if roles.contains(&who.role) => Ok(identity),
-            (Access::Owner, Some(who)) if who.role == Role::User => match &self.scope {
-                NodeScope::Node(served) if who.node_id.as_deref() != Some(served.as_str()) => {
-                    Err(Status::permission_denied(
-                        "this certificate belongs to the owner of another node",
-                    ))
-                }
-                _ => Ok(identity),
-            },
+            (Access::Owner, Some(who)) if who.role == Role::User => {
+                self.own_node(who, identity.clone())
+            }
+            (Access::OwnerRead, Some(who)) if matches!(who.role, Role::User | Role::Viewer) => {
+                self.own_node(who, identity.clone())
+            }
             (_, Some(who)) => Err(denied(who)),
+        }
+    }
+
+    /// An owner's device may reach only the node it owns, where this server serves one.
+    fn own_node(
+        &self,
+        who: &Identity,
+        identity: Option<Arc<Identity>>,
+    ) -> Result<Option<Arc<Identity>>, Status> {
+        match &self.scope {
+            NodeScope::Node(served) if who.node_id.as_deref() != Some(served.as_str()) => Err(
+                Status::permission_denied("this certificate belongs to the owner of another node"),
+            ),
+            _ => Ok(identity),
         }
     }
 }
@@ -263,6 +275,24 @@ pub fn require_owner<'a, T>(
 ) -> Result<&'a Identity, Status> {
     let who = caller(req).ok_or_else(|| Status::unauthenticated("no client certificate"))?;
     if who.role != Role::User || who.node_id.as_deref() != Some(node_id_hex) {
+        return Err(Status::permission_denied(if who.role == Role::Viewer {
+            "this device was paired read-only"
+        } else {
+            "this certificate does not own the requested node"
+        }));
+    }
+    Ok(who)
+}
+
+/// As [`require_owner`], also admitting the owner's read-only devices (for the
+/// Scheduler calls that only read: Schedule, GetNodeInfo).
+pub fn require_reader<'a, T>(
+    req: &'a tonic::Request<T>,
+    node_id_hex: &str,
+) -> Result<&'a Identity, Status> {
+    let who = caller(req).ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+    if !matches!(who.role, Role::User | Role::Viewer) || who.node_id.as_deref() != Some(node_id_hex)
+    {
         return Err(Status::permission_denied(
             "this certificate does not own the requested node",
         ));

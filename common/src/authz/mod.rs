@@ -6,5 +6,5 @@ mod layer;
 pub mod limits;
 mod table;
 
-pub use layer::{caller, require_owner, AuthzLayer, AuthzService, NodeScope};
+pub use layer::{caller, require_owner, require_reader, AuthzLayer, AuthzService, NodeScope};
 pub use table::{access_for, Access, TABLE};

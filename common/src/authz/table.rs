@@ -14,7 +14,8 @@ pub enum Access {
     /// GetChallenge, Register, Recover, and gRPC health.
     Open,
     /// Anyone, as `Open`, within the per-address and global rate limits of the
-    /// server (when it sets them): the calls that make an owner, and Unlock.
+    /// server (when it sets them): the calls that make an owner or pair a device,
+    /// and Unlock.
     Anonymous,
     /// Callers holding a certificate with one of these roles.
     Roles(&'static [Role]),
@@ -23,6 +24,8 @@ pub enum Access {
     /// the Scheduler API the handler checks it against the request's node id with
     /// [`super::require_owner`] before doing anything.
     Owner,
+    /// As `Owner`, and also the owner's read-only devices (`lightning-viewer`).
+    OwnerRead,
 }
 
 use Access::*;
@@ -31,7 +34,7 @@ use Role::*;
 const AGENTS: &[Role] = &[Worker, Manager];
 const MANAGERS: &[Role] = &[Manager];
 const OPERATORS: &[Role] = &[Operator, Manager];
-const ANY_CERT: &[Role] = &[Manager, Worker, Operator, User, Node, App];
+const ANY_CERT: &[Role] = &[Manager, Worker, Operator, User, Node, App, Viewer];
 
 /// RPC path → access. Sorted by service as the protos list them.
 pub static TABLE: &[(&str, Access)] = &[
@@ -81,8 +84,8 @@ pub static TABLE: &[(&str, Access)] = &[
     ("/lnswarm.v1.Scheduler/GetChallenge", Anonymous),
     ("/lnswarm.v1.Scheduler/Register", Anonymous),
     ("/lnswarm.v1.Scheduler/Recover", Anonymous),
-    ("/lnswarm.v1.Scheduler/Schedule", Owner),
-    ("/lnswarm.v1.Scheduler/GetNodeInfo", Owner),
+    ("/lnswarm.v1.Scheduler/Schedule", OwnerRead),
+    ("/lnswarm.v1.Scheduler/GetNodeInfo", OwnerRead),
     ("/lnswarm.v1.Scheduler/MaybeUpgrade", Owner),
     ("/lnswarm.v1.Scheduler/ListInviteCodes", Owner),
     ("/lnswarm.v1.Scheduler/ExportNode", Owner),
@@ -92,20 +95,23 @@ pub static TABLE: &[(&str, Access)] = &[
     ("/lnswarm.v1.Scheduler/DeleteWebhooks", Owner),
     ("/lnswarm.v1.Scheduler/RotateOutgoingWebhookSecret", Owner),
     ("/lnswarm.v1.Scheduler/SignerRequestsStream", Owner),
+    ("/lnswarm.v1.Scheduler/PairDevice", Anonymous),
+    ("/lnswarm.v1.Scheduler/GetPairing", Anonymous),
+    ("/lnswarm.v1.Scheduler/ListPairings", Owner),
     // Node: the owner of the node being served.
-    ("/lnswarm.v1.Node/GetInfo", Owner),
+    ("/lnswarm.v1.Node/GetInfo", OwnerRead),
     ("/lnswarm.v1.Node/NewAddress", Owner),
-    ("/lnswarm.v1.Node/Balances", Owner),
+    ("/lnswarm.v1.Node/Balances", OwnerRead),
     ("/lnswarm.v1.Node/ConnectPeer", Owner),
-    ("/lnswarm.v1.Node/ListPeers", Owner),
+    ("/lnswarm.v1.Node/ListPeers", OwnerRead),
     ("/lnswarm.v1.Node/DisconnectPeer", Owner),
     ("/lnswarm.v1.Node/OpenChannel", Owner),
-    ("/lnswarm.v1.Node/ListChannels", Owner),
+    ("/lnswarm.v1.Node/ListChannels", OwnerRead),
     ("/lnswarm.v1.Node/CloseChannel", Owner),
     ("/lnswarm.v1.Node/CreateInvoice", Owner),
     ("/lnswarm.v1.Node/Pay", Owner),
-    ("/lnswarm.v1.Node/ListPayments", Owner),
-    ("/lnswarm.v1.Node/SubscribeEvents", Owner),
+    ("/lnswarm.v1.Node/ListPayments", OwnerRead),
+    ("/lnswarm.v1.Node/SubscribeEvents", OwnerRead),
     // NodeState: a hosted node, for its own keys (the handler checks the CN
     // against the request's node id).
     ("/lnswarm.v1.NodeState/Load", Roles(&[Node])),

@@ -137,7 +137,7 @@ impl ClusterCa {
         params.subject_alt_names = sans;
         let (not_before, not_after) = req.validity.unwrap_or_else(|| {
             let days = match req.role {
-                Role::Operator | Role::User => 365,
+                Role::Operator | Role::User | Role::Viewer => 365,
                 _ => 90,
             };
             validity_for(Duration::from_secs(days * 86400))

@@ -166,7 +166,7 @@ impl PeerVerifier {
             return Err(PkiError::Revoked);
         }
         let (node_id, device) = match role {
-            Role::User => match id.split_once('/') {
+            Role::User | Role::Viewer => match id.split_once('/') {
                 Some((node, device)) if crate::ids::is_node_id_hex(node) && !device.is_empty() => {
                     (Some(node.to_string()), Some(device.to_string()))
                 }

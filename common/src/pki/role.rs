@@ -20,16 +20,21 @@ pub enum Role {
     /// An application that registers nodes for its users (Greenlight's partner
     /// certificates), issued by an operator.
     App,
+    /// A node owner's read-only device (paired with `read_only`): CN as `User`, but
+    /// it reaches only the RPCs that read. Its own OU, so a verifier that does not
+    /// know it refuses it instead of granting it an owner's rights.
+    Viewer,
 }
 
 impl Role {
-    pub const ALL: [Role; 6] = [
+    pub const ALL: [Role; 7] = [
         Role::Manager,
         Role::Worker,
         Role::Operator,
         Role::User,
         Role::Node,
         Role::App,
+        Role::Viewer,
     ];
 
     /// The OU string, as SwarmKit spells its roles.
@@ -41,6 +46,7 @@ impl Role {
             Role::User => "lightning-user",
             Role::Node => "lightning-node",
             Role::App => "lnswarm-app",
+            Role::Viewer => "lightning-viewer",
         }
     }
 }

@@ -57,7 +57,7 @@ pub fn sign_leaf(
     // Holders that renew themselves get the cluster's lifetime; owners' devices
     // and apps, which are issued a certificate and keep it, get theirs.
     let lifetime = match role {
-        Role::User | Role::App => settings.device_cert_expiry_secs,
+        Role::User | Role::Viewer | Role::App => settings.device_cert_expiry_secs,
         Role::Manager | Role::Worker | Role::Operator | Role::Node => settings.cert_expiry_secs,
     };
     let issued = ca.issue(&LeafRequest {

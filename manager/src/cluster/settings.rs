@@ -28,6 +28,8 @@ pub const DEFAULT_DEVICE_CERT_EXPIRY: Duration = Duration::from_secs(365 * 86_40
 pub const WEBHOOK_ATTEMPTS: (u32, u32) = (1, 20);
 pub const WEBHOOK_FIRST_RETRY_SECS: (u64, u64) = (1, 86_400);
 pub const WEBHOOK_TIMEOUT_SECS: (u64, u64) = (1, 300);
+/// How long a pairing request waits for the owner's answer (1 s is for tests).
+pub const PAIRING_TTL_SECS: (u64, u64) = (1, 3_600);
 const MAX_HOST: usize = 253;
 const MAX_CREDENTIAL: usize = 256;
 const MAX_URL: usize = 2048;
@@ -48,6 +50,7 @@ pub fn defaults() -> ClusterSettings {
         webhook_attempts: 5,
         webhook_first_retry_secs: 60,
         webhook_timeout_secs: 30,
+        pairing_ttl_secs: 300,
     }
 }
 
@@ -136,6 +139,9 @@ pub fn apply(
     }
     if let Some(t) = update.webhook_timeout_secs {
         next.webhook_timeout_secs = in_range("webhook timeout", t, WEBHOOK_TIMEOUT_SECS, " s")?;
+    }
+    if let Some(t) = update.pairing_ttl_secs {
+        next.pairing_ttl_secs = in_range("pairing TTL", t, PAIRING_TTL_SECS, " s")?;
     }
     Ok(next)
 }
@@ -242,6 +248,11 @@ pub fn effective(settings: Option<&ClusterSettings>) -> ClusterSettings {
             &mut s.webhook_timeout_secs,
             d.webhook_timeout_secs,
             WEBHOOK_TIMEOUT_SECS,
+        ),
+        (
+            &mut s.pairing_ttl_secs,
+            d.pairing_ttl_secs,
+            PAIRING_TTL_SECS,
         ),
     ] {
         *v = if *v == 0 { default } else { (*v).clamp(lo, hi) };

@@ -157,8 +157,8 @@ pub async fn sweep_expired_challenges(store: &Store) -> Result<usize, StoreError
     Ok(expired.len())
 }
 
-/// Sweeps expired challenge records every minute until `stop` fires (the manager
-/// runs it only while it leads).
+/// Sweeps expired challenge records, and old pairing requests, every minute until
+/// `stop` fires (the manager runs it only while it leads).
 pub async fn sweep_challenges(store: Store, stop: tokio_util::sync::CancellationToken) {
     loop {
         tokio::select! {
@@ -167,6 +167,9 @@ pub async fn sweep_challenges(store: Store, stop: tokio_util::sync::Cancellation
         }
         if let Err(e) = sweep_expired_challenges(&store).await {
             tracing::warn!(error = %e, "sweeping expired challenges failed");
+        }
+        if let Err(e) = super::pairing::sweep(&store).await {
+            tracing::warn!(error = %e, "sweeping old pairing requests failed");
         }
     }
 }

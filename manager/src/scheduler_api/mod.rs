@@ -3,9 +3,11 @@
 
 mod challenge;
 mod export;
+mod pairing;
 mod registration;
 mod schedule;
 mod service;
+mod signer;
 
 pub use challenge::{sweep_challenges, sweep_expired_challenges};
 pub use service::SchedulerService;

@@ -72,7 +72,7 @@ pub fn node_id_hex(raw: &[u8]) -> Result<String, RegistrationError> {
     node_keys::node_id_from_bytes(raw).map_err(|_| RegistrationError::BadNodeId)
 }
 
-fn check_device(device: &str) -> Result<(), RegistrationError> {
+pub(super) fn check_device(device: &str) -> Result<(), RegistrationError> {
     let ok = !device.is_empty()
         && device.len() <= 64
         && device

@@ -7,13 +7,14 @@ use std::pin::Pin;
 use futures::Stream;
 use lnswarm_common::{
     api::{scheduler_server::Scheduler, *},
-    authz::{caller, require_owner},
+    authz::{caller, require_owner, require_reader},
 };
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{
     challenge::{self, ChallengeError},
     export::{self, ExportError},
+    pairing::{self, PairingError},
     registration::{self, RegistrationError},
     schedule::{self, ScheduleError},
 };
@@ -113,8 +114,19 @@ impl From<WebhookError> for Status {
     }
 }
 
-fn pending(what: &str) -> Status {
-    Status::unimplemented(format!("{what} is not available in this version"))
+impl From<PairingError> for Status {
+    fn from(e: PairingError) -> Self {
+        use PairingError::*;
+        match e {
+            Registration(e) => e.into(),
+            TooMany => Status::resource_exhausted(e.to_string()),
+            NotFound => Status::not_found(e.to_string()),
+            Decided(_) | Expired => Status::failed_precondition(e.to_string()),
+            Issue(e) => e.into(),
+            Cluster(e) => e.into(),
+            Store(e) => e.into(),
+        }
+    }
 }
 
 /// The caller's own node id (owner certificates name it).
@@ -129,6 +141,18 @@ fn owner<T>(req: &Request<T>, node_id: &[u8]) -> Result<String, Status> {
     require_owner(req, &hex)?;
     Ok(hex)
 }
+
+/// As [`owner`], also for the owner's read-only devices.
+fn reader<T>(req: &Request<T>, node_id: &[u8]) -> Result<String, Status> {
+    let hex = registration::node_id_hex(node_id)?;
+    require_reader(req, &hex)?;
+    Ok(hex)
+}
+
+/// How long GetPairing with `wait` waits for the owner's answer.
+const PAIRING_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+/// How often a SignerRequestsStream looks for new requests.
+const SIGNER_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
 #[tonic::async_trait]
 impl Scheduler for SchedulerService {
@@ -183,7 +207,7 @@ impl Scheduler for SchedulerService {
         &self,
         req: Request<ScheduleRequest>,
     ) -> Result<Response<NodeInfoResponse>, Status> {
-        let node_id = owner(&req, &req.get_ref().node_id)?;
+        let node_id = reader(&req, &req.get_ref().node_id)?;
         self.store.read_barrier().await?;
         Ok(Response::new(
             schedule::schedule(&self.store, &node_id).await?,
@@ -194,7 +218,7 @@ impl Scheduler for SchedulerService {
         &self,
         req: Request<NodeInfoRequest>,
     ) -> Result<Response<NodeInfoResponse>, Status> {
-        let node_id = owner(&req, &req.get_ref().node_id)?;
+        let node_id = reader(&req, &req.get_ref().node_id)?;
         self.store.read_barrier().await?;
         let info = if req.get_ref().wait {
             schedule::wait(&self.store, &node_id, None).await?
@@ -319,7 +343,74 @@ impl Scheduler for SchedulerService {
         &self,
         req: Request<Streaming<SignerResponse>>,
     ) -> Result<Response<Self::SignerRequestsStreamStream>, Status> {
-        own_node(&req)?;
-        Err(pending("the signer stream"))
+        let node_id = own_node(&req)?;
+        let signer = super::signer::SignerSession::new(self.store.clone(), node_id, SIGNER_POLL);
+        Ok(Response::new(Box::pin(signer.run(req.into_inner()))))
+    }
+
+    async fn pair_device(
+        &self,
+        req: Request<PairDeviceRequest>,
+    ) -> Result<Response<PairDeviceResponse>, Status> {
+        let req = req.into_inner();
+        let node_id = registration::node_id_hex(&req.node_id)?;
+        let asked =
+            pairing::request(&self.store, &node_id, &req.device, &req.csr, req.read_only).await?;
+        tracing::info!(node = %node_id, request = asked.record.request_id, device = %req.device, read_only = req.read_only, "pairing requested");
+        Ok(Response::new(PairDeviceResponse {
+            request_id: asked.record.request_id,
+            session_secret: asked.secret,
+            fingerprint: pairing::fingerprint(&asked.record.csr),
+            expires_unix_ms: asked.record.expires_unix_ms,
+        }))
+    }
+
+    async fn get_pairing(
+        &self,
+        req: Request<GetPairingRequest>,
+    ) -> Result<Response<GetPairingResponse>, Status> {
+        let req = req.into_inner();
+        let node_id = registration::node_id_hex(&req.node_id)?;
+        self.store.read_barrier().await?;
+        let deadline = tokio::time::Instant::now() + PAIRING_WAIT;
+        loop {
+            let record =
+                pairing::outcome(&self.store, &node_id, req.request_id, &req.session_secret)?;
+            let state = pairing::state_now(&record, lnswarm_common::ids::now_unix_ms());
+            let waiting = req.wait
+                && state == PairingState::PairingPending
+                && tokio::time::Instant::now() < deadline;
+            if !waiting {
+                let root_ca = if state == PairingState::PairingApproved {
+                    pairing::root_ca(&self.store)?
+                } else {
+                    String::new()
+                };
+                return Ok(Response::new(GetPairingResponse {
+                    state: state as i32,
+                    device_cert: record.device_cert,
+                    root_ca,
+                }));
+            }
+            tokio::time::sleep(SIGNER_POLL).await;
+        }
+    }
+
+    async fn list_pairings(
+        &self,
+        req: Request<ListPairingsRequest>,
+    ) -> Result<Response<ListPairingsResponse>, Status> {
+        let node_id = owner(&req, &req.get_ref().node_id)?;
+        self.store.read_barrier().await?;
+        let now = lnswarm_common::ids::now_unix_ms();
+        let pairings = pairing::list(&self.store, &node_id)?
+            .iter()
+            .map(|r| Pairing {
+                request_id: r.request_id,
+                request: Some(pairing::shown(r)),
+                state: pairing::state_now(r, now) as i32,
+            })
+            .collect();
+        Ok(Response::new(ListPairingsResponse { pairings }))
     }
 }

@@ -188,3 +188,17 @@ pub fn webhook_deliveries_of(node_id: &str, webhook_id: i64) -> String {
 pub fn webhook_delivery(node_id: &str, webhook_id: i64, event_id: &str) -> String {
     format!("{}{event_id}", webhook_deliveries_of(node_id, webhook_id))
 }
+
+// ---- device pairing requests ----
+
+pub const PAIRINGS: &str = "pairings/";
+
+/// Every pairing request of one node.
+pub fn pairings_of(node_id: &str) -> String {
+    format!("{PAIRINGS}{node_id}/")
+}
+
+/// One pairing request.
+pub fn pairing(node_id: &str, request_id: u64) -> String {
+    format!("{PAIRINGS}{node_id}/{request_id:020}")
+}
