@@ -97,6 +97,10 @@ pub struct UpdateArgs {
     /// How long a device's pairing request waits for the owner (`5m`; 1 s to 1 h).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub pairing_ttl: Option<std::time::Duration>,
+    /// Stop a hosted node that has no channels, no pending payments and no owner
+    /// calls for this long, until Schedule (`1h`; 5 s to 30 days).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub idle_stop: Option<std::time::Duration>,
 }
 
 /// The networks a hosted node can run on.
@@ -178,6 +182,7 @@ pub async fn run(conn: &Connection, cmd: ClusterCommand) -> Result<()> {
                         "webhook_first_retry_secs": settings.webhook_first_retry_secs,
                         "webhook_timeout_secs": settings.webhook_timeout_secs,
                         "pairing_ttl_secs": settings.pairing_ttl_secs,
+                        "idle_stop_secs": settings.idle_stop_secs,
                     },
                     "root_ca_expires": root_ca_expires,
                     "credential_expires": own_expires,
@@ -236,6 +241,7 @@ pub async fn run(conn: &Connection, cmd: ClusterCommand) -> Result<()> {
                 webhook_retry,
                 webhook_timeout,
                 pairing_ttl,
+                idle_stop,
             } = *args;
             let source = match (bitcoind_rpc, esplora_url, electrum_url) {
                 (Some(rpc), _, _) => Some(Source::BitcoindRpc(rpc)),
@@ -258,6 +264,7 @@ pub async fn run(conn: &Connection, cmd: ClusterCommand) -> Result<()> {
                 webhook_first_retry_secs: webhook_retry.map(|d| d.as_secs()),
                 webhook_timeout_secs: webhook_timeout.map(|d| d.as_secs()),
                 pairing_ttl_secs: pairing_ttl.map(|d| d.as_secs()),
+                idle_stop_secs: idle_stop.map(|d| d.as_secs()),
             };
             if update == ClusterSettingsUpdate::default() {
                 anyhow::bail!("nothing to change: give at least one setting (see --help)");

@@ -16,6 +16,7 @@ pub mod config;
 pub mod convert;
 pub mod errors;
 pub mod events;
+pub mod idle;
 pub mod import;
 pub mod ldk;
 pub mod peers;

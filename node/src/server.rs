@@ -193,6 +193,8 @@ async fn run_checked(config: NodeConfig, seed: Seed, node_id: String) -> Result<
         .build_v1()
         .map_err(|e| RunError::Internal(e.to_string()))?;
     let state: Arc<OnceLock<Running>> = Arc::new(OnceLock::new());
+    let last_call = crate::idle::LastCall::default();
+    let stamp = last_call.clone();
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = grpc_server::serve(
         listener,
@@ -200,7 +202,14 @@ async fn run_checked(config: NodeConfig, seed: Seed, node_id: String) -> Result<
         AuthzLayer::new(verifier, NodeScope::Node(node_id.clone())),
         Routes::new(health_service)
             .add_service(reflection_v1)
-            .add_service(NodeServer::new(NodeApi::new(state.clone()))),
+            // Every owner call counts as activity (health probes are not owner calls).
+            .add_service(NodeServer::with_interceptor(
+                NodeApi::new(state.clone()),
+                move |req| {
+                    stamp.stamp();
+                    Ok(req)
+                },
+            )),
         async {
             let _ = api_stopped.await;
         },
@@ -245,10 +254,14 @@ async fn run_checked(config: NodeConfig, seed: Seed, node_id: String) -> Result<
         }
     };
 
+    let (events_tx, _) = broadcast::channel(events::BUFFER);
     if let Some(store) = &store {
         crate::peers::follow_hosted_peers(node.clone(), store.clone());
+        tokio::spawn(
+            crate::idle::watch(node.clone(), store.clone(), events_tx.clone(), last_call)
+                .in_current_span(),
+        );
     }
-    let (events_tx, _) = broadcast::channel(events::BUFFER);
     let pump = tokio::spawn(
         events::pump(node.clone(), events_tx.clone(), store.clone()).in_current_span(),
     );

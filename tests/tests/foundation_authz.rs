@@ -112,9 +112,7 @@ fn expected(path: &str, caller: Caller) -> Expect {
         Access::Roles(roles) if roles.contains(&role) => Expect::Allowed,
         Access::Roles(_) => Expect::PermissionDenied,
         Access::Owner if role != Role::User => Expect::PermissionDenied,
-        Access::OwnerRead if !matches!(role, Role::User | Role::Viewer) => {
-            Expect::PermissionDenied
-        }
+        Access::OwnerRead if !matches!(role, Role::User | Role::Viewer) => Expect::PermissionDenied,
         Access::Owner | Access::OwnerRead => {
             let acts_on_a = path.starts_with("/lnswarm.v1.Node/") || NAMES_A_NODE.contains(&path);
             if caller == Caller::OwnerOfB && acts_on_a {

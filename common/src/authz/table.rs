@@ -118,6 +118,7 @@ pub static TABLE: &[(&str, Access)] = &[
     ("/lnswarm.v1.NodeState/Write", Roles(&[Node])),
     ("/lnswarm.v1.NodeState/PeerAddresses", Roles(&[Node])),
     ("/lnswarm.v1.NodeState/RecordEvents", Roles(&[Node])),
+    ("/lnswarm.v1.NodeState/ReportIdle", Roles(&[Node])),
     // A locked manager: whoever holds the unlock key.
     ("/lnswarm.v1.Unlock/Unlock", Anonymous),
     // Standard services every server carries.

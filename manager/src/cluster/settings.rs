@@ -30,6 +30,9 @@ pub const WEBHOOK_FIRST_RETRY_SECS: (u64, u64) = (1, 86_400);
 pub const WEBHOOK_TIMEOUT_SECS: (u64, u64) = (1, 300);
 /// How long a pairing request waits for the owner's answer (1 s is for tests).
 pub const PAIRING_TTL_SECS: (u64, u64) = (1, 3_600);
+/// How long a hosted node without channels may sit idle before it is stopped (5 s
+/// is for tests; a node re-syncs its wallet when it starts again).
+pub const IDLE_STOP_SECS: (u64, u64) = (5, 30 * 86_400);
 const MAX_HOST: usize = 253;
 const MAX_CREDENTIAL: usize = 256;
 const MAX_URL: usize = 2048;
@@ -51,6 +54,7 @@ pub fn defaults() -> ClusterSettings {
         webhook_first_retry_secs: 60,
         webhook_timeout_secs: 30,
         pairing_ttl_secs: 300,
+        idle_stop_secs: 3_600,
     }
 }
 
@@ -139,6 +143,9 @@ pub fn apply(
     }
     if let Some(t) = update.webhook_timeout_secs {
         next.webhook_timeout_secs = in_range("webhook timeout", t, WEBHOOK_TIMEOUT_SECS, " s")?;
+    }
+    if let Some(t) = update.idle_stop_secs {
+        next.idle_stop_secs = in_range("idle stop", t, IDLE_STOP_SECS, " s")?;
     }
     if let Some(t) = update.pairing_ttl_secs {
         next.pairing_ttl_secs = in_range("pairing TTL", t, PAIRING_TTL_SECS, " s")?;
@@ -254,6 +261,7 @@ pub fn effective(settings: Option<&ClusterSettings>) -> ClusterSettings {
             d.pairing_ttl_secs,
             PAIRING_TTL_SECS,
         ),
+        (&mut s.idle_stop_secs, d.idle_stop_secs, IDLE_STOP_SECS),
     ] {
         *v = if *v == 0 { default } else { (*v).clamp(lo, hi) };
     }

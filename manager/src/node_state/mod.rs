@@ -3,11 +3,13 @@
 //!
 //! - [`fence`]: the domain: which writes a node may make under which epoch, as one
 //!   store transaction with a check on the node's lease.
+//! - [`idle`]: stopping a node that reports it has been idle long enough.
 //! - [`peers`]: where a node's hosted channel peers listen now.
 //! - [`service`]: the NodeState gRPC handlers; the only place its errors become
 //!   gRPC codes.
 
 pub mod fence;
+pub mod idle;
 pub mod peers;
 pub mod service;
 

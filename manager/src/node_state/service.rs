@@ -5,7 +5,7 @@ use lnswarm_common::{
     api::{
         node_state_server::NodeState, LoadNodeStateRequest, LoadNodeStateResponse,
         PeerAddressesRequest, PeerAddressesResponse, RecordEventsRequest, RecordEventsResponse,
-        WriteNodeStateRequest, WriteNodeStateResponse,
+        ReportIdleRequest, ReportIdleResponse, WriteNodeStateRequest, WriteNodeStateResponse,
     },
     authz::caller,
     pki::Role,
@@ -13,7 +13,10 @@ use lnswarm_common::{
 use tonic::{Request, Response, Status};
 use tracing::warn;
 
-use super::fence::{self, FenceError};
+use super::{
+    fence::{self, FenceError},
+    idle::{self, Idle, IdleError},
+};
 use crate::{
     store::Store,
     webhooks::events::{self, EventError},
@@ -59,6 +62,15 @@ impl From<FenceError> for Status {
                 Status::invalid_argument(e.to_string())
             }
             FenceError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<IdleError> for Status {
+    fn from(e: IdleError) -> Self {
+        match e {
+            IdleError::Fence(e) => e.into(),
+            IdleError::Cluster(e) => e.into(),
         }
     }
 }
@@ -145,5 +157,25 @@ impl NodeState for NodeStateService {
                 }
             })?;
         Ok(Response::new(RecordEventsResponse { deliveries }))
+    }
+
+    async fn report_idle(
+        &self,
+        req: Request<ReportIdleRequest>,
+    ) -> Result<Response<ReportIdleResponse>, Status> {
+        own_node(&req, &req.get_ref().node_id)?;
+        let req = req.into_inner();
+        let answer =
+            match idle::report(&self.store, &req.node_id, req.epoch, req.idle_for_ms).await? {
+                Idle::Stopping => ReportIdleResponse {
+                    stopping: true,
+                    ask_again_after_ms: 0,
+                },
+                Idle::AskAgainAfter(ms) => ReportIdleResponse {
+                    stopping: false,
+                    ask_again_after_ms: ms,
+                },
+            };
+        Ok(Response::new(answer))
     }
 }

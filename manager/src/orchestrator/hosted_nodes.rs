@@ -451,6 +451,12 @@ fn apply(
                 // Never scheduled: it stays as registered.
                 next.state = HostedNodeState::Registered as i32;
                 next.message.clear();
+            } else if node
+                .message
+                .starts_with(crate::node_state::idle::IDLE_MESSAGE)
+            {
+                // Stopped for being idle: the message says so until Schedule.
+                next.state = HostedNodeState::Stopped as i32;
             } else {
                 next.state = HostedNodeState::Stopped as i32;
                 next.message = if live.is_empty() {

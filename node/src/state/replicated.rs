@@ -30,7 +30,7 @@ use ldk_node::{
 use lnswarm_common::{
     api::{
         LoadNodeStateRequest, NodeEventRecord, NodeStateKey, NodeStateOp, PeerAddressesRequest,
-        RecordEventsRequest, WriteNodeStateRequest,
+        RecordEventsRequest, ReportIdleRequest, ReportIdleResponse, WriteNodeStateRequest,
     },
     lease::EXIT_FENCED,
 };
@@ -255,6 +255,31 @@ impl ReplicatedStore {
         });
         match rx.await {
             Ok(Ok(r)) => Ok(r.deliveries),
+            Ok(Err(Refused::Fenced(why))) => fenced(&why),
+            Ok(Err(Refused::Final(s))) => Err(s.message().to_string()),
+            Err(_) => Err("the node-state runtime has stopped".into()),
+        }
+    }
+
+    /// Tells the managers how long the node has been idle (see `crate::idle`).
+    pub async fn report_idle(&self, idle_for_ms: u64) -> Result<ReportIdleResponse, String> {
+        let (remote, node_id, epoch) = (self.remote.clone(), self.node_id.clone(), self.epoch);
+        let (tx, rx) = oneshot::channel();
+        self.runtime.spawn(async move {
+            let r = remote
+                .call("reporting idleness", |mut c| {
+                    let req = ReportIdleRequest {
+                        node_id: node_id.clone(),
+                        epoch,
+                        idle_for_ms,
+                    };
+                    async move { c.report_idle(req).await }
+                })
+                .await;
+            let _ = tx.send(r);
+        });
+        match rx.await {
+            Ok(Ok(r)) => Ok(r),
             Ok(Err(Refused::Fenced(why))) => fenced(&why),
             Ok(Err(Refused::Final(s))) => Err(s.message().to_string()),
             Err(_) => Err("the node-state runtime has stopped".into()),
