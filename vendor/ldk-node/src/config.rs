@@ -326,6 +326,10 @@ pub(crate) fn default_user_config(config: &Config) -> UserConfig {
 	user_config.channel_handshake_config.negotiate_anchors_zero_fee_htlc_tx =
 		config.anchor_channels_config.is_some();
 	user_config.reject_inbound_splices = false;
+	// lnswarm patch (vendor/ldk-node/README.lnswarm.md): accept inbound HTLCs in flight up to
+	// the whole channel, on channels we accept as well as those we open. LDK's default of 10 %
+	// capped a payment to us from the opener of a 200 000 sat channel at 20 000 sat.
+	user_config.channel_handshake_config.max_inbound_htlc_value_in_flight_percent_of_channel = 100;
 
 	if may_announce_channel(config).is_err() {
 		user_config.accept_forwards_to_priv_channels = false;
