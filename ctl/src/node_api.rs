@@ -66,7 +66,8 @@ pub enum OwnerCommand {
         #[arg(long, default_value_t = 0)]
         push_msat: u64,
     },
-    /// The node's channels.
+    /// The node's channels, with the largest payment each can send (MAX SEND) and
+    /// receive (MAX RECEIVE) now.
     Channels {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
@@ -302,6 +303,8 @@ fn channel_json(c: &LnChannel) -> serde_json::Value {
         "capacity_sats": c.capacity_sats,
         "outbound_capacity_msat": c.outbound_capacity_msat,
         "inbound_capacity_msat": c.inbound_capacity_msat,
+        "max_send_msat": c.max_send_msat,
+        "max_receive_msat": c.max_receive_msat,
         "confirmations": c.confirmations,
         "is_channel_ready": c.is_channel_ready,
         "is_usable": c.is_usable,
@@ -457,6 +460,8 @@ pub async fn run(
                         "CAPACITY SATS",
                         "OUT MSAT",
                         "IN MSAT",
+                        "MAX SEND MSAT",
+                        "MAX RECEIVE MSAT",
                         "READY",
                         "USABLE",
                     ],
@@ -471,6 +476,8 @@ pub async fn run(
                                 c.capacity_sats.to_string(),
                                 c.outbound_capacity_msat.to_string(),
                                 c.inbound_capacity_msat.to_string(),
+                                c.max_send_msat.to_string(),
+                                c.max_receive_msat.to_string(),
                                 c.is_channel_ready.to_string(),
                                 c.is_usable.to_string(),
                             ]

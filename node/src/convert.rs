@@ -70,7 +70,20 @@ pub fn channel(c: &ChannelDetails) -> api::Channel {
         confirmations: c.confirmations.unwrap_or(0),
         is_channel_ready: c.is_channel_ready,
         is_usable: c.is_usable,
+        max_send_msat: c.next_outbound_htlc_limit_msat,
+        max_receive_msat: max_receive_msat(c),
     }
+}
+
+/// About the most the peer can send over `c` now: its balance (less its reserve),
+/// capped by LDK's largest inbound HTLC (what this node accepts in flight less both
+/// reserves; `None` until the handshake is done, when only the balance counts).
+/// An estimate: the peer's own limit also counts its commitment fee.
+fn max_receive_msat(c: &ChannelDetails) -> u64 {
+    c.inbound_htlc_maximum_msat
+        .map_or(c.inbound_capacity_msat, |cap| {
+            cap.min(c.inbound_capacity_msat)
+        })
 }
 
 pub fn balances(b: &ldk_node::BalanceDetails) -> api::BalancesResponse {

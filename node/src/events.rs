@@ -13,7 +13,7 @@ use ldk_node::{Event, Node};
 use lnswarm_common::api::{self, node_event};
 use tokio::sync::broadcast;
 
-use crate::{convert, state::ReplicatedStore, webhook_events};
+use crate::{convert, pay_failure, state::ReplicatedStore, webhook_events};
 
 /// How many events a slow subscriber may lag behind before it misses some.
 pub const BUFFER: usize = 1024;
@@ -90,7 +90,9 @@ fn to_api(node: &Node, event: &Event) -> Option<api::NodeEvent> {
         } => node_event::Event::PaymentFailed(payment_event(
             node,
             *payment_id,
-            reason.map(|r| format!("{r:?}")).unwrap_or_default(),
+            reason
+                .map(|r| pay_failure::reason(r).to_string())
+                .unwrap_or_default(),
         )),
         Event::PaymentReceived {
             payment_id,

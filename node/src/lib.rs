@@ -4,7 +4,8 @@
 //! - [`seed`]: the seed from stdin and the node id it gives.
 //! - [`ldk`]: building and starting ldk-node.
 //! - [`service`]: the Node API handlers; [`convert`]: ldk types as API messages;
-//!   [`errors`]: ldk errors as gRPC codes; [`events`]: the event stream.
+//!   [`errors`]: ldk errors as gRPC codes; [`events`]: the event stream;
+//!   [`pay_failure`]: why a payment failed, in words.
 //! - [`import`]: `lnswarm-node import`, an exported node made to run by itself.
 //! - [`peers`]: reaching channel peers where they are now.
 //! - [`renewal`]: the node's certificate, renewed under its lease.
@@ -19,6 +20,7 @@ pub mod events;
 pub mod idle;
 pub mod import;
 pub mod ldk;
+pub mod pay_failure;
 pub mod peers;
 pub mod renewal;
 pub mod seed;

@@ -20,7 +20,7 @@ use ldk_node::{
     lightning::ln::{channelmanager::PaymentId, msgs::SocketAddress},
     lightning_invoice::{Bolt11Invoice, Bolt11InvoiceDescription, Description},
     payment::PaymentStatus,
-    Node, UserChannelId,
+    Node, NodeError, UserChannelId,
 };
 use lnswarm_common::api::{self, node_event, node_server};
 use tokio::sync::broadcast;
@@ -30,6 +30,7 @@ use tonic::{Request, Response, Status};
 use crate::{
     convert,
     errors::{blocking, status},
+    pay_failure::{self, SendLimits},
 };
 
 /// 21 million bitcoin in millisatoshis: no amount can be larger.
@@ -422,10 +423,11 @@ impl node_server::Node for NodeApi {
                 "this invoice was issued by this node; a node cannot pay itself",
             ));
         }
+        let amount_msat = invoice.amount_milli_satoshis().unwrap_or(req.amount_msat);
         let _money = running.money.lock().await;
         let mut events = running.events.subscribe();
         let sender = node.clone();
-        let id = blocking(move || {
+        let sent = blocking(move || {
             let bolt11 = sender.bolt11_payment();
             if req.amount_msat == 0 {
                 bolt11.send(&invoice, None)
@@ -433,14 +435,29 @@ impl node_server::Node for NodeApi {
                 bolt11.send_using_amount(&invoice, req.amount_msat, None)
             }
         })
-        .await?
-        .map_err(|e| status("pay", e))?;
+        .await?;
+        let id = match sent {
+            Ok(id) => id,
+            // ldk-node's word for "LDK found no route" (the expiry was checked above).
+            Err(NodeError::PaymentSendingFailed) => {
+                let limits = send_limits(&node).await?;
+                return Err(Status::failed_precondition(format!(
+                    "payment failed: {}",
+                    pay_failure::no_route(amount_msat, &limits)
+                )));
+            }
+            Err(e) => return Err(status("pay", e)),
+        };
         tracing::info!(payment = %hex::encode(id.0), "payment sent, waiting for the outcome");
         let outcome = wait_for_outcome(&node, id, &mut events).await;
         match outcome {
-            Outcome::Failed(reason) => Err(Status::failed_precondition(format!(
-                "payment failed: {reason}"
-            ))),
+            Outcome::Failed(reason) => {
+                let limits = send_limits(&node).await?;
+                Err(Status::failed_precondition(format!(
+                    "payment failed: {}",
+                    pay_failure::failed(&reason, amount_msat, &limits)
+                )))
+            }
             Outcome::Done => {
                 let payment = node.payment(&id).map(|p| convert::payment(&p));
                 Ok(Response::new(api::PayResponse { payment }))
@@ -473,6 +490,12 @@ impl node_server::Node for NodeApi {
         });
         Ok(Response::new(Box::pin(stream)))
     }
+}
+
+/// What this node's channels can send now.
+async fn send_limits(node: &Arc<Node>) -> Result<SendLimits, Status> {
+    let node = node.clone();
+    blocking(move || SendLimits::of(&node.list_channels())).await
 }
 
 enum Outcome {

@@ -237,6 +237,15 @@ impl<C: Cluster> HostingCluster<C> {
     /// `from`, funded on chain with 1 BTC, opens a 500 000 sat channel to `to` and
     /// pays it 25 000 sat over it (so both ends can pay). Returns the channel id.
     pub async fn funded_channel(&self, from: &Owner, to: &Owner) -> String {
+        let channel_id = self.open_funded_channel(from, to, 500_000).await;
+        self.pay(from, to, 25_000_000);
+        channel_id
+    }
+
+    /// `from`, funded on chain with 1 BTC, opens a channel of `sats` to `to` and
+    /// waits until it is usable on both ends; nothing is paid over it. Returns the
+    /// channel id as `from` names it.
+    pub async fn open_funded_channel(&self, from: &Owner, to: &Owner, sats: u64) -> String {
         self.regtest.mine(101).await;
         let (_, address, _) = self.owner_ctl(from, &["newaddr"]);
         self.regtest.send(address.trim(), 1.0).await;
@@ -263,7 +272,7 @@ impl<C: Cluster> HostingCluster<C> {
             &[
                 "open-channel",
                 &format!("{}@127.0.0.1:{port}", to.node_id),
-                "500000",
+                &sats.to_string(),
             ],
         );
         assert!(ok, "open-channel: {err}");
@@ -272,8 +281,35 @@ impl<C: Cluster> HostingCluster<C> {
             .mine_after_broadcast("the funding transaction", 1, 6)
             .await;
         self.wait_channel_usable(from, &channel_id).await;
-        self.pay(from, to, 25_000_000);
+        let point = self.channel_json(from, &channel_id)["funding_txo"].clone();
+        wait::until(
+            &format!("{}'s end of the channel to be usable", to.name),
+            Duration::from_secs(90),
+            || async {
+                let chans = self.owner_json(to, &["channels", "--format", "json"]);
+                chans
+                    .as_array()?
+                    .iter()
+                    .any(|ch| ch["funding_txo"] == point && ch["is_usable"] == true)
+                    .then_some(())
+            },
+        )
+        .await;
         channel_id
+    }
+
+    /// `owner`'s channel as `channels --format json` shows it, found by its channel
+    /// id or channel point (TXID:VOUT, the same at both ends).
+    pub fn channel_json(&self, owner: &Owner, channel: &str) -> Value {
+        let chans = self.owner_json(owner, &["channels", "--format", "json"]);
+        chans
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .find(|ch| ch["channel_id"] == channel || ch["funding_txo"] == channel)
+            })
+            .cloned()
+            .unwrap_or_else(|| panic!("{} has no channel {channel}: {chans}", owner.name))
     }
 
     /// The operator's view of one hosted node, or `None` while the cluster does not

@@ -1,0 +1,1 @@
+from ldk_node.ldk_node import *
