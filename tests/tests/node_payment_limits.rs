@@ -4,7 +4,9 @@
 //! route); `lnswarmctl node channels` shows each end's real per-payment limits; and
 //! a payment above what the channel can send says why.
 
-use lnswarm_tests::hosting::HostingCluster;
+use std::time::Duration;
+
+use lnswarm_tests::{hosting::HostingCluster, wait};
 
 const CHANNEL_SATS: u64 = 200_000;
 
@@ -49,8 +51,15 @@ async fn the_opener_pays_a_quarter_of_the_channel_and_sees_its_limits() {
 
     // The payment that failed with LDK's default 10 %.
     c.pay(&alice, &bob, 50_000_000);
-    let a = c.channel_json(&alice, &channel_id);
-    let b = c.channel_json(&bob, &point);
+    // Pay returns when the preimage is back; the HTLC leaves both commitments a
+    // round trip later, and only then do the limits show the new balances.
+    let (a, b) = wait::until("the payment to settle", Duration::from_secs(30), || async {
+        let a = c.channel_json(&alice, &channel_id);
+        let b = c.channel_json(&bob, &point);
+        (msat(&b, "max_send_msat") > 0 && msat(&a, "max_send_msat") <= send - 50_000_000)
+            .then_some((a, b))
+    })
+    .await;
     let send_after = msat(&a, "max_send_msat");
     assert!(
         send_after <= send - 50_000_000,
