@@ -386,6 +386,7 @@ impl SledStorage {
         let installed = meta.write_to_bytes().map_err(corrupt)?;
         self.sm.restore(
             &snap.data,
+            meta.index,
             &[(CONF_STATE, &cs), (INSTALLED_SNAPSHOT, &installed)],
         )?;
         self.finish_install(meta.index, meta.term)
@@ -788,6 +789,7 @@ mod tests {
             // The state is restored; the crash comes before the log is replaced.
             s.sm.restore(
                 &blob,
+                40,
                 &[(CONF_STATE, &cs), (INSTALLED_SNAPSHOT, &installed)],
             )
             .unwrap();
