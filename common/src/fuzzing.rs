@@ -54,7 +54,8 @@ pub enum Mutation {
     Extend(Vec<u8>),
 }
 
-fn mutation() -> impl Strategy<Value = Mutation> {
+/// One arbitrary [`Mutation`].
+pub fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         3 => (any::<usize>(), 0u8..8).prop_map(|(i, b)| Mutation::FlipBit(i, b)),
         3 => (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::SetByte(i, b)),

@@ -208,3 +208,185 @@ fn regression_bytes_after_a_certificate_are_refused() {
         Err(PkiError::MalformedCertificate(m)) if m.contains("after the certificate")
     ));
 }
+
+/// DER length octets for `n`, padded with `extra` leading zero octets (so
+/// `extra > 0` is a non-minimal encoding the CA never writes).
+fn length_octets(n: usize, extra: usize) -> Vec<u8> {
+    if n < 0x80 && extra == 0 {
+        return vec![n as u8];
+    }
+    let digits: Vec<u8> = n
+        .to_be_bytes()
+        .into_iter()
+        .skip_while(|d| *d == 0)
+        .collect();
+    let mut out = vec![0x80 | (digits.len() + extra) as u8];
+    out.extend(std::iter::repeat_n(0, extra));
+    out.extend(digits);
+    out
+}
+
+/// `tag`, `content` framed with `extra` padding octets in its length.
+fn framed(tag: u8, content: &[u8], extra: usize) -> Vec<u8> {
+    let mut out = vec![tag];
+    out.extend(length_octets(content.len(), extra));
+    out.extend_from_slice(content);
+    out
+}
+
+/// The (tag, content) elements of a DER SEQUENCE's content (minimal lengths, as
+/// the CA writes them).
+fn elements(mut content: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    while !content.is_empty() {
+        let tag = content[0];
+        let (len, header) = match content[1] {
+            l if l < 0x80 => (l as usize, 2),
+            l => {
+                let n = (l & 0x7f) as usize;
+                let len = content[2..2 + n]
+                    .iter()
+                    .fold(0usize, |a, d| (a << 8) | *d as usize);
+                (len, 2 + n)
+            }
+        };
+        out.push((tag, content[header..header + len].to_vec()));
+        content = &content[header + len..];
+    }
+    out
+}
+
+/// A leaf's outer SEQUENCE split into TBSCertificate, algorithm and signature.
+fn envelope_parts(der: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let outer = elements(der);
+    assert_eq!(outer.len(), 1);
+    let parts = elements(&outer[0].1);
+    assert_eq!(parts.len(), 3);
+    parts
+}
+
+/// How to re-frame an issued certificate: padding octets for the lengths of the
+/// outer SEQUENCE, the algorithm and the signature, and bytes after the signature.
+#[derive(Debug, Clone)]
+struct Reframe {
+    leaf: usize,
+    outer: usize,
+    alg: usize,
+    sig: usize,
+    trailing: Vec<u8>,
+    alg_extra: Vec<u8>,
+}
+
+fn reframe(r: &Reframe) -> Vec<u8> {
+    let parts = envelope_parts(&CORPUS.leaves[r.leaf % CORPUS.leaves.len()]);
+    let mut alg_content = parts[1].1.clone();
+    alg_content.extend_from_slice(&r.alg_extra);
+    let mut content = framed(parts[0].0, &parts[0].1, 0);
+    content.extend(framed(parts[1].0, &alg_content, r.alg));
+    content.extend(framed(parts[2].0, &parts[2].1, r.sig));
+    content.extend_from_slice(&r.trailing);
+    framed(0x30, &content, r.outer)
+}
+
+proptest! {
+    #![proptest_config(fuzzing::config(300))]
+
+    /// The envelope the CA does not sign, re-encoded: only the CA's own encoding
+    /// verifies (checked in read_certificate).
+    #[test]
+    fn reframed_certificates(
+        leaf in any::<usize>(),
+        outer in 0usize..3,
+        alg in 0usize..3,
+        sig in 0usize..3,
+        trailing in prop_oneof![Just(vec![]), fuzzing::bytes(8), Just(vec![5, 0])],
+        alg_extra in prop_oneof![Just(vec![]), Just(vec![5, 0]), fuzzing::bytes(4)],
+    ) {
+        let der = reframe(&Reframe { leaf, outer, alg, sig, trailing, alg_extra });
+        read_certificate(&der);
+    }
+}
+
+fn refused_as_reencoded(der: &[u8]) -> bool {
+    matches!(
+        CORPUS.verifier.verify(der),
+        Err(PkiError::MalformedCertificate(m)) if m.contains("not the DER encoding the CA issues")
+    )
+}
+
+#[test]
+fn the_reframed_corpus_is_the_corpus() {
+    for leaf in 0..CORPUS.leaves.len() {
+        let r = Reframe {
+            leaf,
+            outer: 0,
+            alg: 0,
+            sig: 0,
+            trailing: vec![],
+            alg_extra: vec![],
+        };
+        assert_eq!(reframe(&r), CORPUS.leaves[leaf]);
+    }
+}
+
+/// Found on main before the envelope check (pki/envelope.rs): an issued worker
+/// certificate with a NULL element added after its signature, inside the outer
+/// SEQUENCE, verified as that worker (x509-parser ignores what follows the
+/// signature).
+#[test]
+fn regression_bytes_after_the_signature_inside_the_certificate_are_refused() {
+    let der = reframe(&Reframe {
+        leaf: 0,
+        outer: 0,
+        alg: 0,
+        sig: 0,
+        trailing: vec![5, 0],
+        alg_extra: vec![],
+    });
+    assert!(refused_as_reencoded(&der));
+}
+
+/// Found on main before the envelope check: the outer SEQUENCE's length written
+/// with a leading zero octet (BER, not DER) verified.
+#[test]
+fn regression_a_non_minimal_outer_length_is_refused() {
+    let der = reframe(&Reframe {
+        leaf: 0,
+        outer: 1,
+        alg: 0,
+        sig: 0,
+        trailing: vec![],
+        alg_extra: vec![],
+    });
+    assert!(refused_as_reencoded(&der));
+}
+
+/// Found on main before the envelope check: a non-minimal length on the
+/// signature's BIT STRING verified.
+#[test]
+fn regression_a_non_minimal_signature_length_is_refused() {
+    let der = reframe(&Reframe {
+        leaf: 0,
+        outer: 0,
+        alg: 0,
+        sig: 1,
+        trailing: vec![],
+        alg_extra: vec![],
+    });
+    assert!(refused_as_reencoded(&der));
+}
+
+/// Found on main before the envelope check: the unsigned outer algorithm given
+/// NULL parameters (the signed one has none) verified.
+#[test]
+fn regression_an_outer_algorithm_unlike_the_signed_one_is_refused() {
+    let der = reframe(&Reframe {
+        leaf: 0,
+        outer: 0,
+        alg: 0,
+        sig: 0,
+        trailing: vec![],
+        alg_extra: vec![5, 0],
+    });
+    assert!(refused_as_reencoded(&der));
+}

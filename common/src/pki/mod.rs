@@ -3,6 +3,7 @@
 
 mod ca;
 mod csr;
+mod envelope;
 mod identity;
 mod names;
 mod pem;

@@ -255,22 +255,26 @@ pub fn read_key(path: &Path) -> Result<Option<StoredKey>, AtRestError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(bad(e.to_string())),
     };
-    let file: KeyFile = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    parse_key_file(&text).map(Some).map_err(bad)
+}
+
+/// The data key file's text, or why it is unreadable.
+fn parse_key_file(text: &str) -> Result<StoredKey, String> {
+    let file: KeyFile = serde_json::from_str(text).map_err(|e| e.to_string())?;
     match (file.key, file.wrapped) {
         (Some(k), None) => {
-            let bytes = Zeroizing::new(B64.decode(k).map_err(|e| bad(e.to_string()))?);
-            let key =
-                DataKey::from_bytes(&bytes).ok_or_else(|| bad("key is not 32 bytes".into()))?;
+            let bytes = Zeroizing::new(B64.decode(k).map_err(|e| e.to_string())?);
+            let key = DataKey::from_bytes(&bytes).ok_or("key is not 32 bytes")?;
             if key.id() != file.key_id {
-                return Err(bad("key does not match its id".into()));
+                return Err("key does not match its id".into());
             }
-            Ok(Some(StoredKey::Plain(key)))
+            Ok(StoredKey::Plain(key))
         }
-        (None, Some(w)) => Ok(Some(StoredKey::Locked {
+        (None, Some(w)) => Ok(StoredKey::Locked {
             key_id: file.key_id,
-            wrapped: B64.decode(w).map_err(|e| bad(e.to_string()))?,
-        })),
-        _ => Err(bad("holds neither a key nor a wrapped key".into())),
+            wrapped: B64.decode(w).map_err(|e| e.to_string())?,
+        }),
+        _ => Err("holds neither a key nor a wrapped key".into()),
     }
 }
 
@@ -319,6 +323,10 @@ pub fn write_key(
         .map_err(werr)?;
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "at_rest_fuzz.rs"]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {

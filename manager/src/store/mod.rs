@@ -17,7 +17,9 @@ use std::sync::{atomic::Ordering, Arc};
 use lnswarm_common::api::StoreTxn;
 use prost::Message;
 
-pub use state_machine::{Applied, StateMachine, TxnBuilder, Versioned, CHANGELOG_RETAIN};
+pub use state_machine::{
+    decode_snapshot, Applied, StateMachine, TxnBuilder, Versioned, CHANGELOG_RETAIN,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

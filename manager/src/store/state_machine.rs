@@ -109,6 +109,18 @@ fn decode_value(raw: &[u8]) -> Result<Versioned, StoreError> {
     })
 }
 
+/// One change log record: the batch's change sets, each length-delimited.
+fn decode_change_record(mut buf: &[u8]) -> Result<Vec<StoreChangeSet>, StoreError> {
+    let mut sets = Vec::new();
+    while !buf.is_empty() {
+        sets.push(
+            StoreChangeSet::decode_length_delimited(&mut buf)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        );
+    }
+    Ok(sets)
+}
+
 fn version_of(raw: &[u8]) -> u64 {
     raw.get(..8)
         .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")))
@@ -317,10 +329,7 @@ impl StateMachine {
         // since + 1 may begin before it.
         for item in self.tree.range(change_key(since + 1)..=change_key(applied)) {
             let (_, v) = item?;
-            let mut buf = v.as_ref();
-            while !buf.is_empty() {
-                let mut set = StoreChangeSet::decode_length_delimited(&mut buf)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            for mut set in decode_change_record(&v)? {
                 if set.index <= since {
                     continue;
                 }
@@ -380,11 +389,16 @@ impl StateMachine {
         })
     }
 
-    /// Replaces the whole state with a snapshot's, and writes `meta_writes` (the
-    /// raft conf state and snapshot metadata), in one atomic batch.
-    pub fn restore(&self, blob: &[u8], meta_writes: &[(&[u8], &[u8])]) -> Result<u64, StoreError> {
-        let snapshot =
-            StoreSnapshot::decode(blob).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    /// Replaces the whole state with a snapshot's taken at `index`, and writes
+    /// `meta_writes` (the raft conf state and snapshot metadata), in one atomic
+    /// batch. A blob [`decode_snapshot`] refuses changes nothing.
+    pub fn restore(
+        &self,
+        blob: &[u8],
+        index: u64,
+        meta_writes: &[(&[u8], &[u8])],
+    ) -> Result<u64, StoreError> {
+        let snapshot = decode_snapshot(blob, index)?;
         let _writing = self.writing.lock().expect("state machine write lock");
         let mut batch = sled::Batch::default();
         for prefix in [OBJECT, CHANGE] {
@@ -412,6 +426,34 @@ impl StateMachine {
         self.watch.notify_all(snapshot.applied_index);
         Ok(snapshot.applied_index)
     }
+}
+
+/// A snapshot blob (from [`StateMachine::snapshot`], sent by the leader) that
+/// [`StateMachine::restore`] can take as the state at `index`, refused before
+/// anything is replaced (state_machine_fuzz.rs): a value shorter than its version
+/// prefix replaced the state with values no read can decode (and a task among
+/// them failed the restore only after the state was replaced), and a blob of
+/// another applied index than its raft index would leave the state machine's
+/// applied index apart from raft's.
+pub fn decode_snapshot(blob: &[u8], index: u64) -> Result<StoreSnapshot, StoreError> {
+    let snapshot = StoreSnapshot::decode(blob).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    if snapshot.applied_index != index {
+        return Err(StoreError::Corrupt(format!(
+            "a snapshot of index {} given as index {index}",
+            snapshot.applied_index
+        )));
+    }
+    if let Some(e) = snapshot
+        .entries
+        .iter()
+        .find(|e| e.value.as_ref().is_some_and(|v| decode_value(v).is_err()))
+    {
+        return Err(StoreError::Corrupt(format!(
+            "snapshot value of {:?} has no version",
+            e.key
+        )));
+    }
+    Ok(snapshot)
 }
 
 /// The whole state at one applied index (see [`StateMachine::snapshot`]).
@@ -595,6 +637,10 @@ impl TxnBuilder {
         self.txn
     }
 }
+
+#[cfg(test)]
+#[path = "state_machine_fuzz.rs"]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {

@@ -90,3 +90,7 @@ pub fn force_new_cluster(
     info!(raft_id, last, "forced a new one-member cluster");
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "apply_fuzz.rs"]
+mod fuzz;

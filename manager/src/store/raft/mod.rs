@@ -11,12 +11,14 @@
 // itself does); struct literals would have to spell out protobuf's bookkeeping.
 #![allow(clippy::field_reassign_with_default)]
 
+mod admissible;
 mod applier;
 mod apply;
 mod logger;
 pub mod membership;
 mod node;
 pub mod service;
+mod snapshot_stream;
 mod storage;
 mod transport;
 

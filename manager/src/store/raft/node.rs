@@ -95,11 +95,7 @@ impl Node {
         transport: Transport,
     ) -> Result<Started, super::RaftStartError> {
         let applied = sm.applied_index();
-        // The commit index in the hard state may lag the applied index by one
-        // unflushed write; raft requires applied <= commit.
-        if storage.hard_state().commit < applied && applied <= storage.last() {
-            storage.set_commit(applied)?;
-        }
+        storage.prepare_start(applied)?;
         let voters = storage.conf_state()?.voters;
         let cfg = Config {
             id: raft_id,
@@ -280,6 +276,12 @@ impl Node {
                 }
             }
             Event::Raft(m) => {
+                // What does not fit this log only a faulty peer sends, and raft-rs
+                // would panic on it.
+                if let Err(e) = super::admissible::fits(&self.raw.raft.raft_log, &m) {
+                    warn!(from = %format!("{:x}", m.from), "dropped a raft message: {e}");
+                    return;
+                }
                 if let Err(e) = self.raw.step(m) {
                     debug!(error = %e, "ignored a raft message");
                 }

@@ -8,10 +8,14 @@ use lnswarm_common::{
 };
 use prost::Message as _;
 use protobuf::Message as _;
-use raft::prelude::{ConfChangeV2, Message};
+use raft::prelude::{ConfChangeV2, Message, MessageType};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{membership, Event, RaftHandle};
+use super::{
+    membership,
+    snapshot_stream::{Reassembly, SnapshotStreamError},
+    Event, RaftHandle,
+};
 
 pub use super::transport::MAX_RAFT_MESSAGE_BYTES;
 
@@ -41,14 +45,31 @@ fn caller_id<T>(req: &Request<T>) -> Result<String, Status> {
         .ok_or_else(|| Status::unauthenticated("a manager certificate is required"))
 }
 
+/// One raft message another manager sent, if it is one a correct peer could
+/// send (raft-rs panics on some others, see admissible.rs).
+pub(super) fn parse_message(bytes: &[u8]) -> Result<Message, Status> {
+    let m = Message::parse_from_bytes(bytes).map_err(bad)?;
+    // Snapshots come only by StreamRaftSnapshot, where their state is checked.
+    if m.get_msg_type() == MessageType::MsgSnapshot {
+        return Err(bad("snapshots are sent with StreamRaftSnapshot"));
+    }
+    super::admissible::message(&m).map_err(bad)?;
+    Ok(m)
+}
+
+/// The raft messages of one ProcessRaftMessage call, all of them or an error.
+pub(super) fn parse_messages(messages: &[Vec<u8>]) -> Result<Vec<Message>, Status> {
+    messages.iter().map(|b| parse_message(b)).collect()
+}
+
 #[tonic::async_trait]
 impl Raft for RaftService {
     async fn process_raft_message(
         &self,
         req: Request<ProcessRaftMessageRequest>,
     ) -> Result<Response<ProcessRaftMessageResponse>, Status> {
-        for bytes in req.into_inner().messages {
-            let m = Message::parse_from_bytes(&bytes).map_err(bad)?;
+        // All or none: a call with one malformed message steps none of them.
+        for m in parse_messages(&req.into_inner().messages)? {
             self.handle.send(Event::Raft(m)).await?;
         }
         Ok(Response::new(ProcessRaftMessageResponse {}))
@@ -62,14 +83,14 @@ impl Raft for RaftService {
         let first = stream
             .next()
             .await
-            .ok_or_else(|| bad("empty snapshot stream"))??;
-        let mut m = Message::parse_from_bytes(&first.message).map_err(bad)?;
-        let mut data = first.data;
+            .ok_or_else(|| bad(SnapshotStreamError::Empty))??;
+        let mut snapshot = Reassembly::start(first).map_err(bad)?;
         while let Some(chunk) = stream.next().await {
-            data.extend_from_slice(&chunk?.data);
+            snapshot.push(chunk?).map_err(bad)?;
         }
-        m.mut_snapshot().data = data.into();
-        self.handle.send(Event::Raft(m)).await?;
+        self.handle
+            .send(Event::Raft(snapshot.finish().map_err(bad)?))
+            .await?;
         Ok(Response::new(ProcessRaftMessageResponse {}))
     }
 
@@ -165,3 +186,7 @@ impl Raft for RaftService {
         }))
     }
 }
+
+#[cfg(test)]
+#[path = "service_fuzz.rs"]
+pub(super) mod fuzz;

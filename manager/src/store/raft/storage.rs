@@ -27,6 +27,7 @@ use raft::{
 
 use tracing::{info, warn};
 
+use super::admissible::{self, MAX_INDEX};
 use crate::store::{StateMachine, StoreError};
 
 const HARD_STATE: &[u8] = b"hard_state";
@@ -40,6 +41,15 @@ const INSTALLED_SNAPSHOT: &[u8] = b"raft_installed_snapshot";
 /// Indexes per generation tree (a record belongs to the tree of its first index).
 const GEN_SPAN: u64 = 8192;
 const GEN_TREE_PREFIX: &str = "raft_log_";
+
+/// An index read from disk beyond [`MAX_INDEX`] is corruption (found by fuzzing,
+/// storage_fuzz.rs: raft's `index + 1` overflowed).
+fn check_index(index: u64, what: &str) -> Result<u64, StoreError> {
+    if index > MAX_INDEX {
+        return Err(corrupt(format!("{what} index {index} is beyond any log")));
+    }
+    Ok(index)
+}
 
 fn gen_of(index: u64) -> u64 {
     index / GEN_SPAN
@@ -112,7 +122,7 @@ impl SledStorage {
         let (snap_index, snap_term) = match meta.get(SNAPSHOT_META)? {
             Some(v) => {
                 let m = SnapshotMetadata::parse_from_bytes(&v).map_err(corrupt)?;
-                (m.index, m.term)
+                (check_index(m.index, "snapshot")?, m.term)
             }
             None => (0, 0),
         };
@@ -143,6 +153,7 @@ impl SledStorage {
         // yet replaced: finish installing it.
         if let Some(raw) = storage.sm.meta_get(INSTALLED_SNAPSHOT)? {
             let m = SnapshotMetadata::parse_from_bytes(&raw).map_err(corrupt)?;
+            check_index(m.index, "installed snapshot")?;
             if m.index > storage.snap_index {
                 info!(
                     index = m.index,
@@ -153,6 +164,41 @@ impl SledStorage {
         }
         storage.load()?;
         Ok(storage)
+    }
+
+    /// Readies the stored state for raft to start on, with `applied` the state
+    /// machine's applied index. raft-rs panics when it starts on indexes that do
+    /// not fit together (a commit index outside the log, an applied index past the
+    /// commit index) or on a conf state it cannot hold; no write order leaves
+    /// them, so they are corruption, refused here as an error (found by fuzzing,
+    /// storage_fuzz.rs).
+    pub fn prepare_start(&mut self, applied: u64) -> Result<(), StoreError> {
+        // The commit index in the hard state may lag the applied index by one
+        // unflushed write; raft requires applied <= commit.
+        if self.hard_state.commit < applied && applied <= self.last() {
+            self.set_commit(applied)?;
+        }
+        // raft reads a default hard state as none (its commit is the compaction
+        // point).
+        let commit = if self.hard_state == HardState::default() {
+            self.snap_index
+        } else {
+            self.hard_state.commit
+        };
+        if commit < self.snap_index || commit > self.last() {
+            return Err(corrupt(format!(
+                "the commit index {commit} is outside the log ({}..={})",
+                self.snap_index,
+                self.last()
+            )));
+        }
+        if applied > commit || (applied > 0 && applied < self.snap_index) {
+            return Err(corrupt(format!(
+                "the applied index {applied} is outside the committed log ({}..={commit})",
+                self.snap_index
+            )));
+        }
+        admissible::conf_state(&self.conf_state()?).map_err(corrupt)
     }
 
     /// Reads the live log into memory. It ends at the first missing index or falling
@@ -183,6 +229,7 @@ impl SledStorage {
                 }
                 let mut cut_at = None;
                 for (i, e) in entries.iter().enumerate() {
+                    check_index(e.index, "entry")?;
                     if e.index <= self.snap_index {
                         continue;
                     }
@@ -294,10 +341,6 @@ impl SledStorage {
             .meta_put(CONF_STATE, &cs.write_to_bytes().map_err(corrupt)?)
     }
 
-    pub fn hard_state(&self) -> &HardState {
-        &self.hard_state
-    }
-
     pub fn set_hard_state(&mut self, hs: &HardState) -> Result<(), StoreError> {
         self.meta
             .insert(HARD_STATE, hs.write_to_bytes().map_err(corrupt)?)?;
@@ -386,6 +429,7 @@ impl SledStorage {
         let installed = meta.write_to_bytes().map_err(corrupt)?;
         self.sm.restore(
             &snap.data,
+            meta.index,
             &[(CONF_STATE, &cs), (INSTALLED_SNAPSHOT, &installed)],
         )?;
         self.finish_install(meta.index, meta.term)
@@ -567,6 +611,10 @@ fn build_snapshot(sm: &StateMachine, terms: &[(u64, u64)]) -> Result<Snapshot, S
     }
     Ok(snap)
 }
+
+#[cfg(test)]
+#[path = "storage_fuzz.rs"]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {
@@ -788,6 +836,7 @@ mod tests {
             // The state is restored; the crash comes before the log is replaced.
             s.sm.restore(
                 &blob,
+                40,
                 &[(CONF_STATE, &cs), (INSTALLED_SNAPSHOT, &installed)],
             )
             .unwrap();
@@ -797,7 +846,7 @@ mod tests {
         assert_eq!(s.first_index().unwrap(), 41);
         assert_eq!(s.last_index().unwrap(), 40);
         assert_eq!(s.term(40).unwrap(), 3);
-        assert!(s.hard_state().commit >= 40);
+        assert!(s.hard_state.commit >= 40);
         assert_eq!(s.conf_state().unwrap().voters, vec![7]);
     }
 }

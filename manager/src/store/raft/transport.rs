@@ -14,7 +14,7 @@ use std::{
 };
 
 use lnswarm_common::{
-    api::{raft_client::RaftClient, Manager, ProcessRaftMessageRequest, RaftMember, SnapshotChunk},
+    api::{raft_client::RaftClient, Manager, ProcessRaftMessageRequest, RaftMember},
     pki::Role,
     tls::{self, ClientTls, ServerIdentity},
 };
@@ -247,26 +247,17 @@ fn refused_certificate(e: &tonic::Status) -> Option<String> {
 
 /// Streams a snapshot: the first chunk carries the message (data emptied), the
 /// data follows in pieces.
-async fn send_snapshot(client: &mut RaftClient<Channel>, mut m: Message) -> bool {
-    let data = m.mut_snapshot().take_data();
-    let header = match m.write_to_bytes() {
-        Ok(h) => h,
-        Err(_) => return false,
+async fn send_snapshot(client: &mut RaftClient<Channel>, m: Message) -> bool {
+    let bytes = m.get_snapshot().get_data().len();
+    let Ok(chunks) = super::snapshot_stream::chunks(m, SNAPSHOT_CHUNK_BYTES) else {
+        return false;
     };
-    let mut chunks = vec![SnapshotChunk {
-        message: header,
-        data: Vec::new(),
-    }];
-    chunks.extend(data.chunks(SNAPSHOT_CHUNK_BYTES).map(|c| SnapshotChunk {
-        message: Vec::new(),
-        data: c.to_vec(),
-    }));
     let n = chunks.len();
     let mut req = tonic::Request::new(tokio_stream::iter(chunks));
     req.set_timeout(Duration::from_secs(120));
     match client.stream_raft_snapshot(req).await {
         Ok(_) => {
-            debug!(chunks = n, bytes = data.len(), "snapshot sent");
+            debug!(chunks = n, bytes, "snapshot sent");
             true
         }
         Err(e) => {
