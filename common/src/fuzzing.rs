@@ -5,7 +5,7 @@
 //! which reach deeper into a decoder than random bytes do.
 //!
 //! Each property runs its default number of cases, times `LNSWARM_FUZZ_SCALE` when
-//! it is set (the long run in docs/BENCHMARKS.md). Built for tests only: the crates
+//! it is set (the long run in docs/DESIGN.md, "Fuzzing"). Built for tests only: the crates
 //! enable the `fuzzing` feature in their dev-dependencies.
 
 use proptest::{prelude::*, test_runner::Config};
