@@ -142,19 +142,25 @@ pub fn spawn_supervisor(
     Supervisor { desired, done }
 }
 
+/// The first readiness re-check comes this soon, then the wait doubles up to
+/// [`READY_POLL_MAX`]: a node serves about 100 ms after it is spawned, and a fixed
+/// 200 ms poll added most of that again to every Schedule.
+const READY_POLL_FIRST: Duration = Duration::from_millis(10);
+const READY_POLL_MAX: Duration = Duration::from_millis(200);
+
 async fn wait_ready(readiness: &Readiness) {
-    match readiness {
-        Readiness::Started => {}
-        Readiness::TcpConnect(addr) => {
-            while tokio::net::TcpStream::connect(addr).await.is_err() {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+    let mut wait = READY_POLL_FIRST;
+    loop {
+        let ready = match readiness {
+            Readiness::Started => true,
+            Readiness::TcpConnect(addr) => tokio::net::TcpStream::connect(addr).await.is_ok(),
+            Readiness::Check(check) => check.ready().await,
+        };
+        if ready {
+            return;
         }
-        Readiness::Check(check) => {
-            while !check.ready().await {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(READY_POLL_MAX);
     }
 }
 

@@ -158,6 +158,8 @@ async fn wait_with(
 ) -> Result<NodeInfoResponse, ScheduleError> {
     let deadline = Instant::now() + WAIT_LIMIT;
     let mut changes = store.state().watch().subscribe(&keys::node_tag(node_id));
+    // Running by the store but not serving yet: asked again soon, then less often.
+    let mut serve_recheck = Duration::from_millis(20);
     loop {
         let (version, node) = load(store, node_id)?;
         let running = is_running(&node);
@@ -172,9 +174,10 @@ async fn wait_with(
         if verdict {
             return Err(ScheduleError::CannotRun(node.message));
         }
-        // Running by the store but not serving yet: ask again shortly.
         let recheck = if running {
-            Duration::from_millis(250)
+            let r = serve_recheck;
+            serve_recheck = (serve_recheck * 2).min(Duration::from_millis(250));
+            r
         } else {
             WAIT_LIMIT
         };

@@ -125,6 +125,9 @@ async fn cluster(dir: &Path, agents: usize, slots: u32, ports: usize, base: usiz
         "update",
         "--bitcoind-rpc",
         &format!("{RPC_USER}:{RPC_PASSWORD}@127.0.0.1:{}", regtest.port),
+        // The bench registers its owners directly, without invite codes.
+        "--open-registration",
+        "true",
     ]);
     let (status, out, err) = run(update);
     assert!(status.success(), "cluster update: {out}{err}");
