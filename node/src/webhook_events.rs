@@ -102,9 +102,11 @@ pub async fn payment_received(
         }
     }
     let (store, hash) = (store.clone(), payment_hash.to_string());
-    match blocking(move || KVStoreSync::remove(&*store, INVOICES, "", &hash, false)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "could not drop a paid invoice's note"),
-        Err(e) => tracing::warn!(error = %e, "could not drop a paid invoice's note"),
+    let removed = blocking(move || KVStoreSync::remove(&*store, INVOICES, "", &hash, false))
+        .await
+        .map_err(|e| e.message().to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    if let Err(e) = removed {
+        tracing::warn!(error = %e, "could not drop a paid invoice's note");
     }
 }

@@ -83,9 +83,7 @@ impl HostingCluster<ManagerCluster> {
         agents: usize,
         flags: &[&str],
     ) -> Self {
-        let regtest = Regtest::start(dir).await;
-        let cluster = ManagerCluster::start_configured(dir, managers, flags, &[], None).await;
-        Self::around(dir, regtest, cluster, agents).await
+        Self::start_quorum_configured(dir, managers, agents, flags, &[]).await
     }
 
     /// Like [`Self::start_quorum`], with flags for the first manager's `init`.
@@ -95,8 +93,19 @@ impl HostingCluster<ManagerCluster> {
         agents: usize,
         init_flags: &[&str],
     ) -> Self {
+        Self::start_quorum_configured(dir, managers, agents, &[], init_flags).await
+    }
+
+    async fn start_quorum_configured(
+        dir: &Path,
+        managers: usize,
+        agents: usize,
+        flags: &[&str],
+        init_flags: &[&str],
+    ) -> Self {
         let regtest = Regtest::start(dir).await;
-        let cluster = ManagerCluster::start_configured(dir, managers, &[], init_flags, None).await;
+        let cluster =
+            ManagerCluster::start_configured(dir, managers, flags, init_flags, None).await;
         Self::around(dir, regtest, cluster, agents).await
     }
 }

@@ -135,26 +135,11 @@ pub async fn sweep_expired_challenges(store: &Store) -> Result<usize, StoreError
         return Ok(0);
     }
     let now = now_unix_ms();
-    let expired: Vec<String> = store
-        .state()
-        .scan(keys::USED_CHALLENGES)?
-        .into_iter()
-        .filter(|(_, v)| {
-            v.decode::<ChallengeRecord>()
-                .map(|c| c.expires_unix_ms <= now)
-                .unwrap_or(true)
+    store
+        .delete_expired(keys::USED_CHALLENGES, |c: &ChallengeRecord| {
+            c.expires_unix_ms <= now
         })
-        .map(|(k, _)| k)
-        .collect();
-    if expired.is_empty() {
-        return Ok(0);
-    }
-    let mut txn = TxnBuilder::new();
-    for k in &expired {
-        txn = txn.delete_tagged(k, Vec::<String>::new());
-    }
-    store.propose(txn.build()).await?;
-    Ok(expired.len())
+        .await
 }
 
 /// Sweeps expired challenge records, and old pairing requests, every minute until

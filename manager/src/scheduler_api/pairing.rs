@@ -14,6 +14,7 @@ use lnswarm_common::{
 };
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use super::registration::{self, owner_cn, RegistrationError};
 use crate::{
@@ -175,14 +176,7 @@ pub fn outcome(
         .ok_or(PairingError::NotFound)?;
     let given = Sha256::digest(secret.as_bytes());
     // Constant time: the digest of a guess says nothing about the stored one.
-    let same = given
-        .iter()
-        .zip(&record.secret_sha256)
-        .fold(record.secret_sha256.len() ^ given.len(), |acc, (a, b)| {
-            acc | usize::from(a ^ b)
-        })
-        == 0;
-    if !same {
+    if !bool::from(given.as_slice().ct_eq(&record.secret_sha256)) {
         return Err(PairingError::NotFound);
     }
     Ok(record)
@@ -242,26 +236,11 @@ pub async fn decide(
 /// Removes requests whose expiry is more than [`KEEP_AFTER_MS`] past.
 pub async fn sweep(store: &Store) -> Result<usize, StoreError> {
     let cutoff = now_unix_ms() - KEEP_AFTER_MS;
-    let old: Vec<String> = store
-        .state()
-        .scan(keys::PAIRINGS)?
-        .into_iter()
-        .filter(|(_, v)| {
-            v.decode::<PairingRecord>()
-                .map(|r| r.expires_unix_ms <= cutoff)
-                .unwrap_or(true)
+    store
+        .delete_expired(keys::PAIRINGS, |r: &PairingRecord| {
+            r.expires_unix_ms <= cutoff
         })
-        .map(|(k, _)| k)
-        .collect();
-    if old.is_empty() {
-        return Ok(0);
-    }
-    let mut txn = TxnBuilder::new();
-    for k in &old {
-        txn = txn.delete_tagged(k, Vec::<String>::new());
-    }
-    store.propose(txn.build()).await?;
-    Ok(old.len())
+        .await
 }
 
 /// The cluster's root CA, for an approved device's profile.

@@ -305,6 +305,32 @@ impl Store {
             .collect()
     }
 
+    /// Deletes, in one transaction, every object under `prefix` that `expired` picks
+    /// or that does not decode; returns how many. For the leader's sweepers of
+    /// records that outlive their use (consumed challenges, pairing requests).
+    pub async fn delete_expired<M: Message + Default>(
+        &self,
+        prefix: &str,
+        expired: impl Fn(&M) -> bool,
+    ) -> Result<usize, StoreError> {
+        let keys: Vec<String> = self
+            .sm
+            .scan(prefix)?
+            .into_iter()
+            .filter(|(_, v)| v.decode::<M>().map_or(true, |m| expired(&m)))
+            .map(|(k, _)| k)
+            .collect();
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let mut txn = TxnBuilder::new();
+        for k in &keys {
+            txn = txn.delete_tagged(k, Vec::<String>::new());
+        }
+        self.propose(txn.build()).await?;
+        Ok(keys.len())
+    }
+
     /// Runs `read` on the blocking pool. Reads of whole prefixes take milliseconds
     /// in a large cluster (10 000 agents), and on the gRPC thread they would stall
     /// every other connection, agents' heartbeats among them, for as long.

@@ -169,43 +169,37 @@ impl Send {
         };
         let outcome = self.post(&webhook.uri, &secret, body).await;
         let attempts = d.attempts + 1;
-        let outcome_name = match &outcome {
+        // What is counted, and the record's next state (`None`: removed).
+        let (counted, next) = match outcome {
             Outcome::Delivered => {
                 debug!(node = %d.node_id, webhook = d.webhook_id, event = %d.event_id, attempts, "webhook delivered");
-                "delivered"
+                ("delivered", None)
             }
             Outcome::Rejected(why) => {
                 warn!(node = %d.node_id, webhook = d.webhook_id, event = %d.event_id, why = %why, "the webhook's receiver refused an event; not retried");
-                "rejected"
+                ("rejected", None)
             }
             Outcome::Failed(why) if attempts >= self.settings.webhook_attempts => {
                 warn!(node = %d.node_id, webhook = d.webhook_id, event = %d.event_id, attempts, why = %why, "webhook event dropped after its last attempt");
-                "dropped"
+                ("dropped", None)
             }
             Outcome::Failed(why) => {
                 info!(node = %d.node_id, webhook = d.webhook_id, event = %d.event_id, attempts, why = %why, "webhook attempt failed; will retry");
-                "retried"
-            }
-        };
-        crate::metrics::events()
-            .webhook_deliveries
-            .get_or_create(&crate::metrics::Outcome {
-                outcome: outcome_name,
-            })
-            .inc();
-        let next = match outcome {
-            Outcome::Failed(why) if outcome_name == "retried" => {
                 let wait = retry_wait(self.settings.webhook_first_retry_secs, attempts);
-                Some(WebhookDelivery {
+                let next = WebhookDelivery {
                     attempts,
                     next_attempt_unix_ms: now_unix_ms()
                         .saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)),
                     last_error: why,
-                    ..self.delivery.clone()
-                })
+                    ..d.clone()
+                };
+                ("retried", Some(next))
             }
-            _ => None,
         };
+        crate::metrics::events()
+            .webhook_deliveries
+            .get_or_create(&crate::metrics::Outcome { outcome: counted })
+            .inc();
         self.finish(next).await;
     }
 

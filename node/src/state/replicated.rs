@@ -17,6 +17,7 @@
 
 use std::{
     collections::BTreeMap,
+    future::Future,
     sync::{Arc, RwLock},
 };
 
@@ -29,12 +30,14 @@ use ldk_node::{
 };
 use lnswarm_common::{
     api::{
-        LoadNodeStateRequest, NodeEventRecord, NodeStateKey, NodeStateOp, PeerAddressesRequest,
-        RecordEventsRequest, ReportIdleRequest, ReportIdleResponse, WriteNodeStateRequest,
+        node_state_client::NodeStateClient, LoadNodeStateRequest, NodeEventRecord, NodeStateKey,
+        NodeStateOp, PeerAddressesRequest, RecordEventsRequest, ReportIdleRequest,
+        ReportIdleResponse, WriteNodeStateRequest,
     },
     lease::EXIT_FENCED,
 };
 use tokio::sync::{mpsc, oneshot};
+use tonic::transport::Channel;
 use tracing::{error, info};
 
 use super::{
@@ -209,22 +212,16 @@ impl ReplicatedStore {
     /// Where those of `peers` that are hosted nodes of this cluster listen now
     /// (blocks; for a thread that may block).
     pub fn peer_addresses(&self, peers: Vec<String>) -> Vec<(String, String)> {
-        let (remote, node_id, epoch) = (self.remote.clone(), self.node_id.clone(), self.epoch);
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.runtime.spawn(async move {
-            let r = remote
-                .call("asking where peers went", |mut c| {
-                    let req = PeerAddressesRequest {
-                        node_id: node_id.clone(),
-                        epoch,
-                        peers: peers.clone(),
-                    };
-                    async move { c.peer_addresses(req).await }
-                })
-                .await;
-            let _ = tx.send(r);
+        let (node_id, epoch) = (self.node_id.clone(), self.epoch);
+        let answer = self.spawn_call("asking where peers went", move |mut c| {
+            let req = PeerAddressesRequest {
+                node_id: node_id.clone(),
+                epoch,
+                peers: peers.clone(),
+            };
+            async move { c.peer_addresses(req).await }
         });
-        match rx.recv() {
+        match answer.blocking_recv() {
             Ok(Ok(r)) => r
                 .addresses
                 .into_iter()
@@ -238,47 +235,62 @@ impl ReplicatedStore {
     /// Makes `events` durable for the owner's webhooks, fenced like a write; waits
     /// through a leader change. A stale copy's call ends the process.
     pub async fn record_events(&self, events: Vec<NodeEventRecord>) -> Result<u32, String> {
-        let (remote, node_id, epoch) = (self.remote.clone(), self.node_id.clone(), self.epoch);
-        let (tx, rx) = oneshot::channel();
-        self.runtime.spawn(async move {
-            let r = remote
-                .call("recording events for webhooks", |mut c| {
-                    let req = RecordEventsRequest {
-                        node_id: node_id.clone(),
-                        epoch,
-                        events: events.clone(),
-                    };
-                    async move { c.record_events(req).await }
-                })
-                .await;
-            let _ = tx.send(r);
-        });
-        match rx.await {
-            Ok(Ok(r)) => Ok(r.deliveries),
-            Ok(Err(Refused::Fenced(why))) => fenced(&why),
-            Ok(Err(Refused::Final(s))) => Err(s.message().to_string()),
-            Err(_) => Err("the node-state runtime has stopped".into()),
-        }
+        let (node_id, epoch) = (self.node_id.clone(), self.epoch);
+        let r = self
+            .ask("recording events for webhooks", move |mut c| {
+                let req = RecordEventsRequest {
+                    node_id: node_id.clone(),
+                    epoch,
+                    events: events.clone(),
+                };
+                async move { c.record_events(req).await }
+            })
+            .await?;
+        Ok(r.deliveries)
     }
 
     /// Tells the managers how long the node has been idle (see `crate::idle`).
     pub async fn report_idle(&self, idle_for_ms: u64) -> Result<ReportIdleResponse, String> {
-        let (remote, node_id, epoch) = (self.remote.clone(), self.node_id.clone(), self.epoch);
+        let (node_id, epoch) = (self.node_id.clone(), self.epoch);
+        self.ask("reporting idleness", move |mut c| {
+            let req = ReportIdleRequest {
+                node_id: node_id.clone(),
+                epoch,
+                idle_for_ms,
+            };
+            async move { c.report_idle(req).await }
+        })
+        .await
+    }
+
+    /// Runs `call` through [`Remote::call`] on this store's runtime (where its
+    /// connections live); the answer comes on the returned channel.
+    fn spawn_call<T, F, Fut>(
+        &self,
+        what: &'static str,
+        call: F,
+    ) -> oneshot::Receiver<Result<T, Refused>>
+    where
+        T: Send + 'static,
+        F: FnMut(NodeStateClient<Channel>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>> + Send,
+    {
+        let remote = self.remote.clone();
         let (tx, rx) = oneshot::channel();
         self.runtime.spawn(async move {
-            let r = remote
-                .call("reporting idleness", |mut c| {
-                    let req = ReportIdleRequest {
-                        node_id: node_id.clone(),
-                        epoch,
-                        idle_for_ms,
-                    };
-                    async move { c.report_idle(req).await }
-                })
-                .await;
-            let _ = tx.send(r);
+            let _ = tx.send(remote.call(what, call).await);
         });
-        match rx.await {
+        rx
+    }
+
+    /// [`Self::spawn_call`], awaited; a refusal under a stale epoch ends the process.
+    async fn ask<T, F, Fut>(&self, what: &'static str, call: F) -> Result<T, String>
+    where
+        T: Send + 'static,
+        F: FnMut(NodeStateClient<Channel>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>> + Send,
+    {
+        match self.spawn_call(what, call).await {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(Refused::Fenced(why))) => fenced(&why),
             Ok(Err(Refused::Final(s))) => Err(s.message().to_string()),
