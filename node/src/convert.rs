@@ -99,17 +99,15 @@ pub fn balances(b: &ldk_node::BalanceDetails) -> api::BalancesResponse {
     }
 }
 
+/// Only outputs whose sweep is not broadcast yet: once the sweep is broadcast, the
+/// wallet counts its output in the on-chain balance (mempool included), and
+/// counting it here too would show the same sats twice.
 fn pending_sweep_sats(p: &ldk_node::PendingSweepBalance) -> u64 {
-    use ldk_node::PendingSweepBalance::*;
     match p {
-        PendingBroadcast {
-            amount_satoshis, ..
-        }
-        | BroadcastAwaitingConfirmation {
-            amount_satoshis, ..
-        }
-        | AwaitingThresholdConfirmations {
+        ldk_node::PendingSweepBalance::PendingBroadcast {
             amount_satoshis, ..
         } => *amount_satoshis,
+        ldk_node::PendingSweepBalance::BroadcastAwaitingConfirmation { .. }
+        | ldk_node::PendingSweepBalance::AwaitingThresholdConfirmations { .. } => 0,
     }
 }

@@ -1,8 +1,9 @@
 //! The node's half of self-fencing: a thread that reads the agent's lease file
 //! every 50 ms. Shortly before the deadline ([`QUIESCE_BEFORE`]) it stops the node
 //! cleanly in the background (peers disconnected, so no new channel updates, and
-//! the ChannelManager written last), and at the deadline it ends the process,
-//! finished or not: a stale copy must do nothing more. A plain thread, so that a
+//! the ChannelManager written last) and then ends the process, even if the lease
+//! was renewed meanwhile (its agent starts it again); at the deadline it ends the
+//! process, finished or not: a stale copy must do nothing more. A plain thread, so that a
 //! busy or stuck async runtime cannot delay it.
 
 use std::{
@@ -61,6 +62,12 @@ pub fn spawn(path: PathBuf) -> Quiesce {
                         if let Some(stop) = slot.get() {
                             stop();
                         }
+                        // A stopped node must not linger: if the agent renews the
+                        // lease after all (an election ended in time), the process
+                        // would serve its API with Lightning stopped, and an HTLC in
+                        // flight would hang. Exit, so the agent starts it afresh.
+                        tracing::warn!("stopped cleanly as the lease ran low; exiting so that the agent starts the node again");
+                        std::process::exit(EXIT_LEASE_EXPIRED);
                     });
                 }
                 std::thread::sleep(CHECK_EVERY.min(Duration::from_millis(left)));
