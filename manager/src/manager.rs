@@ -37,7 +37,7 @@ pub struct Manager {
 impl Manager {
     pub fn new(store: Store, dispatcher_config: DispatcherConfig) -> Self {
         Manager {
-            dispatcher: Dispatcher::start(store.clone(), dispatcher_config),
+            dispatcher: Dispatcher::start(store.leader_only(), dispatcher_config),
             store,
             counters: Arc::default(),
             webhooks: None,
@@ -112,18 +112,18 @@ impl Manager {
         let dispatcher = self.dispatcher.clone();
         let s = stop.clone();
         work.spawn(async move { dispatcher.lead(s).await });
+        // Leader-only work writes through `leader_only()`: a write it queued
+        // before losing the lead must not land on the next leader.
+        let store = self.store.leader_only();
         work.spawn(crate::orchestrator::run(
-            self.store.clone(),
+            store.clone(),
             stop.clone(),
             self.counters.orchestrator_passes.clone(),
         ));
         if let Some(webhooks) = &self.webhooks {
-            work.spawn(webhooks.clone().run(self.store.clone(), stop.clone()));
+            work.spawn(webhooks.clone().run(store.clone(), stop.clone()));
         }
-        work.spawn(crate::scheduler_api::sweep_challenges(
-            self.store.clone(),
-            stop,
-        ));
+        work.spawn(crate::scheduler_api::sweep_challenges(store, stop));
         work
     }
 

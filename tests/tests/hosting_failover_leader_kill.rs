@@ -46,3 +46,50 @@ async fn a_leader_kill_during_a_failover_ends_with_one_copy() {
     let violations = watch.finish();
     assert!(violations.is_empty(), "a node ran twice: {violations:?}");
 }
+
+/// A leader frozen (SIGSTOP) for two TTLs wakes with heartbeat timers that all
+/// expired: its dispatcher's last writes (every agent DOWN) must die with its term
+/// and not land on the new leader, or live agents' nodes would be moved while they
+/// still run (the chaos run found this). Afterwards alice still runs once, on her
+/// agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_frozen_and_thawed_moves_no_node() {
+    use nix::{
+        sys::signal::{kill, Signal},
+        unistd::Pid,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let c = HostingCluster::start_quorum(tmp.path(), 3, 2).await;
+    set_heartbeat(&c.manager, 1000, 3).await;
+    let Hosted {
+        owner: alice,
+        agent: first,
+        ..
+    } = c.host("alice");
+    let watch = DuplicateWatch::start(tmp.path());
+
+    let leader = c.manager.leader().await;
+    let pid = Pid::from_raw(c.manager.managers[leader].proc.as_ref().unwrap().pid() as i32);
+    kill(pid, Signal::SIGSTOP).unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    kill(pid, Signal::SIGCONT).unwrap();
+    // Past the failover margin of any DOWN the thawed leader could have written.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    c.wait_running(
+        &alice,
+        "alice to serve again",
+        Duration::from_secs(60),
+        |_| true,
+    )
+    .await;
+    let node = c.inspect(&alice.node_id);
+    assert_eq!(
+        node["agent_id"].as_str(),
+        Some(first.as_str()),
+        "alice was moved off a live agent: {node}"
+    );
+    assert_eq!(c.node_pids(&alice).len(), 1);
+    let violations = watch.finish();
+    assert!(violations.is_empty(), "a node ran twice: {violations:?}");
+}

@@ -65,6 +65,9 @@ impl DataKeySlot {
 enum Proposer {
     Local(local::LocalProposer),
     Raft(raft::RaftHandle),
+    /// Leader-only work's proposals ([`Store::leader_only`]): on this manager's
+    /// raft node only, never forwarded to another leader.
+    RaftHere(raft::RaftHandle),
 }
 
 /// Who leads the quorum, as this manager last saw it. Leader-only services (the
@@ -211,9 +214,23 @@ impl Store {
     /// The raft node, when the store is replicated.
     pub fn raft(&self) -> Option<&raft::RaftHandle> {
         match &self.proposer {
-            Proposer::Raft(h) => Some(h),
+            Proposer::Raft(h) | Proposer::RaftHere(h) => Some(h),
             Proposer::Local(_) => None,
         }
+    }
+
+    /// The same store for leader-only work (dispatcher, orchestrator, sweepers,
+    /// webhook deliverer): its proposals go through this manager's raft node only,
+    /// so they commit only while it leads, in its own term. A deposed leader's
+    /// last writes (a dispatcher just thawed from a pause marking every agent DOWN
+    /// on its stale timers) must die with its term: forwarded to the new leader,
+    /// they would land there and fail over nodes whose agents are alive.
+    pub fn leader_only(&self) -> Store {
+        let mut s = self.clone();
+        if let Proposer::Raft(h) = &self.proposer {
+            s.proposer = Proposer::RaftHere(h.clone());
+        }
+        s
     }
 
     /// The current leadership and its changes.
@@ -242,6 +259,7 @@ impl Store {
         let result = match &self.proposer {
             Proposer::Local(p) => p.propose(txn).await,
             Proposer::Raft(h) => h.propose(txn).await,
+            Proposer::RaftHere(h) => h.propose_while_leading(txn).await,
         };
         let outcome = match &result {
             Ok(Applied::Committed(_)) => "committed",
@@ -284,7 +302,7 @@ impl Store {
     pub async fn read_barrier(&self) -> Result<(), StoreError> {
         match &self.proposer {
             Proposer::Local(_) => Ok(()),
-            Proposer::Raft(h) => h.read_barrier().await.map(|_| ()),
+            Proposer::Raft(h) | Proposer::RaftHere(h) => h.read_barrier().await.map(|_| ()),
         }
     }
 

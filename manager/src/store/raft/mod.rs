@@ -227,6 +227,15 @@ impl RaftHandle {
         self.await_reply(rx).await
     }
 
+    /// Proposes through this manager's raft node only (never forwarded) and waits
+    /// until it is applied here; fails unless this manager leads.
+    pub async fn propose_while_leading(&self, txn: StoreTxn) -> Result<Applied, StoreError> {
+        let deadline = tokio::time::Instant::now() + self.inner.timeout;
+        let applied = self.propose_here(txn).await?;
+        self.wait_applied(applied.index(), deadline).await?;
+        Ok(applied)
+    }
+
     /// Proposes a membership change (with its store writes) through this manager's
     /// raft node; fails unless it leads.
     pub async fn conf_change_here(
