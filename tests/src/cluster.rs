@@ -194,13 +194,7 @@ impl ManagerCluster {
     async fn channel(&self, i: usize, creds: Option<&Credentials>) -> Option<Channel> {
         // Until init has written it, there is no operator credential (nor CA) yet.
         let ca = Credentials::load(&self.operator).ok()?.ca_pem;
-        let client_tls = match creds {
-            Some(c) => tls::client_config(&ca, Some((&c.cert_pem, &c.key_pem))).ok()?,
-            None => tls::client_config(&ca, None).ok()?,
-        };
-        tls::connect(&self.managers[i].addr, &client_tls, Role::Manager)
-            .await
-            .ok()
+        manager_channel(&self.managers[i].addr, &ca, creds).await
     }
 
     /// The Control API of manager `i` with the operator credential.
@@ -395,6 +389,16 @@ impl crate::Cluster for ManagerCluster {
         })
         .await
     }
+}
+
+/// A channel to the manager at `addr`, trusting `ca`, as `creds` (or anonymous);
+/// `None` when it does not answer.
+pub async fn manager_channel(addr: &str, ca: &str, creds: Option<&Credentials>) -> Option<Channel> {
+    let client_tls = match creds {
+        Some(c) => tls::client_config(ca, Some((&c.cert_pem, &c.key_pem))).ok()?,
+        None => tls::client_config(ca, None).ok()?,
+    };
+    tls::connect(addr, &client_tls, Role::Manager).await.ok()
 }
 
 /// One manager to write through, detached from the cluster fixture.

@@ -14,8 +14,9 @@ use std::{
     time::Duration,
 };
 
-use lnswarm_common::credentials::Credentials;
+use lnswarm_common::{api::node_client::NodeClient, credentials::Credentials};
 use serde_json::Value;
+use tonic::transport::Channel;
 
 use crate::{
     agents::{agent_states, set_heartbeat, TestAgent},
@@ -255,19 +256,41 @@ impl<C: Cluster> HostingCluster<C> {
     /// waits until it is usable on both ends; nothing is paid over it. Returns the
     /// channel id as `from` names it.
     pub async fn open_funded_channel(&self, from: &Owner, to: &Owner, sats: u64) -> String {
+        self.fund(&[from]).await;
+        let channel_id = self.open_channel(from, to, sats);
+        self.regtest
+            .mine_after_broadcast("the funding transaction", 1, 6)
+            .await;
+        self.wait_channel_usable_both(from, to, &channel_id).await;
+        channel_id
+    }
+
+    /// Sends 1 BTC to each owner's node on chain (after maturing coinbase) and
+    /// waits until every one can spend it.
+    pub async fn fund(&self, owners: &[&Owner]) {
         self.regtest.mine(101).await;
-        let (_, address, _) = self.owner_ctl(from, &["newaddr"]);
-        self.regtest.send(address.trim(), 1.0).await;
+        for o in owners {
+            let (_, address, _) = self.owner_ctl(o, &["newaddr"]);
+            self.regtest.send(address.trim(), 1.0).await;
+        }
         self.regtest.mine(6).await;
-        wait::until(
-            &format!("{}'s funds", from.name),
-            Duration::from_secs(60),
-            || async {
-                let b = self.owner_json(from, &["balances"]);
-                (b["onchain_spendable_sats"].as_u64()? >= 100_000_000).then_some(())
-            },
-        )
-        .await;
+        for o in owners {
+            wait::until(
+                &format!("{}'s funds", o.name),
+                Duration::from_secs(60),
+                || async {
+                    let b = self.owner_json(o, &["balances"]);
+                    (b["onchain_spendable_sats"].as_u64()? >= 100_000_000).then_some(())
+                },
+            )
+            .await;
+        }
+    }
+
+    /// `from` opens a channel of `sats` to `to` at the address `to` listens on;
+    /// returns the channel id as `from` names it. The funding transaction is left
+    /// unmined.
+    pub fn open_channel(&self, from: &Owner, to: &Owner, sats: u64) -> String {
         let info = self.owner_json(to, &["getinfo"]);
         let port = info["listening_addresses"][0]
             .as_str()
@@ -285,12 +308,14 @@ impl<C: Cluster> HostingCluster<C> {
             ],
         );
         assert!(ok, "open-channel: {err}");
-        let channel_id = channel_id.trim().to_string();
-        self.regtest
-            .mine_after_broadcast("the funding transaction", 1, 6)
-            .await;
-        self.wait_channel_usable(from, &channel_id).await;
-        let point = self.channel_json(from, &channel_id)["funding_txo"].clone();
+        channel_id.trim().to_string()
+    }
+
+    /// Waits until the channel `from` names `channel_id` is usable at `from`'s end
+    /// and at `to`'s (found there by its channel point).
+    pub async fn wait_channel_usable_both(&self, from: &Owner, to: &Owner, channel_id: &str) {
+        self.wait_channel_usable(from, channel_id).await;
+        let point = self.channel_json(from, channel_id)["funding_txo"].clone();
         wait::until(
             &format!("{}'s end of the channel to be usable", to.name),
             Duration::from_secs(90),
@@ -304,7 +329,6 @@ impl<C: Cluster> HostingCluster<C> {
             },
         )
         .await;
-        channel_id
     }
 
     /// `owner`'s channel as `channels --format json` shows it, found by its channel
@@ -433,12 +457,39 @@ impl<C: Cluster> HostingCluster<C> {
         }
     }
 
+    /// A Node API client for `owner`'s hosted node, at the address the operator
+    /// sees now, with the owner's certificate.
+    pub async fn node_client(&self, owner: &Owner) -> anyhow::Result<NodeClient<Channel>> {
+        let node = self
+            .try_inspect(&owner.node_id)
+            .ok_or_else(|| anyhow::anyhow!("the cluster does not answer"))?;
+        let uri = node["grpc_uri"]
+            .as_str()
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| anyhow::anyhow!("{} has no Node API address", owner.name))?;
+        node_client_at(uri, owner).await
+    }
+
     pub fn agent_index(&self, agent_id: &str) -> usize {
         self.agents
             .iter()
             .position(|a| a.id == agent_id)
             .unwrap_or_else(|| panic!("no agent {agent_id}"))
     }
+}
+
+/// A Node API client for `owner`'s node at `uri` (`https://host:port`).
+pub async fn node_client_at(uri: &str, owner: &Owner) -> anyhow::Result<NodeClient<Channel>> {
+    let ch = lnswarm_common::tls::connect(
+        uri.trim_start_matches("https://"),
+        &owner.creds.client_tls()?,
+        lnswarm_common::tls::ServerIdentity {
+            role: lnswarm_common::pki::Role::Node,
+            id: Some(owner.node_id.clone()),
+        },
+    )
+    .await?;
+    Ok(NodeClient::new(ch))
 }
 
 /// `lnswarm-node` processes started from this cluster's agents, by node id. The node
@@ -481,7 +532,8 @@ pub fn node_processes(root: &Path) -> HashMap<String, Vec<u32>> {
 }
 
 /// Scans the process table every 50 ms until stopped, recording every sighting of a
-/// node id in more than one process.
+/// node id in more than one process (once per set of processes, with the time since
+/// the watch started).
 pub struct DuplicateWatch {
     stop: Arc<AtomicBool>,
     handle: Option<std::thread::JoinHandle<Vec<String>>>,
@@ -492,12 +544,18 @@ impl DuplicateWatch {
         let stop = Arc::new(AtomicBool::new(false));
         let root = root.to_path_buf();
         let flag = stop.clone();
+        let started = std::time::Instant::now();
         let handle = std::thread::spawn(move || {
             let mut violations = Vec::new();
+            let mut reported = std::collections::HashSet::new();
             while !flag.load(Ordering::Relaxed) {
-                for (node, pids) in node_processes(&root) {
-                    if pids.len() > 1 {
-                        violations.push(format!("node {node} ran in processes {pids:?}"));
+                for (node, mut pids) in node_processes(&root) {
+                    pids.sort_unstable();
+                    if pids.len() > 1 && reported.insert((node.clone(), pids.clone())) {
+                        violations.push(format!(
+                            "at {:.2} s node {node} ran in processes {pids:?}",
+                            started.elapsed().as_secs_f64()
+                        ));
                     }
                 }
                 std::thread::sleep(Duration::from_millis(50));

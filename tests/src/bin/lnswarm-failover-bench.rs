@@ -27,9 +27,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use lnswarm_common::api::{
-    self, control_client::ControlClient, node_client::NodeClient, InspectHostedNodeRequest,
-};
+use lnswarm_common::api::{self, control_client::ControlClient, InspectHostedNodeRequest};
 use lnswarm_tests::{
     agents::set_heartbeat,
     certs::TestCa,
@@ -38,7 +36,6 @@ use lnswarm_tests::{
     stats::{ms, summary},
     wait, Cluster,
 };
-use tonic::transport::Channel;
 
 struct Options {
     crash_kills: usize,
@@ -202,8 +199,8 @@ async fn payments<C: Cluster>(c: &HostingCluster<C>, n: usize, managers: usize) 
     })
     .await;
 
-    let mut ha = hosted_client(c, &a).await?;
-    let mut hb = hosted_client(c, &b).await?;
+    let mut ha = c.node_client(&a).await?;
+    let mut hb = c.node_client(&b).await?;
     let (mut hosted, mut local) = (Vec::new(), Vec::new());
     for i in 0..n {
         for (from, to, out) in [
@@ -336,7 +333,7 @@ async fn crash_window<C: Cluster>(
             anyhow::ensure!(ok, "invoice: {err}");
             invoices.push(inv.trim().to_string());
         }
-        let mut client = hosted_client(c, &p.a).await?;
+        let mut client = c.node_client(&p.a).await?;
         let burst = tokio::spawn(async move {
             for bolt11 in invoices {
                 let _ = client
@@ -438,28 +435,6 @@ async fn crash_window<C: Cluster>(
     Ok(())
 }
 
-/// A Node API client for a hosted node, with its owner's certificate.
-async fn hosted_client<C: Cluster>(
-    c: &HostingCluster<C>,
-    o: &Owner,
-) -> Result<NodeClient<Channel>> {
-    let uri = c.inspect(&o.node_id)["grpc_uri"]
-        .as_str()
-        .context("grpc_uri")?
-        .trim_start_matches("https://")
-        .to_string();
-    let ch = lnswarm_common::tls::connect(
-        &uri,
-        &o.creds.client_tls()?,
-        lnswarm_common::tls::ServerIdentity {
-            role: lnswarm_common::pki::Role::Node,
-            id: Some(o.node_id.clone()),
-        },
-    )
-    .await?;
-    Ok(NodeClient::new(ch))
-}
-
 async fn failover(runs: usize, period_ms: u64) -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let mut c = HostingCluster::start(tmp.path(), 3).await;
@@ -487,7 +462,7 @@ async fn failover(runs: usize, period_ms: u64) -> Result<()> {
                 .await?
                 .into_inner();
             if n.agent_id != node.agent_id && n.state == api::HostedNodeState::Running as i32 {
-                if let Ok(mut client) = hosted_client(&c, &a).await {
+                if let Ok(mut client) = c.node_client(&a).await {
                     if client.get_info(api::GetInfoRequest {}).await.is_ok() {
                         break;
                     }
