@@ -103,6 +103,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         log_format: opts.log_format,
     })
     .context("preparing to host Lightning nodes")?;
+    let node_binary = hosting.node_binary();
     let runtimes = Runtimes {
         command: Arc::new(CommandRuntime),
         hosted_node: Some(Arc::new(hosting)),
@@ -129,6 +130,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         port_range_start: port_start,
         port_range_end: port_end,
         advertised_address: config.advertise_addr.clone(),
+        // Filled in by each session, from the binary as it is then.
+        node_version: String::new(),
     };
     let managers = Managers::new(&config.managers);
     let persist = {
@@ -186,6 +189,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             backoff_max: opts.reconnect_max,
             leaving,
             lease,
+            node_binary: Some(node_binary),
         },
         worker.clone(),
         persist,
