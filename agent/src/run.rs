@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub reconnect_max: Duration,
     /// Where to serve `/healthz`, if anywhere.
     pub status_listen: Option<std::net::SocketAddr>,
+    /// The `lnswarm-node` binary; the one next to this one when `None`.
+    pub node_binary: Option<PathBuf>,
     pub log_format: lnswarm_common::telemetry::LogFormat,
 }
 
@@ -99,7 +101,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         ca_file: dir.credentials().join("ca.pem"),
         advertise_host: config.advertise_addr.clone(),
         port_range: (port_start as u16, port_end as u16),
-        node_binary: sibling_binary("lnswarm-node")?,
+        node_binary: match &opts.node_binary {
+            Some(path) => path.clone(),
+            None => sibling_binary("lnswarm-node")?,
+        },
         log_format: opts.log_format,
     })
     .context("preparing to host Lightning nodes")?;

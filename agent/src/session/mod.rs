@@ -114,8 +114,10 @@ pub async fn run(
             info!("session closed: the agent is shutting down");
             return Ok(());
         }
-        if let Err(e) = &result {
-            warn!(manager = %addr, error = %e, "session ended");
+        match &result {
+            Err(e @ SessionError::NodeBinaryChanged(_)) => info!(manager = %addr, "{e}"),
+            Err(e) => warn!(manager = %addr, error = %e, "session ended"),
+            Ok(()) => {}
         }
         last_failed = match result {
             Err(SessionError::Connect(_)) => Some(addr),

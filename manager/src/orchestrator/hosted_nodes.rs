@@ -132,6 +132,8 @@ impl Lost {
 pub async fn reconcile(store: &Store, lost: &mut Lost) -> Result<(), ReconcileError> {
     let nodes = store.list::<HostedNode>(keys::HOSTED_NODES)?;
     if nodes.is_empty() {
+        // A rolling upgrade of no nodes is over.
+        super::upgrades::pace(store, &nodes, &[]).await?;
         return Ok(());
     }
     let (_, record) = cluster::load(store)?;
@@ -935,6 +937,36 @@ mod tests {
             Verdict::Start { agent: "c".into() },
             "not b, which placement would pick"
         );
+    }
+
+    #[test]
+    fn an_upgrade_stops_the_task_cleanly_then_starts_the_node_again_in_place() {
+        let agents = [agent("a", AgentState::Ready), agent("b", AgentState::Ready)];
+        let mut upgrading = node("a");
+        upgrading.upgrade_task = "t".into();
+        let running = [task("t", "a", TaskState::Running, 1)];
+        let (mut lost, now) = (Lost::default(), Instant::now());
+
+        let p = plan(&upgrading, &agents, &running, &mut lost, now, 0);
+        assert_eq!(
+            p.verdict,
+            Verdict::Upgrade {
+                live: vec![&running[0]]
+            }
+        );
+        let mut stopped = running.clone();
+        stopped[0].desired_state = TaskState::Shutdown as i32;
+        stopped[0].status.as_mut().unwrap().state = TaskState::Complete as i32;
+        let p = plan(&upgrading, &agents, &stopped, &mut lost, now, 0);
+        assert_eq!(
+            p.verdict,
+            Verdict::Start { agent: "a".into() },
+            "where it ran, and not as a failure to back off from"
+        );
+        // Its next task runs: no longer the one being replaced.
+        let next = [stopped[0].clone(), task("t2", "a", TaskState::Running, 2)];
+        let p = plan(&upgrading, &agents, &next, &mut lost, now, 0);
+        assert_eq!(p.verdict, Verdict::Running { task: &next[1] });
     }
 
     /// Also while exporting: ExportNode clears `desired_running` and waits for
