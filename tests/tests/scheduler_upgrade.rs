@@ -8,14 +8,17 @@
 
 use std::{collections::HashMap, path::Path, time::Duration};
 
+use lnswarm_common::api::{control_client::ControlClient, UpgradeHostedNodesRequest};
 use lnswarm_tests::{
     agents::ctl_json,
     bin_path,
     hosting::{DuplicateWatch, HostingCluster, Owner},
+    manager::TestManager,
     process::run,
     wait,
 };
 use serde_json::Value;
+use tonic::Code;
 
 const OLD: &str = "0.0.1";
 
@@ -186,4 +189,37 @@ async fn maybe_upgrade_restarts_an_older_node_with_its_channels_and_a_rolling_up
     c.pay(alice, bob, 1_000_000);
     c.pay(bob, alice, 1_000_000);
     assert_eq!(watch.finish(), Vec::<String>::new(), "no node ran twice");
+}
+
+/// A share out of range is refused with its range, by the Control API and by
+/// `cluster update`, and the cluster's setting stays as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_out_of_range_is_refused_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = TestManager::init(tmp.path(), None).await;
+    let mut control = ControlClient::new(m.channel_as(Some(&m.operator())).await);
+    for share in [0, 101] {
+        let err = control
+            .upgrade_hosted_nodes(UpgradeHostedNodesRequest {
+                max_share_percent: Some(share),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{share}: {err:?}");
+        assert!(err.message().contains("between 1 and 100"), "{err:?}");
+    }
+    let mut cmd = m.ctl();
+    cmd.args(["cluster", "update", "--upgrade-max-share", "0"]);
+    let (status, _, err) = run(cmd);
+    assert!(!status.success());
+    assert!(err.contains("between 1 and 100"), "{err}");
+    let info = ctl_json(&m, &["cluster", "info"]);
+    assert_eq!(info["settings"]["upgrade_max_share_percent"], 10, "{info}");
+    // With nothing hosted, a rolling upgrade has nothing to do.
+    let r = control
+        .upgrade_hosted_nodes(UpgradeHostedNodesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((r.behind, r.at_once), (0, 1));
 }

@@ -43,12 +43,16 @@ fn compare(a: &str, b: &str) -> Option<Ordering> {
     Some(a.cmp(&b))
 }
 
-/// The newer version `node` would run on its agent, if its agent is READY and
-/// ships one newer than the node runs.
-pub fn newer_on_agent<'a>(node: &HostedNode, agent: Option<&'a Agent>) -> Option<&'a str> {
-    let agent = agent.filter(|a| agent_state(a) == AgentState::Ready)?;
+/// The newer version `node` would run on `agent`, if the agent ships one newer
+/// than the node runs.
+fn ships_newer<'a>(node: &HostedNode, agent: &'a Agent) -> Option<&'a str> {
     let shipped = agent.description.as_ref()?.node_version.as_str();
     (compare(&node.running_version, shipped)? == Ordering::Less).then_some(shipped)
+}
+
+/// As [`ships_newer`], for an agent that is READY (it can restart the node now).
+pub fn newer_on_agent<'a>(node: &HostedNode, agent: Option<&'a Agent>) -> Option<&'a str> {
+    ships_newer(node, agent.filter(|a| agent_state(a) == AgentState::Ready)?)
 }
 
 /// Whether `node` serves now and could be restarted for an upgrade.
@@ -134,10 +138,53 @@ pub async fn start_rolling(
     Ok((behind, at_once(wanted, share)))
 }
 
-/// One orchestrator pass's step of a rolling upgrade: asks as many nodes that are
-/// behind to upgrade as the share leaves room for beside those still upgrading,
-/// and ends the upgrade (deletes its record) once none is behind or upgrading.
-/// Returns whether it wrote anything (the pass then reads the nodes again).
+/// What a rolling upgrade does in one pass.
+#[derive(Debug, PartialEq)]
+enum Step {
+    /// Nothing is behind or upgrading: it is over.
+    Finish,
+    /// Mark these nodes (indexes into the pass's nodes) for an upgrade.
+    Mark(Vec<usize>),
+    /// Upgrades are in flight, or the nodes behind cannot restart now.
+    Wait,
+}
+
+/// The rolling upgrade's step for `nodes` at `share` percent: as many nodes that
+/// serve on an older version than their READY agent ships as the share leaves room
+/// for beside those still upgrading. A node whose agent is UNKNOWN (a new leader's
+/// grace) still counts as behind, so a leader change does not end it early.
+fn step(nodes: &[&HostedNode], agents: &HashMap<&str, &Agent>, share: u32) -> Step {
+    let agent = |n: &HostedNode| agents.get(n.agent_id.as_str()).copied();
+    let upgrading = nodes.iter().filter(|n| !n.upgrade_task.is_empty()).count();
+    let pending = nodes.iter().any(|n| {
+        n.desired_running
+            && agent(n).is_some_and(|a| {
+                matches!(agent_state(a), AgentState::Ready | AgentState::Unknown)
+                    && ships_newer(n, a).is_some()
+            })
+    });
+    if !pending && upgrading == 0 {
+        return Step::Finish;
+    }
+    let wanted = nodes.iter().filter(|n| n.desired_running).count();
+    let room = at_once(wanted, share).saturating_sub(upgrading);
+    let marks: Vec<usize> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| serving(n) && newer_on_agent(n, agent(n)).is_some())
+        .map(|(i, _)| i)
+        .take(room)
+        .collect();
+    if marks.is_empty() {
+        Step::Wait
+    } else {
+        Step::Mark(marks)
+    }
+}
+
+/// One orchestrator pass's step of a rolling upgrade ([`step`]), written: marks
+/// nodes, or ends the upgrade (deletes its record). Returns whether it wrote
+/// anything (the pass then reads the nodes again).
 pub async fn pace(
     store: &Store,
     nodes: &[(u64, HostedNode)],
@@ -147,35 +194,25 @@ pub async fn pace(
         return Ok(false);
     };
     let by_id: HashMap<&str, &Agent> = agents.iter().map(|a| (a.id.as_str(), a)).collect();
-    let upgrading = nodes
-        .iter()
-        .filter(|(_, n)| !n.upgrade_task.is_empty())
-        .count();
-    let behind: Vec<&(u64, HostedNode)> = nodes
-        .iter()
-        .filter(|(_, n)| {
-            serving(n) && newer_on_agent(n, by_id.get(n.agent_id.as_str()).copied()).is_some()
-        })
-        .collect();
-    if behind.is_empty() && upgrading == 0 {
-        tracing::info!("rolling upgrade finished");
-        store
-            .propose(
-                TxnBuilder::new()
-                    .require_version(keys::ROLLING_UPGRADE, version)
-                    .delete_tagged(keys::ROLLING_UPGRADE, Vec::<String>::new())
-                    .build(),
-            )
-            .await?;
-        return Ok(true);
-    }
-    let wanted = nodes.iter().filter(|(_, n)| n.desired_running).count();
-    let room = at_once(wanted, rolling.max_share_percent).saturating_sub(upgrading);
-    if room == 0 || behind.is_empty() {
-        return Ok(false);
-    }
+    let just_nodes: Vec<&HostedNode> = nodes.iter().map(|(_, n)| n).collect();
+    let marks = match step(&just_nodes, &by_id, rolling.max_share_percent) {
+        Step::Wait => return Ok(false),
+        Step::Mark(marks) => marks,
+        Step::Finish => {
+            tracing::info!("rolling upgrade finished");
+            store
+                .propose(
+                    TxnBuilder::new()
+                        .require_version(keys::ROLLING_UPGRADE, version)
+                        .delete_tagged(keys::ROLLING_UPGRADE, Vec::<String>::new())
+                        .build(),
+                )
+                .await?;
+            return Ok(true);
+        }
+    };
     let mut txn = TxnBuilder::new();
-    for (v, n) in behind.into_iter().take(room) {
+    for (v, n) in marks.into_iter().map(|i| &nodes[i]) {
         tracing::info!(node = %n.node_id, from = %n.running_version, "rolling upgrade: restarting the node");
         let key = keys::hosted_node(&n.node_id);
         let mut next = n.clone();
@@ -199,6 +236,63 @@ mod tests {
         assert_eq!(compare("0.1.0-rc1", "0.1.0"), Some(Ordering::Equal));
         assert_eq!(compare("", "0.1.0"), None, "a node that reported none");
         assert_eq!(compare("0.1.0", "dev"), None);
+    }
+
+    fn agent(id: &str, state: AgentState, ships: &str) -> Agent {
+        Agent {
+            id: id.into(),
+            description: Some(lnswarm_common::api::AgentDescription {
+                node_version: ships.into(),
+                ..Default::default()
+            }),
+            status: Some(lnswarm_common::api::AgentStatus {
+                state: state as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn refs(nodes: &[HostedNode]) -> Vec<&HostedNode> {
+        nodes.iter().collect()
+    }
+
+    fn node(agent_id: &str, runs: &str) -> HostedNode {
+        HostedNode {
+            agent_id: agent_id.into(),
+            running_version: runs.into(),
+            state: HostedNodeState::Running as i32,
+            desired_running: true,
+            task_id: "t".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_rolling_upgrade_keeps_to_its_share_and_outlives_a_leader_change() {
+        let agents = [
+            agent("a", AgentState::Ready, "0.2.0"),
+            agent("u", AgentState::Unknown, "0.2.0"),
+        ];
+        let by_id: HashMap<&str, &Agent> = agents.iter().map(|a| (a.id.as_str(), a)).collect();
+        let mut nodes: Vec<HostedNode> = (0..4).map(|_| node("a", "0.1.0")).collect();
+        // Half of four: two at once.
+        assert_eq!(step(&refs(&nodes), &by_id, 50), Step::Mark(vec![0, 1]));
+        // One still upgrading leaves room for one more.
+        nodes[0].upgrade_task = "t".into();
+        assert_eq!(step(&refs(&nodes), &by_id, 50), Step::Mark(vec![1]));
+        nodes[1].upgrade_task = "t".into();
+        assert_eq!(step(&refs(&nodes), &by_id, 50), Step::Wait);
+        // All current: over.
+        for n in &mut nodes {
+            n.upgrade_task.clear();
+            n.running_version = "0.2.0".into();
+        }
+        assert_eq!(step(&refs(&nodes), &by_id, 50), Step::Finish);
+        // A node behind on an agent that has not reported to a new leader yet is
+        // not restarted, and does not end the upgrade either.
+        nodes[3] = node("u", "0.1.0");
+        assert_eq!(step(&refs(&nodes), &by_id, 50), Step::Wait);
     }
 
     #[test]
