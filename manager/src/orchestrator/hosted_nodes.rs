@@ -344,7 +344,7 @@ fn decide<'t>(
         Verdict::Stop { live }
     } else if leaving && !live.is_empty() {
         Verdict::Move { live, draining }
-    } else if upgrading && live.iter().any(|t| t.id == node.upgrade_task) {
+    } else if upgrading && agent_up && live.iter().any(|t| t.id == node.upgrade_task) {
         Verdict::Upgrade { live }
     } else if let Some(&task) = live
         .iter()
