@@ -63,6 +63,11 @@ enum Command {
         /// 127.0.0.1:4280.
         #[arg(long, env = "LNSWARM_AGENT_STATUS_LISTEN")]
         status_listen: Option<std::net::SocketAddr>,
+        /// The `lnswarm-node` binary hosted nodes run (default: the one next to
+        /// lnswarm-agent). Replacing the file ships a new version: the agent
+        /// reports it, and MaybeUpgrade or `node upgrade --all` restart nodes on it.
+        #[arg(long, env = "LNSWARM_NODE_BINARY")]
+        node_binary: Option<PathBuf>,
     },
 }
 
@@ -106,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
             restart_backoff_ms,
             reconnect_max_ms,
             status_listen,
+            node_binary,
         } => {
             lnswarm_agent::run::run(lnswarm_agent::run::RunOptions {
                 data_dir,
@@ -115,6 +121,7 @@ async fn main() -> anyhow::Result<()> {
                 restart_backoff: std::time::Duration::from_millis(restart_backoff_ms),
                 reconnect_max: std::time::Duration::from_millis(reconnect_max_ms),
                 status_listen,
+                node_binary,
                 log_format: cli.log_format,
             })
             .await

@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub reconnect_max: Duration,
     /// Where to serve `/healthz`, if anywhere.
     pub status_listen: Option<std::net::SocketAddr>,
+    /// The `lnswarm-node` binary; the one next to this one when `None`.
+    pub node_binary: Option<PathBuf>,
     pub log_format: lnswarm_common::telemetry::LogFormat,
 }
 
@@ -99,10 +101,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         ca_file: dir.credentials().join("ca.pem"),
         advertise_host: config.advertise_addr.clone(),
         port_range: (port_start as u16, port_end as u16),
-        node_binary: sibling_binary("lnswarm-node")?,
+        node_binary: match &opts.node_binary {
+            Some(path) => path.clone(),
+            None => sibling_binary("lnswarm-node")?,
+        },
         log_format: opts.log_format,
     })
     .context("preparing to host Lightning nodes")?;
+    let node_binary = hosting.node_binary();
     let runtimes = Runtimes {
         command: Arc::new(CommandRuntime),
         hosted_node: Some(Arc::new(hosting)),
@@ -129,6 +135,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         port_range_start: port_start,
         port_range_end: port_end,
         advertised_address: config.advertise_addr.clone(),
+        // Filled in by each session, from the binary as it is then.
+        node_version: String::new(),
     };
     let managers = Managers::new(&config.managers);
     let persist = {
@@ -186,6 +194,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             backoff_max: opts.reconnect_max,
             leaving,
             lease,
+            node_binary: Some(node_binary),
         },
         worker.clone(),
         persist,

@@ -86,6 +86,7 @@ pub fn agent_json(a: &Agent) -> Value {
         "since": crate::output::ms_time(s.since_unix_ms),
         "hostname": d.hostname,
         "version": d.version,
+        "node_version": d.node_version,
         "task_slots": d.task_slots,
         "port_range": [d.port_range_start, d.port_range_end],
         "advertised_address": d.advertised_address,

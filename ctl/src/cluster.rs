@@ -101,6 +101,10 @@ pub struct UpdateArgs {
     /// calls for this long, until Schedule (`1h`; 5 s to 30 days).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub idle_stop: Option<std::time::Duration>,
+    /// The share of hosted nodes a rolling upgrade (`node upgrade --all`) restarts
+    /// at once, percent (1-100; at least one node; default 10).
+    #[arg(long)]
+    pub upgrade_max_share: Option<u32>,
 }
 
 /// The networks a hosted node can run on.
@@ -183,6 +187,7 @@ pub async fn run(conn: &Connection, cmd: ClusterCommand) -> Result<()> {
                         "webhook_timeout_secs": settings.webhook_timeout_secs,
                         "pairing_ttl_secs": settings.pairing_ttl_secs,
                         "idle_stop_secs": settings.idle_stop_secs,
+                        "upgrade_max_share_percent": settings.upgrade_max_share_percent,
                     },
                     "root_ca_expires": root_ca_expires,
                     "credential_expires": own_expires,
@@ -242,6 +247,7 @@ pub async fn run(conn: &Connection, cmd: ClusterCommand) -> Result<()> {
                 webhook_timeout,
                 pairing_ttl,
                 idle_stop,
+                upgrade_max_share,
             } = *args;
             let source = match (bitcoind_rpc, esplora_url, electrum_url) {
                 (Some(rpc), _, _) => Some(Source::BitcoindRpc(rpc)),
@@ -265,6 +271,7 @@ pub async fn run(conn: &Connection, cmd: ClusterCommand) -> Result<()> {
                 webhook_timeout_secs: webhook_timeout.map(|d| d.as_secs()),
                 pairing_ttl_secs: pairing_ttl.map(|d| d.as_secs()),
                 idle_stop_secs: idle_stop.map(|d| d.as_secs()),
+                upgrade_max_share_percent: upgrade_max_share,
             };
             if update == ClusterSettingsUpdate::default() {
                 anyhow::bail!("nothing to change: give at least one setting (see --help)");

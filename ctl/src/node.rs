@@ -9,7 +9,7 @@ use lnswarm_common::{
     api::{
         scheduler_client::SchedulerClient, ChallengeRequest, ChallengeScope, HostedNode,
         HostedNodeState, InspectHostedNodeRequest, ListHostedNodesRequest, MoveHostedNodeRequest,
-        RecoveryRequest, RegistrationRequest,
+        RecoveryRequest, RegistrationRequest, UpgradeHostedNodesRequest,
     },
     credentials::Credentials,
     join::{fetch_pinned_ca, JoinError},
@@ -96,6 +96,18 @@ pub enum NodeCommand {
         /// The agent to move it to (default: any other READY agent).
         #[arg(long)]
         to: Option<String>,
+    },
+    /// Operators: a rolling upgrade. Every node running an older lnswarm-node than
+    /// its agent ships restarts on the new one (cleanly, with its channels), never
+    /// more than --max-share of the nodes at once; follow it with `node ls`.
+    Upgrade {
+        /// Every node that is behind (the only mode there is).
+        #[arg(long, required = true)]
+        all: bool,
+        /// At most this share restarts at once, percent (1-100; at least one
+        /// node). Default: the cluster's `--upgrade-max-share`.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+        max_share: Option<u32>,
     },
 }
 
@@ -253,13 +265,14 @@ pub async fn run(conn: &Connection, profile: &ProfileArgs, cmd: NodeCommand) -> 
             match format {
                 Format::Json => print_json(&json!(nodes.iter().map(node_json).collect::<Vec<_>>())),
                 Format::Table => print_table(
-                    &["NODE ID", "STATE", "AGENT", "ADDRESS", "SINCE"],
+                    &["NODE ID", "STATE", "VERSION", "AGENT", "ADDRESS", "SINCE"],
                     &nodes
                         .iter()
                         .map(|n| {
                             vec![
                                 n.node_id.clone(),
                                 state_name(n.state).into(),
+                                n.running_version.clone(),
                                 n.agent_id.clone(),
                                 n.grpc_uri.clone(),
                                 crate::output::ms_time(n.since_unix_ms),
@@ -283,6 +296,19 @@ pub async fn run(conn: &Connection, profile: &ProfileArgs, cmd: NodeCommand) -> 
                 node.node_id, node.agent_id
             );
         }
+        NodeCommand::Upgrade { all: _, max_share } => {
+            let mut control = conn.control().await?;
+            let r = control
+                .upgrade_hosted_nodes(UpgradeHostedNodesRequest {
+                    max_share_percent: max_share,
+                })
+                .await?
+                .into_inner();
+            println!(
+                "rolling upgrade started: {} node(s) behind their agent's lnswarm-node, at most {} restarting at once (follow it with `lnswarmctl node ls`)",
+                r.behind, r.at_once
+            );
+        }
         NodeCommand::Inspect { node_id, format } => {
             let mut control = conn.control().await?;
             let node = control
@@ -298,6 +324,7 @@ pub async fn run(conn: &Connection, profile: &ProfileArgs, cmd: NodeCommand) -> 
                         vec!["owner devices".into(), node.devices.join(", ")],
                         vec!["network".into(), node.network.clone()],
                         vec!["state".into(), state_name(node.state).into()],
+                        vec!["version".into(), node.running_version.clone()],
                         vec!["message".into(), node.message.clone()],
                         vec!["agent".into(), node.agent_id.clone()],
                         vec!["task".into(), node.task_id.clone()],
@@ -456,6 +483,8 @@ fn node_json(n: &HostedNode) -> serde_json::Value {
         "owner_devices": n.devices,
         "network": n.network,
         "state": state_name(n.state),
+        "version": n.running_version,
+        "upgrading": !n.upgrade_task.is_empty(),
         "message": n.message,
         "agent_id": n.agent_id,
         "task_id": n.task_id,

@@ -12,6 +12,7 @@ use lnswarm_common::{
         CreateInvoiceRequest, GetInfoRequest, ListChannelsRequest, ListPaymentsRequest,
         NewAddressRequest, NodeInfoRequest, NodeInfoResponse, OpenChannelRequest, PayRequest,
         Payment, PaymentDirection, PaymentStatus, ScheduleRequest, SubscribeEventsRequest,
+        UpgradeRequest,
     },
     credentials::Credentials,
     pki::Role,
@@ -30,6 +31,9 @@ use crate::{
 pub enum OwnerCommand {
     /// Start the node if it is not running and print its address.
     Schedule,
+    /// Restart the node on the newer lnswarm-node its agent ships, if it runs an
+    /// older one (cleanly, with its channels); prints the version it ran.
+    MaybeUpgrade,
     /// Where the node runs (with --wait, wait until it does), and when this
     /// device's certificate expires.
     Info {
@@ -328,6 +332,24 @@ pub async fn run(
         OwnerCommand::Schedule => {
             let i = schedule(&manager, &creds, node_id).await?;
             println!("{}", i.grpc_uri);
+        }
+        OwnerCommand::MaybeUpgrade => {
+            // Safe to repeat: a node already upgrading or current answers nothing.
+            let creds = &creds;
+            let old = retry::idempotent(&retry::manager_addrs(&manager), |addr| async move {
+                scheduler(&addr, creds)
+                    .await?
+                    .maybe_upgrade(UpgradeRequest::default())
+                    .await
+            })
+            .await?
+            .into_inner()
+            .old_version;
+            if old.is_empty() {
+                println!("nothing to upgrade: the node runs the lnswarm-node its agent ships, or is not running");
+            } else {
+                println!("upgrading from {old}: the node restarts on its agent's lnswarm-node (follow it with `lnswarmctl node info --wait`)");
+            }
         }
         OwnerCommand::Info {
             wait,

@@ -8,6 +8,7 @@ use tonic::{metadata::MetadataValue, Status};
 use crate::{
     cluster::ClusterError,
     dispatcher::sessions::{EndReason, SessionError},
+    orchestrator::upgrades::UpgradeError,
     store::{raft::membership::MembershipError, StoreError},
 };
 
@@ -43,6 +44,17 @@ impl From<ClusterError> for Status {
             ClusterError::NoDataKey => Status::unavailable(e.to_string()),
             ClusterError::AutolockOff => Status::failed_precondition(e.to_string()),
             other => Status::internal(other.to_string()),
+        }
+    }
+}
+
+impl From<UpgradeError> for Status {
+    fn from(e: UpgradeError) -> Self {
+        match e {
+            UpgradeError::Store(e) => e.into(),
+            UpgradeError::Cluster(e) => e.into(),
+            UpgradeError::UnknownNode(_) => Status::not_found(e.to_string()),
+            UpgradeError::InvalidShare(_) => Status::invalid_argument(e.to_string()),
         }
     }
 }

@@ -143,6 +143,8 @@ pub struct TestAgent {
     pub task_slots: Option<u32>,
     /// `--status-listen`, when set.
     pub status_listen: Option<String>,
+    /// `--node-binary`, when set (the built lnswarm-node otherwise).
+    pub node_binary: Option<PathBuf>,
 }
 
 /// The agent dies with SIGKILL, which its hosted nodes (in their own process groups)
@@ -182,6 +184,7 @@ impl TestAgent {
             port_range: None,
             task_slots: None,
             status_listen: None,
+            node_binary: None,
         }
     }
 
@@ -204,6 +207,9 @@ impl TestAgent {
         }
         if let Some(addr) = &self.status_listen {
             cmd.args(["--status-listen", addr]);
+        }
+        if let Some(path) = &self.node_binary {
+            cmd.arg("--node-binary").arg(path);
         }
         self.proc = Some(Proc::spawn(&self.name, cmd, &self.log_dir));
     }
@@ -281,6 +287,7 @@ pub fn description(name: &str) -> AgentDescription {
         port_range_start: 30000,
         port_range_end: 30099,
         advertised_address: "127.0.0.1".into(),
+        node_version: String::new(),
     }
 }
 

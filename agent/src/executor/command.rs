@@ -42,6 +42,7 @@ impl TaskRuntime for CommandRuntime {
             readiness: Readiness::Started,
             endpoint: String::new(),
             lightning_addr: String::new(),
+            version: String::new(),
             lease: None,
             log_name: task.id.clone(),
         })

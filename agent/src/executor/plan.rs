@@ -72,6 +72,8 @@ pub struct LaunchPlan {
     pub endpoint: String,
     /// A hosted node's Lightning address (reported with the endpoint).
     pub lightning_addr: String,
+    /// The version of the program, when known (reported with the endpoint).
+    pub version: String,
     /// When set, the child starts (and restarts) only while this lease holds: a
     /// hosted node must not start on an agent that may have lost it.
     pub lease: Option<std::sync::Arc<crate::lease::AgentLease>>,

@@ -75,6 +75,7 @@ struct Reporter {
     task_id: String,
     /// Reported beside the endpoint, whenever there is one.
     lightning_addr: String,
+    version: String,
     sink: Arc<dyn StatusSink>,
     state: i32,
     last_ts: i64,
@@ -108,6 +109,11 @@ impl Reporter {
                 } else {
                     self.lightning_addr.clone()
                 },
+                node_version: if endpoint.is_empty() {
+                    String::new()
+                } else {
+                    self.version.clone()
+                },
             },
         );
     }
@@ -127,6 +133,7 @@ pub fn spawn_supervisor(
     let reporter = Reporter {
         task_id: task.id.clone(),
         lightning_addr: plan.lightning_addr.clone(),
+        version: plan.version.clone(),
         sink,
         state: initial_state,
         last_ts: 0,

@@ -16,7 +16,7 @@ use lnswarm_common::{
 use lnswarm_node::NodeArgs;
 use prost::Message;
 
-use super::{ports, readiness::NodeApiHealth};
+use super::{node_version::NodeBinary, ports, readiness::NodeApiHealth};
 use crate::executor::{ExecutorError, LaunchPlan, Readiness, SecretBytes, Secrets, TaskRuntime};
 use crate::lease::AgentLease;
 
@@ -44,6 +44,7 @@ pub struct HostingConfig {
 pub struct HostedNodeRuntime {
     config: HostingConfig,
     ca_pem: String,
+    binary: Arc<NodeBinary>,
 }
 
 impl HostedNodeRuntime {
@@ -57,7 +58,17 @@ impl HostedNodeRuntime {
         config.nodes_root = std::fs::canonicalize(&config.nodes_root)?;
         config.ca_file = std::fs::canonicalize(&config.ca_file)?;
         config.node_binary = std::fs::canonicalize(&config.node_binary)?;
-        Ok(HostedNodeRuntime { config, ca_pem })
+        let binary = Arc::new(NodeBinary::new(config.node_binary.clone()));
+        Ok(HostedNodeRuntime {
+            config,
+            ca_pem,
+            binary,
+        })
+    }
+
+    /// The `lnswarm-node` binary this runtime starts, and its version.
+    pub fn node_binary(&self) -> Arc<NodeBinary> {
+        self.binary.clone()
     }
 }
 
@@ -181,7 +192,7 @@ impl TaskRuntime for HostedNodeRuntime {
         let tls = tls::client_config(&self.ca_pem, None)
             .map_err(|e| invalid(format!("cluster CA: {e}")))?;
         Ok(LaunchPlan {
-            program: self.config.node_binary.clone(),
+            program: self.binary.path().to_path_buf(),
             args: vec!["--config".into(), config_file.display().to_string()],
             env: vec![],
             cwd: Some(dir),
@@ -193,6 +204,8 @@ impl TaskRuntime for HostedNodeRuntime {
             })),
             endpoint: format!("https://{}:{}", self.config.advertise_host, ports.api),
             lightning_addr: format!("{}:{}", self.config.advertise_host, ports.lightning),
+            // Read as the plan is made: the process started from it runs this one.
+            version: self.binary.version(),
             lease: Some(self.config.lease.clone()),
             log_name: format!("node-{}", spec.node_id),
         })

@@ -40,6 +40,10 @@ pub enum SessionError {
     Ended,
     #[error("the manager sent no session message in time")]
     Timeout,
+    #[error(
+        "the lnswarm-node binary changed to version {0:?}; reopening the session to report it"
+    )]
+    NodeBinaryChanged(String),
 }
 
 fn rpc(what: &'static str) -> impl FnOnce(Status) -> SessionError {
@@ -55,7 +59,13 @@ pub struct SessionConfig {
     pub leaving: tokio::sync::watch::Receiver<bool>,
     /// The hosted nodes' lease, renewed by answered heartbeats.
     pub lease: Arc<crate::lease::AgentLease>,
+    /// The `lnswarm-node` binary, whose version the description carries: a session
+    /// is reopened when it changes, so the managers learn the agent ships another.
+    pub node_binary: Option<Arc<crate::hosting::NodeBinary>>,
 }
+
+/// How often the agent looks at its `lnswarm-node` binary for a new version.
+const NODE_BINARY_CHECK: Duration = Duration::from_secs(2);
 
 /// Runs sessions until the process ends. `on_managers` sees each new manager list.
 pub async fn run(
@@ -104,11 +114,15 @@ pub async fn run(
             info!("session closed: the agent is shutting down");
             return Ok(());
         }
-        if let Err(e) = &result {
-            warn!(manager = %addr, error = %e, "session ended");
+        match &result {
+            Err(e @ SessionError::NodeBinaryChanged(_)) => info!(manager = %addr, "{e}"),
+            Err(e) => warn!(manager = %addr, error = %e, "session ended"),
+            Ok(()) => {}
         }
         last_failed = match result {
             Err(SessionError::Connect(_)) => Some(addr),
+            // Not a failure: reopen at once, with the new description.
+            Err(SessionError::NodeBinaryChanged(_)) => continue,
             _ => None,
         };
         if started.elapsed() > Duration::from_secs(10) {
@@ -135,9 +149,13 @@ async fn one_session(
     let channel = tls::connect(addr, tls, managers.expected_at(addr)).await?;
     let mut client =
         DispatcherClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let mut description = config.description.clone();
+    if let Some(binary) = &config.node_binary {
+        description.node_version = node_version(binary).await;
+    }
     let mut session = client
         .session(SessionRequest {
-            description: Some(config.description.clone()),
+            description: Some(description.clone()),
             session_id: String::new(),
         })
         .await
@@ -174,10 +192,37 @@ async fn one_session(
             r = heartbeat(channel.clone(), &session_id, config.leaving.clone(), &config.lease, synced_rx) => r,
             r = report(channel.clone(), &session_id, worker) => r,
             r = chain::follow(channel, &session_id, chain, worker, &synced) => r,
+            r = binary_changed(config.node_binary.as_ref(), &description.node_version) => r,
         }
     }
     .instrument(span)
     .await
+}
+
+/// The binary's version, read off the runtime's threads (it may run the binary).
+async fn node_version(binary: &Arc<crate::hosting::NodeBinary>) -> String {
+    let binary = binary.clone();
+    tokio::task::spawn_blocking(move || binary.version())
+        .await
+        .unwrap_or_default()
+}
+
+/// Returns once the binary's version is no longer `reported`; never without one.
+async fn binary_changed(
+    binary: Option<&Arc<crate::hosting::NodeBinary>>,
+    reported: &str,
+) -> Result<(), SessionError> {
+    let Some(binary) = binary else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(NODE_BINARY_CHECK).await;
+        let now = node_version(binary).await;
+        if now != reported {
+            info!(version = %now, "the lnswarm-node binary changed");
+            return Err(SessionError::NodeBinaryChanged(now));
+        }
+    }
 }
 
 /// Heartbeats at the period the manager returns, starting at once (and again as

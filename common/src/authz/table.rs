@@ -80,6 +80,7 @@ pub static TABLE: &[(&str, Access)] = &[
     ("/lnswarm.v1.Control/InspectHostedNode", Roles(OPERATORS)),
     ("/lnswarm.v1.Control/RemoveHostedNode", Roles(OPERATORS)),
     ("/lnswarm.v1.Control/MoveHostedNode", Roles(OPERATORS)),
+    ("/lnswarm.v1.Control/UpgradeHostedNodes", Roles(OPERATORS)),
     // Scheduler: owners, except the three calls that make an owner.
     ("/lnswarm.v1.Scheduler/GetChallenge", Anonymous),
     ("/lnswarm.v1.Scheduler/Register", Anonymous),

@@ -33,6 +33,8 @@ pub const PAIRING_TTL_SECS: (u64, u64) = (1, 3_600);
 /// How long a hosted node without channels may sit idle before it is stopped (5 s
 /// is for tests; a node re-syncs its wallet when it starts again).
 pub const IDLE_STOP_SECS: (u64, u64) = (5, 30 * 86_400);
+/// The share of hosted nodes a rolling upgrade restarts at once, percent.
+pub const UPGRADE_MAX_SHARE_PERCENT: (u32, u32) = (1, 100);
 const MAX_HOST: usize = 253;
 const MAX_CREDENTIAL: usize = 256;
 const MAX_URL: usize = 2048;
@@ -55,6 +57,7 @@ pub fn defaults() -> ClusterSettings {
         webhook_timeout_secs: 30,
         pairing_ttl_secs: 300,
         idle_stop_secs: 3_600,
+        upgrade_max_share_percent: 10,
     }
 }
 
@@ -146,6 +149,10 @@ pub fn apply(
     }
     if let Some(t) = update.idle_stop_secs {
         next.idle_stop_secs = in_range("idle stop", t, IDLE_STOP_SECS, " s")?;
+    }
+    if let Some(p) = update.upgrade_max_share_percent {
+        next.upgrade_max_share_percent =
+            in_range("upgrade max share", p, UPGRADE_MAX_SHARE_PERCENT, " %")?;
     }
     if let Some(t) = update.pairing_ttl_secs {
         next.pairing_ttl_secs = in_range("pairing TTL", t, PAIRING_TTL_SECS, " s")?;
@@ -241,6 +248,10 @@ pub fn effective(settings: Option<&ClusterSettings>) -> ClusterSettings {
             (*v).clamp(CERT_EXPIRY_SECS.0, CERT_EXPIRY_SECS.1)
         };
     }
+    s.upgrade_max_share_percent = match s.upgrade_max_share_percent {
+        0 => d.upgrade_max_share_percent,
+        p => p.clamp(UPGRADE_MAX_SHARE_PERCENT.0, UPGRADE_MAX_SHARE_PERCENT.1),
+    };
     s.webhook_attempts = match s.webhook_attempts {
         0 => d.webhook_attempts,
         a => a.clamp(WEBHOOK_ATTEMPTS.0, WEBHOOK_ATTEMPTS.1),

@@ -15,7 +15,8 @@ use lnswarm_common::{
         ListTasksRequest, ListTasksResponse, Manager, ManagerInfo, MoveHostedNodeRequest,
         RemoveAgentRequest, RemoveAgentResponse, RemoveHostedNodeRequest, RemoveHostedNodeResponse,
         RemoveManagerRequest, RemoveManagerResponse, RemoveTaskRequest, RemoveTaskResponse, Task,
-        UpdateAgentRequest, UpdateClusterSettingsRequest, Version,
+        UpdateAgentRequest, UpdateClusterSettingsRequest, UpgradeHostedNodesRequest,
+        UpgradeHostedNodesResponse, Version,
     },
     pki::{ca_digest, Role},
 };
@@ -25,6 +26,7 @@ use tonic::{Request, Response, Status};
 use super::tasks::{self, TaskError};
 use crate::{
     cluster::{self, settings},
+    orchestrator::upgrades,
     store::at_rest::UnlockKey,
     store::{keys, Attempt, Store, StoreError, TxnBuilder},
 };
@@ -445,6 +447,19 @@ impl Control for ControlService {
             .await?;
         node.version = Some(Version { index });
         Ok(Response::new(node))
+    }
+
+    async fn upgrade_hosted_nodes(
+        &self,
+        req: Request<UpgradeHostedNodesRequest>,
+    ) -> Result<Response<UpgradeHostedNodesResponse>, Status> {
+        self.store.read_barrier().await?;
+        let (behind, at_once) =
+            upgrades::start_rolling(&self.store, req.get_ref().max_share_percent).await?;
+        Ok(Response::new(UpgradeHostedNodesResponse {
+            behind: behind as u32,
+            at_once: at_once as u32,
+        }))
     }
 }
 

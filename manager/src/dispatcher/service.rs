@@ -116,9 +116,9 @@ fn validate_description(d: &AgentDescription) -> Result<(), Status> {
             "hostname must be 1 to 253 characters",
         ));
     }
-    if d.version.len() > 64 || d.advertised_address.len() > 253 {
+    if d.version.len() > 64 || d.node_version.len() > 64 || d.advertised_address.len() > 253 {
         return Err(Status::invalid_argument(
-            "version or advertised address too long",
+            "version, node version or advertised address too long",
         ));
     }
     if d.port_range_start > d.port_range_end || d.port_range_end > 65_535 {

@@ -10,7 +10,10 @@
 //!   certainly run out (see [`Lost`]); then the node starts elsewhere (failover);
 //! - on a draining agent, or when an operator moves the node, its task is stopped
 //!   cleanly first, and the node starts elsewhere once it has stopped;
-//! - a task that failed is replaced after a backoff.
+//! - a task that failed is replaced after a backoff;
+//! - a node being upgraded (`upgrade_task`, see [`super::upgrades`]) has that task
+//!   stopped cleanly, then starts again, where it ran when it can, on the
+//!   `lnswarm-node` its agent ships now.
 //!
 //! Each node is judged first ([`judge`]: a [`Verdict`] from the node, its tasks,
 //! their agents and the clocks, with no store access), then the verdict is applied
@@ -129,6 +132,8 @@ impl Lost {
 pub async fn reconcile(store: &Store, lost: &mut Lost) -> Result<(), ReconcileError> {
     let nodes = store.list::<HostedNode>(keys::HOSTED_NODES)?;
     if nodes.is_empty() {
+        // A rolling upgrade of no nodes is over.
+        super::upgrades::pace(store, &nodes, &[]).await?;
         return Ok(());
     }
     let (_, record) = cluster::load(store)?;
@@ -137,6 +142,12 @@ pub async fn reconcile(store: &Store, lost: &mut Lost) -> Result<(), ReconcileEr
             .ttl();
     // Off the runtime's threads: in a large cluster these take milliseconds.
     let (agent_list, tasks) = store.read_off_thread(placement::agents_and_tasks).await?;
+    // A rolling upgrade's next step; the nodes it marked are read again.
+    let nodes = if super::upgrades::pace(store, &nodes, &agent_list).await? {
+        store.list::<HostedNode>(keys::HOSTED_NODES)?
+    } else {
+        nodes
+    };
     let mut by_node: HashMap<&str, Vec<&Task>> = HashMap::new();
     for t in &tasks {
         if !t.node_id.is_empty() {
@@ -228,6 +239,9 @@ enum Verdict<'t> {
     /// first; it starts elsewhere once they have stopped (never two copies, and no
     /// write is cut off mid-flight).
     Move { live: Vec<&'t Task>, draining: bool },
+    /// It is being upgraded: stop the task it is leaving, cleanly, as for a move;
+    /// it starts again once that has stopped.
+    Upgrade { live: Vec<&'t Task> },
     /// It serves from `task`.
     Running { task: &'t Task },
     /// `task` is RUNNING with no endpoint: states never go back, so a process
@@ -324,11 +338,14 @@ fn decide<'t>(
     let draining = agent.is_some_and(|a| a.availability == Availability::Drain as i32);
     let leaving = draining || !node.move_to.is_empty();
     let agent_up = agent.is_some_and(holds_its_tasks);
+    let upgrading = !node.upgrade_task.is_empty();
 
     let verdict = if !node.desired_running {
         Verdict::Stop { live }
     } else if leaving && !live.is_empty() {
         Verdict::Move { live, draining }
+    } else if upgrading && agent_up && live.iter().any(|t| t.id == node.upgrade_task) {
+        Verdict::Upgrade { live }
     } else if let Some(&task) = live
         .iter()
         .find(|t| task_state(t) == TaskState::Running as i32)
@@ -362,7 +379,9 @@ fn decide<'t>(
                 .max_by_key(|t| t.created_unix_ms)
                 .is_some_and(|t| {
                     task_state(t) >= TaskState::Failed as i32
-                        || (task_state(t) == TaskState::Complete as i32 && !leaving)
+                        || (task_state(t) == TaskState::Complete as i32
+                            && !leaving
+                            && t.id != node.upgrade_task)
                 });
         match target {
             // Agents are UNKNOWN until they find a new leader.
@@ -439,6 +458,8 @@ fn apply(
         Verdict::Stop { live } => {
             txn = stop_tasks(txn, &live, &mut changed_tasks);
             next.move_to.clear();
+            // It starts on the agent's current version whenever it starts again.
+            next.upgrade_task.clear();
             if node.state == HostedNodeState::Exporting as i32 {
                 // ExportNode waits for its tasks to stop, then finishes the export.
                 next.message = if live.is_empty() {
@@ -476,8 +497,23 @@ fn apply(
                 format!("moving off agent {}", node.agent_id)
             };
         }
+        Verdict::Upgrade { live } => {
+            txn = stop_tasks(txn, &live, &mut changed_tasks);
+            next.state = HostedNodeState::Scheduled as i32;
+            next.message = format!(
+                "upgrading: stopping lnswarm-node {} on agent {}",
+                node.running_version, node.agent_id
+            );
+        }
         Verdict::Running { task } => {
             let status = task.status.clone().unwrap_or_default();
+            if !status.node_version.is_empty() {
+                next.running_version = status.node_version.clone();
+            }
+            if task.id != node.upgrade_task {
+                // Serving from its next task: the upgrade is done.
+                next.upgrade_task.clear();
+            }
             next.state = HostedNodeState::Running as i32;
             next.grpc_uri = status.endpoint;
             next.lightning_addr = status.lightning_addr;
@@ -901,6 +937,36 @@ mod tests {
             Verdict::Start { agent: "c".into() },
             "not b, which placement would pick"
         );
+    }
+
+    #[test]
+    fn an_upgrade_stops_the_task_cleanly_then_starts_the_node_again_in_place() {
+        let agents = [agent("a", AgentState::Ready), agent("b", AgentState::Ready)];
+        let mut upgrading = node("a");
+        upgrading.upgrade_task = "t".into();
+        let running = [task("t", "a", TaskState::Running, 1)];
+        let (mut lost, now) = (Lost::default(), Instant::now());
+
+        let p = plan(&upgrading, &agents, &running, &mut lost, now, 0);
+        assert_eq!(
+            p.verdict,
+            Verdict::Upgrade {
+                live: vec![&running[0]]
+            }
+        );
+        let mut stopped = running.clone();
+        stopped[0].desired_state = TaskState::Shutdown as i32;
+        stopped[0].status.as_mut().unwrap().state = TaskState::Complete as i32;
+        let p = plan(&upgrading, &agents, &stopped, &mut lost, now, 0);
+        assert_eq!(
+            p.verdict,
+            Verdict::Start { agent: "a".into() },
+            "where it ran, and not as a failure to back off from"
+        );
+        // Its next task runs: no longer the one being replaced.
+        let next = [stopped[0].clone(), task("t2", "a", TaskState::Running, 2)];
+        let p = plan(&upgrading, &agents, &next, &mut lost, now, 0);
+        assert_eq!(p.verdict, Verdict::Running { task: &next[1] });
     }
 
     /// Also while exporting: ExportNode clears `desired_running` and waits for

@@ -8,6 +8,7 @@
 //! which keeps them to a fifth of a core however busy the store is.
 
 mod hosted_nodes;
+pub mod upgrades;
 
 use std::time::{Duration, Instant};
 

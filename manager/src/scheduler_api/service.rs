@@ -20,6 +20,7 @@ use super::{
 };
 use crate::{
     cluster,
+    orchestrator::upgrades,
     store::Store,
     webhooks::registry::{self as webhooks, WebhookError},
 };
@@ -232,10 +233,11 @@ impl Scheduler for SchedulerService {
         &self,
         req: Request<UpgradeRequest>,
     ) -> Result<Response<UpgradeResponse>, Status> {
-        own_node(&req)?;
-        // Every hosted node runs the version its agent ships; nothing to upgrade.
+        let node_id = own_node(&req)?;
+        self.store.read_barrier().await?;
+        let old = upgrades::maybe_upgrade(&self.store, &node_id).await?;
         Ok(Response::new(UpgradeResponse {
-            old_version: String::new(),
+            old_version: old.unwrap_or_default(),
         }))
     }
 

@@ -83,6 +83,9 @@ pub fn hosted_node(node_id: &str) -> String {
     format!("{HOSTED_NODES}{node_id}")
 }
 
+/// An operator's rolling upgrade of hosted nodes, while it runs (one at a time).
+pub const ROLLING_UPGRADE: &str = "rolling-upgrade";
+
 /// Watch tag of one hosted node's record (Schedule waits on it).
 pub fn node_tag(node_id: &str) -> String {
     format!("node/{node_id}")
