@@ -17,9 +17,10 @@ use ldk_node::{
 pub const MAX_MSAT: u64 = 21_000_000 * 100_000_000 * 1000;
 pub const MAX_SATS: u64 = MAX_MSAT / 1000;
 const DEFAULT_INVOICE_EXPIRY_SECS: u32 = 3600;
-/// How much of a refused input an error quotes: a status message travels in a
-/// header, and a whole 4 MiB field there would be refused by the client.
-const QUOTED_CHARS: usize = 80;
+/// How much of a refused input an error quotes, in bytes once escaped: a status
+/// message travels in a header, and a whole 4 MiB field there would be refused by
+/// the client.
+const QUOTED_BYTES: usize = 200;
 
 /// Why an input was refused. Each says which field and what it should be.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -52,16 +53,24 @@ pub enum InputError {
     Description(String),
 }
 
-/// A refused input as an error quotes it: debug-escaped, cut at [`QUOTED_CHARS`].
+/// A refused input as an error quotes it: escaped as `{:?}` would, cut at
+/// [`QUOTED_BYTES`].
 #[derive(Debug, PartialEq, Eq)]
 pub struct Quoted(String);
 
 impl Quoted {
     fn of(s: &str) -> Self {
-        let mut chars = s.chars();
-        let head: String = chars.by_ref().take(QUOTED_CHARS).collect();
-        let more = chars.next().is_some();
-        Quoted(format!("{head:?}{}", if more { "…" } else { "" }))
+        let mut quoted = String::from("\"");
+        let mut escaped = s.escape_debug();
+        for c in escaped.by_ref() {
+            if quoted.len() + c.len_utf8() > QUOTED_BYTES {
+                quoted.push_str("\"…");
+                return Quoted(quoted);
+            }
+            quoted.push(c);
+        }
+        quoted.push('"');
+        Quoted(quoted)
     }
 }
 
