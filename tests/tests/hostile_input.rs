@@ -1,7 +1,8 @@
 //! Resource limits under hostile input (issue 18, item 6), against a real manager
 //! and a real agent: thousands of connections from one client, a stream of
 //! Sessions from one agent's certificate, and a 64 MiB message to every RPC the
-//! manager serves. Each attack must be refused or bounded, the manager's memory
+//! manager serves and every RPC of a hosted node's Node API. Each attack must be
+//! refused or bounded, the manager's memory
 //! must stay bounded (VmRSS and its peak, VmHWM, from /proc), and meanwhile an
 //! operator's `lnswarmctl agent ls` must still be answered and show the real agent
 //! READY.
@@ -20,6 +21,7 @@ use lnswarm_common::{
 use lnswarm_tests::{
     agents::{self, agent_state, TestAgent},
     certs::{fake_node_id, TestCa},
+    lightning::NodeLab,
     manager::TestManager,
     raw_grpc,
     stats::status_kib,
@@ -274,4 +276,48 @@ async fn a_64_mib_message_to_every_rpc_is_refused_unread() {
     assert!(peak < before + 64, "peak {peak} MiB, was {before} MiB");
     assert!(after < RSS_BOUND_MIB);
     s.wait_agent_ready().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_64_mib_message_to_every_node_api_rpc_is_refused_unread() {
+    const SIZE: usize = 64 * 1024 * 1024 + 1;
+    let lab = NodeLab::start("hostile-node").await;
+    let node = lab.node("alice").await;
+    let pid = node.proc.pid();
+    let before = status_kib(pid, "VmRSS:") / 1024;
+    let owner_tls = tls::client_config(
+        &node.ca_pem,
+        Some((&node.owner.cert_pem, &node.owner.key_pem)),
+    )
+    .unwrap();
+    let paths: Vec<String> = all_method_paths()
+        .into_iter()
+        .filter(|p| p.starts_with("/lnswarm.v1.Node/"))
+        .collect();
+    assert!(paths.len() > 10, "{paths:?}");
+    for path in &paths {
+        let channel = tls::connect(&node.api_addr, &owner_tls, Role::Node)
+            .await
+            .unwrap();
+        let code = raw_grpc::call(channel, path, vec![0; SIZE]).await;
+        assert!(
+            matches!(code, Code::OutOfRange | Code::ResourceExhausted),
+            "{path}: {code:?}"
+        );
+    }
+    let (after, peak) = (
+        status_kib(pid, "VmRSS:") / 1024,
+        status_kib(pid, "VmHWM:") / 1024,
+    );
+    println!(
+        "lnswarm-node memory: VmRSS {before} MiB before, {after} MiB (peak {peak} MiB) after a 64 MiB message to each of {} RPCs",
+        paths.len()
+    );
+    assert!(peak < before + 64, "peak {peak} MiB, was {before} MiB");
+    // The owner is still served.
+    node.client()
+        .await
+        .get_info(lnswarm_common::api::GetInfoRequest {})
+        .await
+        .unwrap();
 }
