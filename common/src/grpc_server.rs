@@ -12,7 +12,13 @@
 //! Deadlines: a client whose deadline passes resets its stream, and hyper then
 //! drops the handler's future, so the server needs no timer of its own.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -42,6 +48,10 @@ pub const EXPIRY_GRACE: Duration = Duration::from_millis(250);
 /// (a client opening thousands of connections cannot exhaust descriptors or
 /// memory). 10 000 agents each hold one.
 pub const MAX_CONNECTIONS: usize = 20_000;
+/// Open connections one source address may hold by default, so that one client
+/// cannot take every slot of [`MAX_CONNECTIONS`] from the others. An agent's host
+/// holds one for the agent and one per hosted node.
+pub const MAX_CONNECTIONS_PER_SOURCE: usize = 1_000;
 /// Concurrent calls (HTTP/2 streams) one connection may have open.
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 /// HTTP/2 pings on an idle connection, and how long the peer has to answer, so a
@@ -66,8 +76,82 @@ fn close_before_expiry(peer: &tls::PeerInfo) -> Option<tokio::time::Instant> {
     (wait > 0).then(|| tokio::time::Instant::now() + Duration::from_millis(wait as u64))
 }
 
+/// The connection slots of one server, shared by all its accepting threads: a
+/// total and a share per source address. Past either, a new connection is closed
+/// as soon as it is accepted, before its TLS handshake costs anything.
+pub struct ConnectionLimits {
+    total: Arc<tokio::sync::Semaphore>,
+    per_source: Mutex<HashMap<IpAddr, usize>>,
+    max_per_source: usize,
+}
+
+/// A connection's slot, given back when it closes.
+struct Slot {
+    limits: Arc<ConnectionLimits>,
+    source: IpAddr,
+    _total: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut per_source = self.limits.lock();
+        if let Some(n) = per_source.get_mut(&self.source) {
+            *n -= 1;
+            if *n == 0 {
+                per_source.remove(&self.source);
+            }
+        }
+    }
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits::new(MAX_CONNECTIONS, MAX_CONNECTIONS_PER_SOURCE)
+    }
+}
+
+impl ConnectionLimits {
+    /// At most `max_total` connections, `max_per_source` of them from one address
+    /// (0: no limit per address).
+    pub fn new(max_total: usize, max_per_source: usize) -> Self {
+        ConnectionLimits {
+            total: Arc::new(tokio::sync::Semaphore::new(max_total)),
+            per_source: Mutex::default(),
+            max_per_source: if max_per_source == 0 {
+                usize::MAX
+            } else {
+                max_per_source
+            },
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.per_source.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A slot for a connection from `source`, or which limit is reached.
+    fn admit(self: &Arc<Self>, source: IpAddr) -> Result<Slot, &'static str> {
+        let total = self
+            .total
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| "connection limit reached")?;
+        let mut per_source = self.lock();
+        let n = per_source.entry(source).or_default();
+        if *n >= self.max_per_source {
+            return Err("connection limit per source address reached");
+        }
+        *n += 1;
+        Ok(Slot {
+            limits: self.clone(),
+            source,
+            _total: total,
+        })
+    }
+}
+
 /// Accepts TLS connections on `listener` and serves `routes` behind `authz` on each
-/// until `shutdown` resolves; then stops accepting, lets open calls finish for up
+/// within `limits` until `shutdown` resolves; then stops accepting, lets open calls finish for up
 /// to [`SHUTDOWN_GRACE`] and returns. A connection also ends, the same way, shortly
 /// before its client's certificate expires.
 pub async fn serve(
@@ -75,6 +159,7 @@ pub async fn serve(
     tls_config: Arc<ServerConfig>,
     authz: AuthzLayer,
     routes: Routes,
+    limits: Arc<ConnectionLimits>,
     shutdown: impl Future<Output = ()>,
 ) {
     let service = authz.layer(routes.prepare());
@@ -85,7 +170,6 @@ pub async fn serve(
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT);
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut refused_at: Option<tokio::time::Instant> = None;
     let stop = CancellationToken::new();
     let connections = TaskTracker::new();
@@ -103,14 +187,17 @@ pub async fn serve(
                 }
             },
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            // Full: close it now rather than queue it.
-            if refused_at.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                tracing::warn!(max = MAX_CONNECTIONS, %remote_addr, "connection limit reached; closing new connections");
-                refused_at = Some(tokio::time::Instant::now());
+        let permit = match limits.admit(remote_addr.ip()) {
+            Ok(slot) => slot,
+            Err(limit) => {
+                // Full: close it now rather than queue it.
+                if refused_at.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                    tracing::warn!(%remote_addr, "{limit}; closing new connections");
+                    refused_at = Some(tokio::time::Instant::now());
+                }
+                drop(tcp);
+                continue;
             }
-            drop(tcp);
-            continue;
         };
         let _ = tcp.set_nodelay(true);
         let (acceptor, http, service, stop) = (
@@ -179,5 +266,26 @@ pub async fn serve(
         .is_err()
     {
         tracing::debug!(open, "connections still open after the grace period");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_per_source_are_counted_and_given_back() {
+        let limits = Arc::new(ConnectionLimits::new(3, 2));
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let a1 = limits.admit(a).unwrap();
+        let _a2 = limits.admit(a).unwrap();
+        assert!(limits.admit(a).is_err(), "a third from one address");
+        let _b1 = limits.admit(b).unwrap();
+        assert!(limits.admit(b).is_err(), "past the total");
+        drop(a1);
+        assert!(
+            limits.admit(a).is_ok(),
+            "a closed connection frees its slot"
+        );
     }
 }

@@ -95,6 +95,7 @@ pub async fn wait_for_unlock(
         tls,
         AuthzLayer::new(verifier, NodeScope::PerRequest),
         routes,
+        Default::default(),
         async {
             let _ = done_rx.await;
         },

@@ -152,6 +152,12 @@ struct ServeArgs {
     anonymous_global_rate: u32,
     #[arg(long, default_value_t = LimitConfig::default().global_burst)]
     anonymous_global_burst: u32,
+    /// Connections one source address may hold open (0: no limit); past it new ones
+    /// are closed at once. Raise it for tests that run thousands of agents from one
+    /// address.
+    #[arg(long, env = "LNSWARM_MAX_CONNECTIONS_PER_SOURCE",
+        default_value_t = lnswarm_common::grpc_server::MAX_CONNECTIONS_PER_SOURCE)]
+    max_connections_per_source: usize,
     /// Serve plain-HTTP `GET /healthz` (200 while this manager knows a leader) and
     /// `GET /metrics` (Prometheus) here, e.g. 127.0.0.1:4281. Bind it to a private
     /// address: it needs no certificate.
@@ -201,6 +207,7 @@ fn run_config(
         raft: raft.config(),
         grpc_threads: serve.grpc_threads,
         anonymous: serve.limits(),
+        max_connections_per_source: serve.max_connections_per_source,
         status_listen: serve.status_listen,
         webhook_ca_file: serve.webhook_ca_file.clone(),
         force_new_cluster: false,

@@ -44,6 +44,8 @@ pub struct RunConfig {
     pub grpc_threads: usize,
     /// Budgets of the calls anyone may make without a certificate.
     pub anonymous: lnswarm_common::authz::limits::LimitConfig,
+    /// Connections one source address may hold (0: no limit).
+    pub max_connections_per_source: usize,
     /// Recovery after losing quorum: this manager alone keeps every committed change.
     pub force_new_cluster: bool,
     /// The first start after `join`.
@@ -215,7 +217,7 @@ pub async fn run(
         &subsystems,
         manager,
         config.grpc_threads,
-        config.anonymous,
+        (config.anonymous, config.max_connections_per_source),
         shutdown,
     )
     .await;

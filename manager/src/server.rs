@@ -64,7 +64,7 @@ pub async fn serve(
     manager: &crate::manager::Manager,
     this_manager: Manager,
     threads: usize,
-    anonymous: lnswarm_common::authz::limits::LimitConfig,
+    (anonymous, max_per_source): (lnswarm_common::authz::limits::LimitConfig, usize),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let store = manager.store().clone();
@@ -111,14 +111,20 @@ pub async fn serve(
                 .max_encoding_message_size(MAX_NODE_STATE_MESSAGE_BYTES),
         );
     let authz = AuthzLayer::with_anonymous_limits(verifier, anonymous);
+    // One budget of connections for all the threads.
+    let limits = Arc::new(grpc_server::ConnectionLimits::new(
+        grpc_server::MAX_CONNECTIONS,
+        max_per_source,
+    ));
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut exits = futures::stream::FuturesUnordered::new();
     for i in 0..threads.max(1) {
-        let (authz, routes, tls_config, mut stopped) = (
+        let (authz, routes, tls_config, limits, mut stopped) = (
             authz.clone(),
             routes.clone(),
             tls_config.clone(),
+            limits.clone(),
             stopped.clone(),
         );
         let listener = listener.try_clone().context("sharing the listener")?;
@@ -137,7 +143,8 @@ pub async fn serve(
                             let stop = async move {
                                 let _ = stopped.wait_for(|stop| *stop).await;
                             };
-                            grpc_server::serve(listener, tls_config, authz, routes, stop).await;
+                            grpc_server::serve(listener, tls_config, authz, routes, limits, stop)
+                                .await;
                             Ok(())
                         })
                     });

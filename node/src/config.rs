@@ -2,7 +2,12 @@
 //! names (flags win). The seed is never part of this; it comes only from stdin
 //! ([`crate::seed`]).
 
-use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr};
+use std::{
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    str::FromStr,
+};
 
 use ldk_node::bitcoin::{secp256k1::PublicKey, Network};
 use serde::{Deserialize, Serialize};
@@ -145,6 +150,14 @@ pub enum ConfigError {
     ChainSource,
 }
 
+/// The options a config file at `path` holds (`text` is its content).
+fn parse_file(path: &Path, text: &str) -> Result<NodeArgs, ConfigError> {
+    serde_json::from_str::<NodeArgs>(text).map_err(|source| ConfigError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 /// Where the node learns about the chain.
 #[derive(Clone)]
 pub enum ChainSource {
@@ -203,13 +216,15 @@ impl NodeConfig {
                     path: path.clone(),
                     source,
                 })?;
-                serde_json::from_str::<NodeArgs>(&text).map_err(|source| ConfigError::Parse {
-                    path: path.clone(),
-                    source,
-                })?
+                parse_file(path, &text)?
             }
             None => NodeArgs::default(),
         };
+        Self::merge(cli, file)
+    }
+
+    /// The flags `cli`, with what they leave out taken from `file`, checked.
+    fn merge(cli: NodeArgs, file: NodeArgs) -> Result<Self, ConfigError> {
         macro_rules! pick {
             ($f:ident) => {
                 cli.$f.or(file.$f)
@@ -290,6 +305,10 @@ impl NodeConfig {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "config_fuzz.rs"]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {

@@ -52,6 +52,16 @@ pub fn status(what: &str, e: NodeError) -> Status {
     }
 }
 
+impl From<crate::inputs::InputError> for Status {
+    fn from(e: crate::inputs::InputError) -> Self {
+        use crate::inputs::InputError::*;
+        match e {
+            OwnInvoice => Status::failed_precondition(e.to_string()),
+            _ => Status::invalid_argument(e.to_string()),
+        }
+    }
+}
+
 /// A blocking ldk-node call on tokio's blocking pool; a panic in it becomes INTERNAL
 /// instead of taking the process down.
 pub async fn blocking<T: Send + 'static>(

@@ -3,7 +3,7 @@
 //! - [`config`]: flags and config file (everything but the seed).
 //! - [`seed`]: the seed from stdin and the node id it gives.
 //! - [`ldk`]: building and starting ldk-node.
-//! - [`service`]: the Node API handlers; [`convert`]: ldk types as API messages;
+//! - [`service`]: the Node API handlers; [`inputs`]: the checks of what owners send; [`convert`]: ldk types as API messages;
 //!   [`errors`]: ldk errors as gRPC codes; [`events`]: the event stream;
 //!   [`pay_failure`]: why a payment failed, in words.
 //! - [`import`]: `lnswarm-node import`, an exported node made to run by itself.
@@ -19,6 +19,7 @@ pub mod errors;
 pub mod events;
 pub mod idle;
 pub mod import;
+pub mod inputs;
 pub mod ldk;
 pub mod pay_failure;
 pub mod peers;

@@ -210,6 +210,7 @@ async fn run_checked(config: NodeConfig, seed: Seed, node_id: String) -> Result<
                     Ok(req)
                 },
             )),
+        Default::default(),
         async {
             let _ = api_stopped.await;
         },

@@ -9,18 +9,14 @@
 
 use std::{
     pin::Pin,
-    str::FromStr,
     sync::{Arc, OnceLock},
     time::Duration,
 };
 
 use futures::Stream;
 use ldk_node::{
-    bitcoin::secp256k1::PublicKey,
-    lightning::ln::{channelmanager::PaymentId, msgs::SocketAddress},
-    lightning_invoice::{Bolt11Invoice, Bolt11InvoiceDescription, Description},
-    payment::PaymentStatus,
-    Node, NodeError, UserChannelId,
+    bitcoin::secp256k1::PublicKey, lightning::ln::channelmanager::PaymentId,
+    payment::PaymentStatus, Node, NodeError,
 };
 use lnswarm_common::api::{self, node_event, node_server};
 use tokio::sync::broadcast;
@@ -30,15 +26,12 @@ use tonic::{Request, Response, Status};
 use crate::{
     convert,
     errors::{blocking, status},
+    inputs,
     pay_failure::{self, SendLimits},
 };
 
-/// 21 million bitcoin in millisatoshis: no amount can be larger.
-pub const MAX_MSAT: u64 = 21_000_000 * 100_000_000 * 1000;
-const MAX_SATS: u64 = MAX_MSAT / 1000;
 /// How long Pay waits for the outcome before answering with a pending payment.
 const PAY_TIMEOUT: Duration = Duration::from_secs(60);
-const DEFAULT_INVOICE_EXPIRY_SECS: u32 = 3600;
 
 /// The node once it has started.
 pub struct Running {
@@ -70,38 +63,6 @@ impl NodeApi {
     fn node(&self) -> Result<Arc<Node>, Status> {
         Ok(self.running()?.node.clone())
     }
-}
-
-fn parse_node_id(s: &str) -> Result<PublicKey, Status> {
-    PublicKey::from_str(s.trim()).map_err(|_| {
-        Status::invalid_argument(format!("node_id {s:?} is not a hex-encoded public key"))
-    })
-}
-
-fn parse_address(s: &str) -> Result<SocketAddress, Status> {
-    SocketAddress::from_str(s.trim())
-        .map_err(|_| Status::invalid_argument(format!("address {s:?} is not host:port")))
-}
-
-fn parse_channel_id(s: &str) -> Result<UserChannelId, Status> {
-    s.trim().parse::<u128>().map(UserChannelId).map_err(|_| {
-        Status::invalid_argument(format!(
-            "channel_id {s:?} is not a channel id from ListChannels"
-        ))
-    })
-}
-
-fn parse_invoice(s: &str, node: &Node) -> Result<Bolt11Invoice, Status> {
-    let invoice = Bolt11Invoice::from_str(s.trim())
-        .map_err(|e| Status::invalid_argument(format!("invalid BOLT11 invoice: {e}")))?;
-    if invoice.network() != node.config().network {
-        return Err(Status::invalid_argument(format!(
-            "the invoice is for {}, this node runs on {}",
-            invoice.network(),
-            node.config().network
-        )));
-    }
-    Ok(invoice)
 }
 
 /// Whether the node knows `peer`.
@@ -170,8 +131,8 @@ impl node_server::Node for NodeApi {
         req: Request<api::ConnectPeerRequest>,
     ) -> Result<Response<api::ConnectPeerResponse>, Status> {
         let req = req.into_inner();
-        let peer = parse_node_id(&req.node_id)?;
-        let address = parse_address(&req.address)?;
+        let peer = inputs::node_id(&req.node_id)?;
+        let address = inputs::address(&req.address)?;
         let node = self.node()?;
         if peer == node.node_id() {
             return Err(Status::invalid_argument("a node cannot connect to itself"));
@@ -216,7 +177,7 @@ impl node_server::Node for NodeApi {
         &self,
         req: Request<api::DisconnectPeerRequest>,
     ) -> Result<Response<api::DisconnectPeerResponse>, Status> {
-        let peer = parse_node_id(&req.into_inner().node_id)?;
+        let peer = inputs::node_id(&req.into_inner().node_id)?;
         let node = self.node()?;
         blocking(move || {
             if known_peer(&node, &peer).is_none() {
@@ -233,27 +194,9 @@ impl node_server::Node for NodeApi {
         req: Request<api::OpenChannelRequest>,
     ) -> Result<Response<api::OpenChannelResponse>, Status> {
         let req = req.into_inner();
-        let peer = parse_node_id(&req.node_id)?;
-        if req.amount_sats == 0 {
-            return Err(Status::invalid_argument(
-                "amount_sats must be greater than zero",
-            ));
-        }
-        if req.amount_sats > MAX_SATS {
-            return Err(Status::invalid_argument(
-                "amount_sats is larger than all bitcoin that will ever exist",
-            ));
-        }
-        if req.push_msat > req.amount_sats.saturating_mul(1000) {
-            return Err(Status::invalid_argument(
-                "push_msat is larger than the channel",
-            ));
-        }
-        let address = if req.address.trim().is_empty() {
-            None
-        } else {
-            Some(parse_address(&req.address)?)
-        };
+        let peer = inputs::node_id(&req.node_id)?;
+        inputs::channel_amounts(req.amount_sats, req.push_msat)?;
+        let address = inputs::optional_address(&req.address)?;
         let running = self.running()?;
         let node = running.node.clone();
         if peer == node.node_id() {
@@ -311,12 +254,8 @@ impl node_server::Node for NodeApi {
         req: Request<api::CloseChannelRequest>,
     ) -> Result<Response<api::CloseChannelResponse>, Status> {
         let req = req.into_inner();
-        let id = parse_channel_id(&req.channel_id)?;
-        let counterparty = if req.counterparty_node_id.trim().is_empty() {
-            None
-        } else {
-            Some(parse_node_id(&req.counterparty_node_id)?)
-        };
+        let id = inputs::channel_id(&req.channel_id)?;
+        let counterparty = inputs::optional_node_id(&req.counterparty_node_id)?;
         let running = self.running()?;
         let node = running.node.clone();
         let _money = running.money.lock().await;
@@ -346,20 +285,9 @@ impl node_server::Node for NodeApi {
         req: Request<api::CreateInvoiceRequest>,
     ) -> Result<Response<api::CreateInvoiceResponse>, Status> {
         let req = req.into_inner();
-        if req.amount_msat > MAX_MSAT {
-            return Err(Status::invalid_argument(
-                "amount_msat is larger than all bitcoin that will ever exist",
-            ));
-        }
         let description_text = req.description.clone();
-        let description = Description::new(req.description)
-            .map_err(|e| Status::invalid_argument(format!("invalid description: {e}")))?;
-        let description = Bolt11InvoiceDescription::Direct(description);
-        let expiry = if req.expiry_secs == 0 {
-            DEFAULT_INVOICE_EXPIRY_SECS
-        } else {
-            req.expiry_secs
-        };
+        let (description, expiry) =
+            inputs::invoice_request(req.amount_msat, req.description, req.expiry_secs)?;
         let running = self.running()?;
         let (node, store) = (running.node.clone(), running.store.clone());
         let invoice = blocking(move || {
@@ -396,34 +324,12 @@ impl node_server::Node for NodeApi {
         let req = req.into_inner();
         let running = self.running()?;
         let node = running.node.clone();
-        let invoice = parse_invoice(&req.bolt11, &node)?;
-        match invoice.amount_milli_satoshis() {
-            Some(_) if req.amount_msat != 0 => {
-                return Err(Status::invalid_argument(
-                    "the invoice names its amount; leave amount_msat zero",
-                ))
-            }
-            None if req.amount_msat == 0 => {
-                return Err(Status::invalid_argument(
-                    "the invoice has no amount; amount_msat must be greater than zero",
-                ))
-            }
-            _ => {}
-        }
-        if req.amount_msat > MAX_MSAT {
-            return Err(Status::invalid_argument(
-                "amount_msat is larger than all bitcoin that will ever exist",
-            ));
-        }
-        if invoice.is_expired() {
-            return Err(Status::invalid_argument("the invoice has expired"));
-        }
-        if invoice.recover_payee_pub_key() == node.node_id() {
-            return Err(Status::failed_precondition(
-                "this invoice was issued by this node; a node cannot pay itself",
-            ));
-        }
-        let amount_msat = invoice.amount_milli_satoshis().unwrap_or(req.amount_msat);
+        let (invoice, amount_msat) = inputs::payment(
+            &req.bolt11,
+            req.amount_msat,
+            node.config().network,
+            &node.node_id(),
+        )?;
         let _money = running.money.lock().await;
         let mut events = running.events.subscribe();
         let sender = node.clone();

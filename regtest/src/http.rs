@@ -7,13 +7,18 @@ use std::{sync::Arc, time::Duration};
 
 use serde_json::{json, Value};
 use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
-    net::{TcpListener, TcpStream},
+    io::{
+        AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt,
+        BufReader,
+    },
+    net::TcpListener,
 };
 
 use crate::rpc::Regtest;
 
 const MAX_BODY: usize = 32 * 1024 * 1024;
+/// The longest request or header line read; a longer one ends the connection.
+const MAX_LINE: u64 = 16 * 1024;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// `Basic base64(user:password)`, the header value a client must send.
@@ -32,7 +37,9 @@ pub async fn serve(listener: TcpListener, regtest: Arc<Regtest>, auth: String) {
                 let regtest = regtest.clone();
                 let auth = auth.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = connection(stream, regtest, &auth).await {
+                    let _ = stream.set_nodelay(true);
+                    let (read, write) = stream.into_split();
+                    if let Err(e) = connection(read, write, &regtest, &auth).await {
                         tracing::debug!(%peer, error = %e, "RPC connection ended");
                     }
                 });
@@ -45,13 +52,17 @@ pub async fn serve(listener: TcpListener, regtest: Arc<Regtest>, auth: String) {
     }
 }
 
-async fn connection(stream: TcpStream, regtest: Arc<Regtest>, auth: &str) -> std::io::Result<()> {
-    let _ = stream.set_nodelay(true);
-    let (read, mut write) = stream.into_split();
+/// Serves the requests read from `read` until it ends, answering on `write`.
+async fn connection(
+    read: impl AsyncRead + Unpin,
+    mut write: impl AsyncWrite + Unpin,
+    regtest: &Regtest,
+    auth: &str,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(read);
     loop {
         let mut line = String::new();
-        let n = tokio::time::timeout(IDLE_TIMEOUT, reader.read_line(&mut line))
+        let n = tokio::time::timeout(IDLE_TIMEOUT, read_line(&mut reader, &mut line))
             .await
             .map_err(|_| std::io::Error::other("idle"))??;
         if n == 0 {
@@ -65,7 +76,7 @@ async fn connection(stream: TcpStream, regtest: Arc<Regtest>, auth: &str) -> std
         let mut close = line.contains("HTTP/1.0");
         loop {
             let mut h = String::new();
-            if reader.read_line(&mut h).await? == 0 {
+            if read_line(&mut reader, &mut h).await? == 0 {
                 return Ok(());
             }
             let h = h.trim_end();
@@ -91,8 +102,15 @@ async fn connection(stream: TcpStream, regtest: Arc<Regtest>, auth: &str) -> std
             respond(&mut write, 413, "{}", true).await?;
             return Ok(());
         }
-        let mut body = vec![0u8; content_length];
-        reader.read_exact(&mut body).await?;
+        // Grown as the bytes arrive: a Content-Length alone reserves nothing.
+        let mut body = Vec::new();
+        (&mut reader)
+            .take(content_length as u64)
+            .read_to_end(&mut body)
+            .await?;
+        if body.len() < content_length {
+            return Ok(());
+        }
         if !authorized {
             respond(&mut write, 401, "{\"error\":\"unauthorized\"}", close).await?;
             if close {
@@ -102,10 +120,10 @@ async fn connection(stream: TcpStream, regtest: Arc<Regtest>, auth: &str) -> std
         }
         let (status, reply) = match serde_json::from_slice::<Value>(&body) {
             Ok(Value::Array(calls)) => {
-                let replies: Vec<Value> = calls.iter().map(|c| handle(&regtest, c).1).collect();
+                let replies: Vec<Value> = calls.iter().map(|c| handle(regtest, c).1).collect();
                 (200, Value::Array(replies))
             }
-            Ok(call) => handle(&regtest, &call),
+            Ok(call) => handle(regtest, &call),
             Err(e) => (
                 500,
                 json!({"result": null, "error": {"code": -32700, "message": format!("Parse error: {e}")}, "id": null}),
@@ -138,8 +156,20 @@ fn handle(regtest: &Regtest, call: &Value) -> (u16, Value) {
     }
 }
 
+/// One line of at most [`MAX_LINE`] bytes into `line`; an error if it is longer.
+async fn read_line(
+    reader: &mut (impl AsyncBufRead + Unpin),
+    line: &mut String,
+) -> std::io::Result<usize> {
+    let n = reader.take(MAX_LINE).read_line(line).await?;
+    if n as u64 == MAX_LINE && !line.ends_with('\n') {
+        return Err(std::io::Error::other("line too long"));
+    }
+    Ok(n)
+}
+
 async fn respond(
-    w: &mut tokio::net::tcp::OwnedWriteHalf,
+    w: &mut (impl AsyncWrite + Unpin),
     status: u16,
     body: &str,
     close: bool,
@@ -166,6 +196,10 @@ async fn respond(
     w.write_all(&buf).await?;
     w.flush().await
 }
+
+#[cfg(test)]
+#[path = "http_fuzz.rs"]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {

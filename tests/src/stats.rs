@@ -1,4 +1,5 @@
-//! Percentiles of timed samples, for the benchmark binaries.
+//! Percentiles of timed samples, for the benchmark binaries, and a process's
+//! memory as /proc shows it.
 
 use std::time::Duration;
 
@@ -21,4 +22,16 @@ pub fn summary(samples: &[Duration]) -> (Duration, Duration, Duration) {
 
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// A `/proc/PID/status` field in KiB (`"VmRSS:"`, `"VmHWM:"`); 0 if unreadable.
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l[field.len()..].split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
 }

@@ -228,6 +228,7 @@ async fn node_api_server(ca: &TestCa, node_a: &str) -> String {
         tls_config,
         layer,
         tonic::service::Routes::new(health),
+        Default::default(),
         std::future::pending(),
     ));
     addr

@@ -66,7 +66,13 @@ impl SignerSession {
                     answer = answers.message() => match answer {
                         Ok(Some(answer)) => self.answer(answer).await,
                         // The device closed its side or went away.
-                        Ok(None) | Err(_) => return,
+                        Ok(None) => return,
+                        // An answer that could not be read (too large, not
+                        // protobuf): the device is told why its stream ends.
+                        Err(status) => {
+                            let _ = tx.send(Err(status)).await;
+                            return;
+                        }
                     },
                     () = tx.closed() => return,
                 }

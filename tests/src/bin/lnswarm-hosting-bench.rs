@@ -51,7 +51,7 @@ use lnswarm_tests::{
     lightning::{Regtest, TestNode, RPC_PASSWORD, RPC_USER},
     manager::TestManager,
     process::run,
-    stats::{ms, summary},
+    stats::{ms, status_kib, summary},
 };
 use tonic::transport::Channel;
 
@@ -252,17 +252,6 @@ async fn bare_start(dir: &Path, ca: &TestCa, regtest: &Regtest, i: usize) -> Dur
     let elapsed = t0.elapsed();
     node.stop();
     elapsed
-}
-
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l[field.len()..].split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// utime + stime of a process, in clock ticks.

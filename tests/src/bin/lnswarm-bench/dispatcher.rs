@@ -38,7 +38,13 @@ struct Shared {
 pub async fn run(n: usize, opts: &Options) -> Result<RunResult> {
     let dir = tempfile::tempdir()?;
     let ca = TestCa::new(&lnswarm_common::ids::new_id());
-    let m = TestManager::init(dir.path(), Some(&ca)).await;
+    // Every simulated agent connects from 127.0.0.1.
+    let m = TestManager::init_with(
+        dir.path(),
+        Some(&ca),
+        &["--max-connections-per-source", "0"],
+    )
+    .await;
     lnswarm_tests::agents::set_heartbeat(&m, opts.period.as_millis() as u64, 3).await;
     let pid = m.proc.pid();
     eprintln!("[lnswarm] N={n}: minting {n} worker certificates");

@@ -170,16 +170,7 @@ pub fn cpu_seconds(pid: u32) -> f64 {
 
 /// Resident set size in MiB.
 pub fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .unwrap_or(0.0)
-        / 1024.0
+    lnswarm_tests::stats::status_kib(pid, "VmRSS:") as f64 / 1024.0
 }
 
 /// This process's open-file limit (children inherit it), from /proc/self/limits.
