@@ -6,6 +6,7 @@
 use tonic::{metadata::MetadataValue, Status};
 
 use crate::{
+    ca::rotation::RotationError,
     cluster::ClusterError,
     dispatcher::sessions::{EndReason, SessionError},
     store::{raft::membership::MembershipError, StoreError},
@@ -43,6 +44,19 @@ impl From<ClusterError> for Status {
             ClusterError::NoDataKey => Status::unavailable(e.to_string()),
             ClusterError::AutolockOff => Status::failed_precondition(e.to_string()),
             other => Status::internal(other.to_string()),
+        }
+    }
+}
+
+impl From<RotationError> for Status {
+    fn from(e: RotationError) -> Self {
+        match e {
+            RotationError::InProgress => Status::failed_precondition(e.to_string()),
+            RotationError::BadRoot(_) | RotationError::HalfRoot => {
+                Status::invalid_argument(e.to_string())
+            }
+            RotationError::Cluster(e) => e.into(),
+            RotationError::Store(e) => e.into(),
         }
     }
 }

@@ -120,6 +120,10 @@ impl Manager {
         if let Some(webhooks) = &self.webhooks {
             work.spawn(webhooks.clone().run(self.store.clone(), stop.clone()));
         }
+        work.spawn(crate::ca::rotation::finish_when_moved(
+            self.store.clone(),
+            stop.clone(),
+        ));
         work.spawn(crate::scheduler_api::sweep_challenges(
             self.store.clone(),
             stop,

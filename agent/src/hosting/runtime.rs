@@ -178,7 +178,10 @@ impl TaskRuntime for HostedNodeRuntime {
             &serde_json::to_vec_pretty(&config).expect("JSON serializes"),
         )?;
 
-        let tls = tls::client_config(&self.ca_pem, None)
+        // Read at each launch: the agent rewrites it when the cluster's roots
+        // change (a root rotation).
+        let ca_pem = std::fs::read_to_string(&self.config.ca_file).unwrap_or_else(|_| self.ca_pem.clone());
+        let tls = tls::client_config(&ca_pem, None)
             .map_err(|e| invalid(format!("cluster CA: {e}")))?;
         Ok(LaunchPlan {
             program: self.config.node_binary.clone(),

@@ -66,6 +66,8 @@ pub static TABLE: &[(&str, Access)] = &[
     ("/lnswarm.v1.Control/GetJoinToken", Roles(OPERATORS)),
     ("/lnswarm.v1.Control/GetUnlockKey", Roles(OPERATORS)),
     ("/lnswarm.v1.Control/IssueAppCertificate", Roles(OPERATORS)),
+    ("/lnswarm.v1.Control/GetRootCAStatus", Roles(OPERATORS)),
+    ("/lnswarm.v1.Control/RotateRootCA", Roles(OPERATORS)),
     ("/lnswarm.v1.Control/ListManagers", Roles(OPERATORS)),
     ("/lnswarm.v1.Control/RemoveManager", Roles(OPERATORS)),
     ("/lnswarm.v1.Control/ListAgents", Roles(OPERATORS)),

@@ -6,7 +6,7 @@ use std::{net::IpAddr, time::Duration};
 
 use rand::RngCore;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    BasicConstraints, CertificateParams, PublicKeyData, CertificateSigningRequestParams, DistinguishedName,
     DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
     PKCS_ECDSA_P256_SHA256,
 };
@@ -39,6 +39,9 @@ pub struct ClusterCa {
     cert_pem: String,
     cert_der: Vec<u8>,
     key: KeyPair,
+    /// PEM appended to every issued leaf: during a root rotation, this CA's
+    /// certificate cross-signed by the old root.
+    chain_pem: String,
 }
 
 impl ClusterCa {
@@ -66,6 +69,7 @@ impl ClusterCa {
             cert_pem: cert.pem(),
             cert_der: cert.der().to_vec(),
             key,
+            chain_pem: String::new(),
         })
     }
 
@@ -78,7 +82,77 @@ impl ClusterCa {
             cert_pem: cert_pem.to_string(),
             cert_der,
             key,
+            chain_pem: String::new(),
         })
+    }
+
+    /// A root the operator brings (`init --ca-cert`, `cluster ca --rotate
+    /// --ca-cert`): a CA certificate whose O is `cluster_id` and whose key is `key_pem`.
+    pub fn from_operator(cluster_id: &str, cert_pem: &str, key_pem: &str) -> Result<Self, PkiError> {
+        let ca = Self::load(cluster_id, cert_pem, key_pem)?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&ca.cert_der)
+            .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
+        let fields = super::names::name_fields(cert.subject())?;
+        if fields.organizations != [cluster_id] {
+            return Err(PkiError::WrongCluster);
+        }
+        if !cert.is_ca() {
+            return Err(PkiError::MalformedCertificate(
+                "the certificate is not a CA (basic constraints)".into(),
+            ));
+        }
+        if cert.public_key().raw != ca.key.subject_public_key_info().as_slice() {
+            return Err(PkiError::MalformedCertificate(
+                "the key is not the certificate's".into(),
+            ));
+        }
+        if !cert.validity().is_valid() {
+            return Err(PkiError::NotValidNow);
+        }
+        Ok(ca)
+    }
+
+    /// Appends `chain_pem` to every leaf this CA issues.
+    pub fn with_chain(mut self, chain_pem: &str) -> Self {
+        self.chain_pem = chain_pem.to_string();
+        self
+    }
+
+    /// `next`'s certificate signed by this CA: same name and key as `next`, so a
+    /// holder that trusts only this CA accepts leaves `next` signs when they come
+    /// with it.
+    pub fn cross_sign(&self, next: &ClusterCa) -> Result<String, PkiError> {
+        let (_, next_cert) = x509_parser::parse_x509_certificate(&next.cert_der)
+            .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
+        let fields = super::names::name_fields(next_cert.subject())?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        for cn in &fields.common_names {
+            dn.push(DnType::CommonName, cn.as_str());
+        }
+        for o in &fields.organizations {
+            dn.push(DnType::OrganizationName, o.as_str());
+        }
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let (_, own) = x509_parser::parse_x509_certificate(&self.cert_der)
+            .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
+        let end = own
+            .validity()
+            .not_after
+            .timestamp()
+            .min(next_cert.validity().not_after.timestamp());
+        params.not_before = OffsetDateTime::now_utc() - Duration::from_secs(3600);
+        params.not_after = OffsetDateTime::from_unix_timestamp(end).map_err(sign_err)?;
+        params.serial_number = Some(random_serial());
+        let issuer =
+            Issuer::from_ca_cert_der(&self.cert_der.clone().into(), &self.key).map_err(sign_err)?;
+        Ok(params.signed_by(&next.key, &issuer).map_err(sign_err)?.pem())
     }
 
     pub fn cluster_id(&self) -> &str {
@@ -151,7 +225,7 @@ impl ClusterCa {
             .signed_by(&csr.public_key, &issuer)
             .map_err(sign_err)?;
         Ok(IssuedCertificate {
-            pem: cert.pem(),
+            pem: format!("{}{}", cert.pem(), self.chain_pem),
             der: cert.der().to_vec(),
         })
     }
