@@ -77,6 +77,20 @@ impl AuthzLayer {
     }
 }
 
+impl AuthzLayer {
+    /// Moves when the trusted roots change (see [`Self::must_reconnect`]).
+    pub fn trust_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.verifier.changes()
+    }
+
+    /// Whether the connection `peer` came on should be closed now that the trusted
+    /// roots changed: its client's certificate is from a root being dropped.
+    pub fn must_reconnect(&self, peer: &PeerInfo) -> bool {
+        let chain: Vec<&[u8]> = peer.certificates.iter().map(|c| c.as_ref()).collect();
+        self.0.verifier.must_reconnect(&chain)
+    }
+}
+
 impl Authz {
     /// The identity `peer`'s leaf certificate proves: remembered on the connection
     /// or in the cache while it is unexpired and not revoked, else by full

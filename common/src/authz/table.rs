@@ -86,6 +86,7 @@ pub static TABLE: &[(&str, Access)] = &[
     ("/lnswarm.v1.Scheduler/GetChallenge", Anonymous),
     ("/lnswarm.v1.Scheduler/Register", Anonymous),
     ("/lnswarm.v1.Scheduler/Recover", Anonymous),
+    ("/lnswarm.v1.Scheduler/RenewDeviceCertificate", OwnerRead),
     ("/lnswarm.v1.Scheduler/Schedule", OwnerRead),
     ("/lnswarm.v1.Scheduler/GetNodeInfo", OwnerRead),
     ("/lnswarm.v1.Scheduler/MaybeUpgrade", Owner),

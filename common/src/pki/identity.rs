@@ -82,6 +82,10 @@ pub static NO_REVOCATIONS: &dyn Revocations = &NoRevocations;
 struct Roots {
     ders: Vec<Vec<u8>>,
     generation: u64,
+    /// At the end of a rotation: the root every connection's client certificate
+    /// should come from, so that servers close the others and their clients
+    /// reconnect with the certificate they renewed.
+    required: Option<Vec<u8>>,
 }
 
 /// Verifies peer certificates against one cluster's trusted roots. Clones share
@@ -90,6 +94,9 @@ struct Roots {
 #[derive(Clone)]
 pub struct PeerVerifier {
     roots: Arc<RwLock<Arc<Roots>>>,
+    /// Counts changes of the roots or the required root, for servers to look at
+    /// their open connections again.
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
     cluster_id: String,
     revocations: Arc<dyn Revocations>,
 }
@@ -113,7 +120,9 @@ impl PeerVerifier {
             roots: Arc::new(RwLock::new(Arc::new(Roots {
                 ders: pems_to_ders(ca_pem)?,
                 generation: 0,
+                required: None,
             }))),
+            changes: Arc::new(tokio::sync::watch::Sender::new(0)),
             cluster_id: cluster_id.to_string(),
             revocations: Arc::new(NoRevocations),
         })
@@ -147,13 +156,59 @@ impl PeerVerifier {
     /// does not parse changes nothing.
     pub fn set_roots(&self, ca_pem: &str) -> Result<bool, PkiError> {
         let ders = pems_to_ders(ca_pem)?;
-        let mut roots = self.roots.write().expect("roots lock");
-        if roots.ders == ders {
-            return Ok(false);
+        {
+            let mut roots = self.roots.write().expect("roots lock");
+            if roots.ders == ders {
+                return Ok(false);
+            }
+            let generation = roots.generation + 1;
+            *roots = Arc::new(Roots {
+                ders,
+                generation,
+                required: roots.required.clone(),
+            });
         }
-        let generation = roots.generation + 1;
-        *roots = Arc::new(Roots { ders, generation });
+        self.changes.send_modify(|n| *n += 1);
         Ok(true)
+    }
+
+    /// Asks servers to close connections whose client certificate is not from
+    /// `root_pem` (`None`: no such demand). Their clients reconnect with the
+    /// certificate they hold now, before the roots they came from are dropped.
+    pub fn require_root(&self, root_pem: Option<&str>) -> Result<bool, PkiError> {
+        let required = root_pem.map(pem_to_der).transpose()?;
+        {
+            let mut roots = self.roots.write().expect("roots lock");
+            if roots.required == required {
+                return Ok(false);
+            }
+            *roots = Arc::new(Roots {
+                ders: roots.ders.clone(),
+                generation: roots.generation,
+                required,
+            });
+        }
+        self.changes.send_modify(|n| *n += 1);
+        Ok(true)
+    }
+
+    /// Moves whenever the roots or the required root change.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Whether a connection whose client presented `chain` (leaf first) should be
+    /// closed: its certificate no longer verifies, or is not from the required
+    /// root.
+    pub fn must_reconnect(&self, chain: &[&[u8]]) -> bool {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return false;
+        };
+        let roots = self.current();
+        match &roots.required {
+            Some(root) => !signed_by_der(leaf, root),
+            None => self.verify_chain(leaf, intermediates).is_err(),
+        }
     }
 
     /// Whether `who` was revoked since its certificate was verified.
@@ -277,12 +332,18 @@ fn cross_signed<'a>(der: &'a [u8], roots: &[X509Certificate<'_>]) -> Option<X509
 /// Whether the first certificate in `cert_pem` is signed by the root `root_pem`
 /// (unverified otherwise): which root a holder's certificate comes from.
 pub fn issued_by(cert_pem: &str, root_pem: &str) -> bool {
-    let (Ok(cert), Ok(root)) = (pem_to_der(cert_pem), pem_to_der(root_pem)) else {
-        return false;
-    };
+    pem_to_der(cert_pem).is_ok_and(|der| issued_by_der(&der, root_pem))
+}
+
+/// [`issued_by`] for a DER certificate.
+pub fn issued_by_der(cert_der: &[u8], root_pem: &str) -> bool {
+    pem_to_der(root_pem).is_ok_and(|root| signed_by_der(cert_der, &root))
+}
+
+fn signed_by_der(cert_der: &[u8], root_der: &[u8]) -> bool {
     let (Ok((_, cert)), Ok((_, root))) = (
-        X509Certificate::from_der(&cert),
-        X509Certificate::from_der(&root),
+        X509Certificate::from_der(cert_der),
+        X509Certificate::from_der(root_der),
     ) else {
         return false;
     };

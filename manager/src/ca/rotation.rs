@@ -31,6 +31,10 @@ use crate::{
 /// How often the leader checks whether every holder has moved, and every manager
 /// whether the trusted roots changed.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How long connections made with old-root certificates have to reconnect before
+/// the old root is dropped: every manager sees the demand within [`CHECK_EVERY`],
+/// closes them with a short grace, and their clients reconnect.
+const DRAIN: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RotationError {
@@ -74,6 +78,7 @@ pub async fn start(
             new_ca_key_sealed: sealed.clone(),
             cross_signed_pem: cross.clone(),
             started_unix_ms: now_unix_ms() as i64,
+            draining_since_unix_ms: 0,
         });
         Ok(true)
     })
@@ -180,27 +185,56 @@ async fn finish(store: &Store) -> Result<(), RotationError> {
     Ok(())
 }
 
-/// On the leader: finishes a rotation once no holder is left on the old root.
+/// Starts closing connections made with old-root certificates (every manager
+/// does, once it sees this), or stops doing so when `since` is 0.
+async fn set_draining(store: &Store, since: i64) -> Result<(), RotationError> {
+    cluster::update(store, |record| {
+        if let Some(r) = record.root_rotation.as_mut() {
+            r.draining_since_unix_ms = since;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(())
+}
+
+/// On the leader: once no holder is left on the old root, has the managers close
+/// the connections still made with old-root certificates, and [`DRAIN`] later
+/// finishes the rotation.
 pub async fn finish_when_moved(store: Store, stop: CancellationToken) {
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(CHECK_EVERY) => {}
         }
-        let moved = match cluster::load(&store) {
-            Ok((_, r)) if r.root_rotation.is_some() => match status(&store) {
-                Ok(s) => s.on_old_root.is_empty(),
-                Err(e) => {
-                    warn!(error = %e, "checking the root rotation");
-                    false
-                }
-            },
-            _ => false,
+        let Ok((_, record)) = cluster::load(&store) else {
+            continue;
         };
-        if moved {
-            if let Err(e) = finish(&store).await {
-                warn!(error = %e, "finishing the root rotation; will retry");
+        let Some(rotation) = &record.root_rotation else {
+            continue;
+        };
+        let moved = match status(&store) {
+            Ok(s) => s.on_old_root.is_empty(),
+            Err(e) => {
+                warn!(error = %e, "checking the root rotation");
+                continue;
             }
+        };
+        let draining = rotation.draining_since_unix_ms;
+        let step = match (moved, draining) {
+            (true, 0) => {
+                info!("every holder is on the new root: closing connections made with old-root certificates");
+                set_draining(&store, now_unix_ms() as i64).await
+            }
+            (true, since) if now_unix_ms() as i64 - since >= DRAIN.as_millis() as i64 => {
+                finish(&store).await
+            }
+            // A holder came back on the old root (an agent READY again).
+            (false, since) if since > 0 => set_draining(&store, 0).await,
+            _ => Ok(()),
+        };
+        if let Err(e) = step {
+            warn!(error = %e, "advancing the root rotation; will retry");
         }
     }
 }
@@ -217,6 +251,14 @@ pub async fn follow_trust(
     loop {
         if let Ok((_, record)) = cluster::load(&store) {
             let bundle = cluster::trust_bundle(&record);
+            let required = record
+                .root_rotation
+                .as_ref()
+                .filter(|r| r.draining_since_unix_ms > 0)
+                .map(|r| r.new_ca_cert_pem.as_str());
+            if let Err(e) = verifier.require_root(required) {
+                warn!(error = %e, "the new root does not parse");
+            }
             match verifier.set_roots(&bundle) {
                 Ok(true) => {
                     info!("the trusted root CAs changed");

@@ -1,0 +1,147 @@
+//! Root CA rotation under load: while the cluster moves every manager, agent and
+//! hosted node to a new root, the agents stay READY and the nodes pay each other
+//! both ways; once `lnswarmctl cluster ca` says it is done, a certificate from the
+//! old root is refused, the old worker token is refused with the reason, a new
+//! agent joins with the new token, and the nodes still pay.
+
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use lnswarm_common::{
+    api::{ca_client::CaClient, NodeCertificateStatusRequest},
+    credentials::Credentials,
+    pki::Role,
+    tls,
+};
+use lnswarm_tests::{
+    agents::{ctl_json, try_agent_states, worker_token, TestAgent},
+    bin_path,
+    hosting::HostingCluster,
+    process::run,
+    wait, Cluster,
+};
+use tonic::Code;
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .disable_cleanup(std::env::var_os("LNSWARM_KEEP_TEST_DIR").is_some())
+        .tempdir()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_root_ca_rotates_while_the_nodes_pay() {
+    let tmp = tempdir();
+    let c = HostingCluster::start_quorum_with(tmp.path(), 3, 2, &["--cert-expiry", "60s"]).await;
+    let alice = c.register("alice");
+    let bob = c.register("bob");
+    for o in [&alice, &bob] {
+        c.schedule(o);
+    }
+    c.funded_channel(&alice, &bob).await;
+
+    // Kept from before the rotation: an agent's certificate and the worker token.
+    let old_agent = c.agents[0].credentials();
+    let old_token = worker_token(&c.manager);
+    let before = ctl_json(&c.manager, &["cluster", "ca"]);
+    assert_eq!(before["phase"], "none", "{before}");
+    assert_eq!(before["root_ca_digest"], c.ca_digest().as_str(), "{before}");
+
+    let started = ctl_json(&c.manager, &["cluster", "ca", "--rotate"]);
+    assert_eq!(started["phase"], "rotating", "{started}");
+    let new_digest = started["new_root_ca_digest"].as_str().unwrap().to_string();
+    assert_ne!(new_digest, c.ca_digest(), "a new root");
+    let mut again = Cluster::ctl(&c.manager);
+    again.args(["cluster", "ca", "--rotate"]);
+    let (status, _, err) = run(again);
+    assert!(
+        !status.success() && err.contains("already in progress"),
+        "a second rotation while one runs is refused: {err}"
+    );
+
+    // Pay both ways and watch the agents until the rotation is done.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let (mut payments, mut not_ready, mut seen_rotating) = (0, Vec::new(), Vec::new());
+    let done = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the rotation did not finish; last seen: {seen_rotating:?}"
+        );
+        c.pay(&alice, &bob, 1_000_000);
+        c.pay(&bob, &alice, 500_000);
+        payments += 2;
+        match try_agent_states(&c.manager) {
+            Some(states) if states.len() == 2 && states.iter().all(|(_, s)| s == "READY") => {}
+            other => not_ready.push(format!("{other:?}")),
+        }
+        let status = ctl_json(&c.manager, &["cluster", "ca"]);
+        if status["phase"] == "done" {
+            break status;
+        }
+        assert_eq!(status["phase"], "rotating", "{status}");
+        seen_rotating.push(status["on_old_root"].clone());
+    };
+    assert!(not_ready.is_empty(), "agents left READY: {not_ready:?}");
+    assert!(
+        !seen_rotating.is_empty(),
+        "the nodes paid while the rotation was in progress"
+    );
+    assert_eq!(done["root_ca_digest"], new_digest.as_str(), "{done}");
+    let info = ctl_json(&c.manager, &["cluster", "info"]);
+    assert_eq!(info["root_ca_digest"], new_digest.as_str(), "{info}");
+    eprintln!("{payments} payments during the rotation; holders on the old root as it went: {seen_rotating:?}");
+
+    // A certificate from the old root is refused by every manager, for its root.
+    let new_root = std::fs::read_to_string(c.manager.managers[0].data_dir.join("credentials/ca.pem"))
+        .unwrap();
+    let stale = Credentials {
+        ca_pem: new_root,
+        ..old_agent.clone()
+    };
+    for m in &c.manager.managers {
+        let tls = stale.client_tls().unwrap();
+        let channel = tls::connect(&m.addr, &tls, Role::Manager).await.unwrap();
+        let refused = CaClient::new(channel)
+            .node_certificate_status(NodeCertificateStatusRequest {
+                node_id: old_agent.id().unwrap(),
+            })
+            .await
+            .expect_err("a certificate from the old root opens nothing");
+        assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+        assert!(
+            refused.message().contains("not signed by this cluster's CA"),
+            "{}",
+            refused.message()
+        );
+    }
+
+    // The old worker token is refused, saying why; the new one joins.
+    let new_token = worker_token(&c.manager);
+    assert!(new_token.contains(&new_digest), "{new_token}");
+    let mut join = Command::new(bin_path("lnswarm-agent"));
+    join.args(["join", "--data-dir"])
+        .arg(tmp.path().join("late"))
+        .args(["--token", &old_token, "--manager", &c.manager.any_addr()]);
+    let (status, _, err) = run(join);
+    assert!(!status.success(), "the old token joins nothing");
+    assert!(
+        err.contains("is not the one expected") && err.contains("join token"),
+        "{err}"
+    );
+    let mut agent = TestAgent::join(&c.manager, tmp.path(), "after-rotation");
+    agent.start();
+    wait::until("the new agent READY", Duration::from_secs(60), || async {
+        try_agent_states(&c.manager)?
+            .iter()
+            .any(|(id, s)| id == &agent.id && s == "READY")
+            .then_some(())
+    })
+    .await;
+
+    // And the nodes still pay.
+    c.pay(&alice, &bob, 1_000_000);
+    c.pay(&bob, &alice, 1_000_000);
+    agent.terminate();
+}
