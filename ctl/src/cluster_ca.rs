@@ -95,7 +95,10 @@ fn show(s: &RootCaStatus, format: Format) {
                 vec!["root CA digest".into(), s.root_ca_digest.clone()],
             ];
             if !s.new_root_ca_digest.is_empty() {
-                rows.push(vec!["new root CA digest".into(), s.new_root_ca_digest.clone()]);
+                rows.push(vec![
+                    "new root CA digest".into(),
+                    s.new_root_ca_digest.clone(),
+                ]);
                 rows.push(vec!["started".into(), ms(s.started_unix_ms)]);
                 rows.push(vec![
                     "still on the old root".into(),
@@ -107,7 +110,10 @@ fn show(s: &RootCaStatus, format: Format) {
                     ),
                 ]);
             } else if s.finished_unix_ms > 0 {
-                rows.push(vec!["last rotation finished".into(), ms(s.finished_unix_ms)]);
+                rows.push(vec![
+                    "last rotation finished".into(),
+                    ms(s.finished_unix_ms),
+                ]);
             }
             print_table(&["FIELD", "VALUE"], &rows);
         }

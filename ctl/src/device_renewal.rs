@@ -26,9 +26,7 @@ pub async fn renew_if_rotating(
 ) -> Credentials {
     match renew(dir, info, &creds, manager).await {
         Ok(Some(renewed)) => {
-            eprintln!(
-                "renewed this device's certificate: the cluster's root CA is being rotated"
-            );
+            eprintln!("renewed this device's certificate: the cluster's root CA is being rotated");
             renewed
         }
         Ok(None) => creds,

@@ -67,7 +67,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let store = manager.store().clone();
-    let verifier = verifier.with_revocations(Arc::new(StoreRevocations::new(store.state().clone())));
+    let verifier =
+        verifier.with_revocations(Arc::new(StoreRevocations::new(store.state().clone())));
     let tls_config = tls::server_config_live(identity)?;
 
     let (health, health_service) = tonic_health::server::health_reporter();

@@ -180,9 +180,10 @@ impl TaskRuntime for HostedNodeRuntime {
 
         // Read at each launch: the agent rewrites it when the cluster's roots
         // change (a root rotation).
-        let ca_pem = std::fs::read_to_string(&self.config.ca_file).unwrap_or_else(|_| self.ca_pem.clone());
-        let tls = tls::client_config(&ca_pem, None)
-            .map_err(|e| invalid(format!("cluster CA: {e}")))?;
+        let ca_pem =
+            std::fs::read_to_string(&self.config.ca_file).unwrap_or_else(|_| self.ca_pem.clone());
+        let tls =
+            tls::client_config(&ca_pem, None).map_err(|e| invalid(format!("cluster CA: {e}")))?;
         Ok(LaunchPlan {
             program: self.config.node_binary.clone(),
             args: vec!["--config".into(), config_file.display().to_string()],

@@ -38,7 +38,9 @@ const DRAIN: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RotationError {
-    #[error("a root CA rotation is already in progress; `lnswarmctl cluster ca` shows how far it is")]
+    #[error(
+        "a root CA rotation is already in progress; `lnswarmctl cluster ca` shows how far it is"
+    )]
     InProgress,
     #[error("the new root CA: {0}")]
     BadRoot(PkiError),
@@ -240,14 +242,15 @@ pub async fn finish_when_moved(store: Store, stop: CancellationToken) {
 }
 
 /// On every manager: keeps the roots its server and clients trust equal to the
-/// cluster's (both during a rotation), and its `ca.pem` with them, so a restart
-/// trusts the same.
+/// cluster's (both during a rotation) from the moment it applies a change, and its
+/// `ca.pem` with them, so a restart trusts the same.
 pub async fn follow_trust(
     store: Store,
     verifier: lnswarm_common::pki::PeerVerifier,
     ca_file: std::path::PathBuf,
     stop: CancellationToken,
 ) {
+    let mut changes = store.state().watch().subscribe(keys::CLUSTER_TAG);
     loop {
         if let Ok((_, record)) = cluster::load(&store) {
             let bundle = cluster::trust_bundle(&record);
@@ -262,7 +265,9 @@ pub async fn follow_trust(
             match verifier.set_roots(&bundle) {
                 Ok(true) => {
                     info!("the trusted root CAs changed");
-                    if let Err(e) = lnswarm_common::cert_files::write_private(&ca_file, bundle.as_bytes()) {
+                    if let Err(e) =
+                        lnswarm_common::cert_files::write_private(&ca_file, bundle.as_bytes())
+                    {
                         warn!(error = %e, file = %ca_file.display(), "writing the trusted roots");
                     }
                 }
@@ -270,9 +275,12 @@ pub async fn follow_trust(
                 Err(e) => warn!(error = %e, "the cluster's roots do not parse"),
             }
         }
+        // As soon as the cluster object changes (a snapshot install wakes no
+        // watch: hence the period too).
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep(CHECK_EVERY) => {}
+            r = changes.changed() => if r.is_err() { return },
+            () = tokio::time::sleep(CHECK_EVERY * 5) => {}
         }
     }
 }

@@ -123,11 +123,13 @@ pub fn signing_root(record: &ClusterRecord) -> &str {
 /// what holders are given to verify their peers with.
 pub fn trust_bundle(record: &ClusterRecord) -> String {
     match &record.root_rotation {
-        Some(r) => format!(
-            "{}\n{}",
-            record.ca_cert_pem.trim_end(),
-            r.new_ca_cert_pem.trim_end()
-        ) + "\n",
+        Some(r) => {
+            format!(
+                "{}\n{}",
+                record.ca_cert_pem.trim_end(),
+                r.new_ca_cert_pem.trim_end()
+            ) + "\n"
+        }
         None => record.ca_cert_pem.clone(),
     }
 }

@@ -8,15 +8,15 @@ use lnswarm_common::{
     api::{
         control_server::Control, Agent, Availability, CertificateRecord, ClusterInfo,
         CreateTaskRequest, GetAgentRequest, GetClusterInfoRequest, GetJoinTokenRequest,
-        GetJoinTokenResponse, GetTaskRequest, GetUnlockKeyRequest, GetUnlockKeyResponse,
-        HostedNode, InspectHostedNodeRequest, IssueAppCertificateRequest,
+        GetJoinTokenResponse, GetRootCaStatusRequest, GetTaskRequest, GetUnlockKeyRequest,
+        GetUnlockKeyResponse, HostedNode, InspectHostedNodeRequest, IssueAppCertificateRequest,
         IssueAppCertificateResponse, JoinRole, ListAgentsRequest, ListAgentsResponse,
         ListHostedNodesRequest, ListHostedNodesResponse, ListManagersRequest, ListManagersResponse,
         ListTasksRequest, ListTasksResponse, Manager, ManagerInfo, MoveHostedNodeRequest,
         RemoveAgentRequest, RemoveAgentResponse, RemoveHostedNodeRequest, RemoveHostedNodeResponse,
         RemoveManagerRequest, RemoveManagerResponse, RemoveTaskRequest, RemoveTaskResponse,
-        GetRootCaStatusRequest, RootCaStatus, RotateRootCaRequest, Task,
-        UpdateAgentRequest, UpdateClusterSettingsRequest, Version,
+        RootCaStatus, RotateRootCaRequest, Task, UpdateAgentRequest, UpdateClusterSettingsRequest,
+        Version,
     },
     pki::{ca_digest, Role},
 };
@@ -170,7 +170,8 @@ impl Control for ControlService {
         use crate::ca::rotation::{self, RotationError};
         let req = req.into_inner();
         let text = |b: Vec<u8>| {
-            String::from_utf8(b).map_err(|_| Status::invalid_argument("the new root CA must be PEM"))
+            String::from_utf8(b)
+                .map_err(|_| Status::invalid_argument("the new root CA must be PEM"))
         };
         let (cert, key) = (text(req.ca_cert)?, text(req.ca_key)?);
         let root = match (cert.is_empty(), key.is_empty()) {

@@ -24,8 +24,7 @@ use std::{
 use lnswarm_common::{
     api::{
         task_spec::Runtime, Agent, AgentState, Availability, CertificateRecord, HostedNode,
-        HostedNodeSpec,
-        HostedNodeState, NodeTlsSecret, Secret, Task, TaskSpec, TaskState,
+        HostedNodeSpec, HostedNodeState, NodeTlsSecret, Secret, Task, TaskSpec, TaskState,
     },
     ids::now_unix_ms,
     pki::{new_key_and_csr, Role},
