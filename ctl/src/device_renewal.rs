@@ -16,6 +16,9 @@ use lnswarm_common::{
 
 use crate::profile::{self, ProfileInfo};
 
+/// Longest the check may hold up an owner command.
+const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// `creds`, renewed first if the cluster is rotating its root and they are from
 /// the old one. A failed renewal is reported and the command goes on with `creds`.
 pub async fn renew_if_rotating(
@@ -24,7 +27,9 @@ pub async fn renew_if_rotating(
     creds: Credentials,
     manager: &str,
 ) -> Credentials {
-    match renew(dir, info, &creds, manager).await {
+    // A manager that does not answer soon is the command's to report.
+    let checked = tokio::time::timeout(CHECK_TIMEOUT, renew(dir, info, &creds, manager)).await;
+    match checked.unwrap_or(Ok(None)) {
         Ok(Some(renewed)) => {
             eprintln!("renewed this device's certificate: the cluster's root CA is being rotated");
             renewed
@@ -50,13 +55,20 @@ async fn renew(
         };
         // Whether to renew; if the CA cannot say, the command itself will report
         // what is wrong with the manager.
-        let Ok(roots) = CaClient::new(channel.clone())
+        let roots = match CaClient::new(channel.clone())
             .get_root_ca_certificate(GetRootCaCertificateRequest {})
             .await
-        else {
-            return Ok(None);
+        {
+            Ok(roots) => roots.into_inner(),
+            Err(s)
+                if s.code() == tonic::Code::Unauthenticated
+                    && s.message().contains("not signed") =>
+            {
+                eprintln!("this device's certificate is from a root CA the cluster no longer trusts (was the root rotated?): recover the node with its mnemonic (`lnswarmctl node recover --ca-digest NEW_DIGEST --force`) or pair this device from another one");
+                return Ok(None);
+            }
+            Err(_) => return Ok(None),
         };
-        let roots = roots.into_inner();
         let signing = String::from_utf8(roots.signing_root)?;
         if signing.is_empty() || issued_by(&creds.cert_pem, &signing) {
             return Ok(None);

@@ -24,16 +24,9 @@ use lnswarm_tests::{
 };
 use tonic::Code;
 
-fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .disable_cleanup(std::env::var_os("LNSWARM_KEEP_TEST_DIR").is_some())
-        .tempdir()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_root_ca_rotates_while_the_nodes_pay() {
-    let tmp = tempdir();
+    let tmp = lnswarm_tests::keepable_tempdir();
     let c = HostingCluster::start_quorum_with(tmp.path(), 3, 2, &["--cert-expiry", "60s"]).await;
     let alice = c.register("alice");
     let bob = c.register("bob");

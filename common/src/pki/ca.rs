@@ -48,17 +48,10 @@ impl ClusterCa {
     /// A new root CA for a new cluster.
     pub fn create(cluster_id: &str) -> Result<Self, PkiError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(sign_err)?;
-        let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, "lnswarm root CA");
         dn.push(DnType::OrganizationName, cluster_id);
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        let mut params = root_params(dn);
         let now = OffsetDateTime::now_utc();
         params.not_before = now - Duration::from_secs(3600);
         params.not_after = now + Duration::from_secs(20 * 365 * 86400);
@@ -129,7 +122,6 @@ impl ClusterCa {
         let (_, next_cert) = x509_parser::parse_x509_certificate(&next.cert_der)
             .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
         let fields = super::names::name_fields(next_cert.subject())?;
-        let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         for cn in &fields.common_names {
             dn.push(DnType::CommonName, cn.as_str());
@@ -137,13 +129,7 @@ impl ClusterCa {
         for o in &fields.organizations {
             dn.push(DnType::OrganizationName, o.as_str());
         }
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        let mut params = root_params(dn);
         let (_, own) = x509_parser::parse_x509_certificate(&self.cert_der)
             .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
         let end = own
@@ -261,6 +247,19 @@ pub fn ip_of_address(addr: &str) -> Option<IpAddr> {
     let (host, port) = addr.rsplit_once(':')?;
     port.parse::<u16>().ok()?;
     host.parse().ok()
+}
+
+/// A root CA's certificate named `dn` (its validity and serial are the caller's).
+fn root_params(dn: DistinguishedName) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params
 }
 
 fn random_serial() -> SerialNumber {
