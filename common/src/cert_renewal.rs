@@ -130,10 +130,10 @@ pub struct TrustSync {
 }
 
 /// How often a holder asks for the roots: a twentieth of its certificate's
-/// lifetime, between 1 and 30 s.
+/// lifetime, between 1 and 60 s (10 000 agents at 60 s: 170 calls/s).
 fn probe_every(not_before: i64, not_after: i64) -> Duration {
     let life = (not_after - not_before).max(0) as f64;
-    Duration::from_secs_f64((life / 20.0).clamp(1.0, 30.0))
+    Duration::from_secs_f64((life / 20.0).clamp(1.0, 60.0))
 }
 
 /// Longest random delay before a renewal a root rotation asks for, so a fleet does
@@ -301,22 +301,37 @@ pub fn through_managers(
     })
 }
 
-/// A [`ProbeFn`] that asks the CA service of the first manager that answers.
+/// A [`ProbeFn`] that asks the CA service of the first manager that answers, on
+/// one connection per manager kept between checks (a check is frequent: a new
+/// TLS handshake each time would cost every holder and the managers).
 pub fn probe_managers(
     managers: impl Fn() -> Vec<String> + Send + Sync + 'static,
     tls: ClientTls,
 ) -> ProbeFn {
+    let channels: Arc<
+        std::sync::Mutex<std::collections::HashMap<String, tonic::transport::Channel>>,
+    > = Arc::default();
     Box::new(move || {
-        let (managers, tls) = (managers(), tls.clone());
+        let (managers, tls, channels) = (managers(), tls.clone(), channels.clone());
         Box::pin(async move {
             let mut last = RenewalError::Failed("no manager address known".into());
             for addr in &managers {
-                let channel = match tls::connect(addr, &tls, Role::Manager).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        last = RenewalError::Failed(e.to_string());
-                        continue;
-                    }
+                let cached = channels.lock().expect("probe channels").get(addr).cloned();
+                let channel = match cached {
+                    Some(c) => c,
+                    None => match tls::connect_lazy(addr, &tls, Role::Manager) {
+                        Ok(c) => {
+                            let mut all = channels.lock().expect("probe channels");
+                            // Addresses come and go with the manager list.
+                            all.retain(|a, _| managers.contains(a));
+                            all.insert(addr.clone(), c.clone());
+                            c
+                        }
+                        Err(e) => {
+                            last = RenewalError::Failed(e.to_string());
+                            continue;
+                        }
+                    },
                 };
                 let mut req = tonic::Request::new(GetRootCaCertificateRequest {});
                 req.set_timeout(Duration::from_secs(10));

@@ -243,19 +243,17 @@ impl PeerVerifier {
                 .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
             signers.push(root);
         }
-        let mut crossed = Vec::new();
-        for der in intermediates.iter().take(MAX_INTERMEDIATES) {
-            if let Some(c) = cross_signed(der, &signers) {
-                crossed.push(c);
-            }
-        }
+        let by_root = signers.iter().any(|ca| {
+            cert.issuer() == ca.subject() && cert.verify_signature(Some(ca.public_key())).is_ok()
+        });
         // A cross-signed root is matched by its key alone: an operator's root may
         // encode its name differently from the copy the CA signs.
-        let signed = signers.iter().any(|ca| {
-            cert.issuer() == ca.subject() && cert.verify_signature(Some(ca.public_key())).is_ok()
-        }) || crossed
-            .iter()
-            .any(|ca| cert.verify_signature(Some(ca.public_key())).is_ok());
+        let signed = by_root
+            || intermediates
+                .iter()
+                .take(MAX_INTERMEDIATES)
+                .filter_map(|der| cross_signed(der, &signers))
+                .any(|ca| cert.verify_signature(Some(ca.public_key())).is_ok());
         if !signed {
             return Err(PkiError::UnknownIssuer);
         }
