@@ -12,11 +12,11 @@ use std::{
 use lnswarm_common::{
     api::{ca_client::CaClient, NodeCertificateStatusRequest},
     credentials::Credentials,
-    pki::Role,
+    pki::{ca_digest, issued_by, Role},
     tls,
 };
 use lnswarm_tests::{
-    agents::{ctl_json, try_agent_states, worker_token, TestAgent},
+    agents::{ctl_json, set_heartbeat, try_agent_states, worker_token, TestAgent},
     bin_path,
     hosting::HostingCluster,
     process::run,
@@ -28,6 +28,9 @@ use tonic::Code;
 async fn the_root_ca_rotates_while_the_nodes_pay() {
     let tmp = lnswarm_tests::keepable_tempdir();
     let c = HostingCluster::start_quorum_with(tmp.path(), 3, 2, &["--cert-expiry", "60s"]).await;
+    // Sessions and nodes' connections reopen on renewed certificates during the
+    // rotation; a 3 s TTL leaves that room on a loaded machine (as cert_renewal).
+    set_heartbeat(&c.manager, 1000, 3).await;
     let alice = c.register("alice");
     let bob = c.register("bob");
     for o in [&alice, &bob] {
@@ -85,6 +88,23 @@ async fn the_root_ca_rotates_while_the_nodes_pay() {
     let info = ctl_json(&c.manager, &["cluster", "info"]);
     assert_eq!(info["root_ca_digest"], new_digest.as_str(), "{info}");
     eprintln!("{payments} payments during the rotation; holders on the old root as it went: {seen_rotating:?}");
+
+    // The owners' devices were renewed from the new root as lnswarmctl used them.
+    let new_root = tls::fetch_root_ca_unverified(&c.manager.any_addr())
+        .await
+        .unwrap();
+    assert_eq!(
+        ca_digest(&tls::certs_from_pem(&new_root).unwrap()[0]),
+        new_digest
+    );
+    for o in [&alice, &bob] {
+        let device = Credentials::load(&o.profile).unwrap();
+        assert!(
+            issued_by(&device.cert_pem, &new_root),
+            "{}'s device certificate is from the new root",
+            o.name
+        );
+    }
 
     // A certificate from the old root is refused by every manager, for its root,
     // once it has applied the end of the rotation (followers apply it a moment
