@@ -2,7 +2,8 @@
 //! hosted node to a new root, the agents stay READY and the nodes pay each other
 //! both ways; once `lnswarmctl cluster ca` says it is done, a certificate from the
 //! old root is refused, the old worker token is refused with the reason, a new
-//! agent joins with the new token, and the nodes still pay.
+//! agent joins with the new token, and the nodes still pay. An operator's own
+//! root must name the cluster.
 
 use std::{
     process::Command,
@@ -18,6 +19,7 @@ use lnswarm_common::{
 use lnswarm_tests::{
     agents::{ctl_json, set_heartbeat, try_agent_states, worker_token, TestAgent},
     bin_path,
+    certs::TestCa,
     hosting::HostingCluster,
     process::run,
     wait, Cluster,
@@ -167,4 +169,33 @@ async fn the_root_ca_rotates_while_the_nodes_pay() {
     c.pay(&alice, &bob, 1_000_000);
     c.pay(&bob, &alice, 1_000_000);
     agent.terminate();
+
+    // An operator's own root: one naming another cluster is refused, one naming
+    // this cluster starts the next rotation.
+    let rotate_to = |ca: &TestCa, name: &str| {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = ca.write(&dir);
+        let mut cmd = Cluster::ctl(&c.manager);
+        cmd.args(["cluster", "ca", "--format", "json", "--rotate", "--ca-cert"])
+            .arg(cert)
+            .arg("--ca-key")
+            .arg(key);
+        run(cmd)
+    };
+    let (status, _, err) = rotate_to(&TestCa::new("another-cluster"), "foreign-root");
+    assert!(
+        !status.success() && err.contains("names another cluster"),
+        "{err}"
+    );
+    let own = TestCa::new(info["cluster_id"].as_str().unwrap());
+    let (status, out, err) = rotate_to(&own, "own-root");
+    assert!(status.success(), "{err}");
+    let next: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(next["phase"], "rotating", "{next}");
+    assert_eq!(
+        next["new_root_ca_digest"],
+        ca_digest(own.ca.cert_der()).as_str(),
+        "{next}"
+    );
 }
