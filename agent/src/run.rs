@@ -7,7 +7,9 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use anyhow::Context;
 use lnswarm_common::{
     api::AgentDescription,
-    cert_renewal::{save_credentials, through_managers, Renewal, RenewalStopped},
+    cert_renewal::{
+        probe_managers, save_credentials, through_managers, Renewal, RenewalStopped, TrustSync,
+    },
     credentials::Credentials,
     pki::Role,
     tls::{ClientTls, LiveIdentity},
@@ -283,6 +285,18 @@ async fn keep_renewed(
     credentials_dir: PathBuf,
     stop: CancellationToken,
 ) -> Result<(), RenewalStopped> {
+    let trust = tls.verifier().cloned().map(|verifier| TrustSync {
+        verifier,
+        probe: {
+            let managers = managers.clone();
+            probe_managers(
+                move || managers.lock().expect("managers lock").clone(),
+                tls.clone(),
+            )
+        },
+        // Also the file the agent's hosted nodes start with.
+        ca_file: Some(credentials_dir.join("ca.pem")),
+    });
     Renewal {
         identity,
         role: Role::Worker,
@@ -292,6 +306,7 @@ async fn keep_renewed(
             0,
         ),
         save: save_credentials(credentials_dir),
+        trust,
     }
     .run(stop)
     .await

@@ -6,8 +6,13 @@
 //! into its TLS configs. On failure it keeps the old certificate and retries with
 //! backoff until the certificate expires; a holder whose certificate has expired
 //! cannot renew and must join again.
+//!
+//! A holder given a [`TrustSync`] also asks the CA now and then which roots the
+//! cluster trusts and which one signs: it trusts the same, and during a root
+//! rotation renews early, since its certificate is not from the signing root.
 
 use std::{
+    path::PathBuf,
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -17,11 +22,11 @@ use futures::future::BoxFuture;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
-    api::{ca_client::CaClient, IssueNodeCertificateRequest},
-    pki::{new_key_and_csr, subject_of, validity_of, PkiError, Role},
+    api::{ca_client::CaClient, GetRootCaCertificateRequest, IssueNodeCertificateRequest},
+    pki::{issued_by, new_key_and_csr, subject_of, validity_of, PeerVerifier, PkiError, Role},
     tls::{self, ClientTls, LiveIdentity},
 };
 
@@ -97,6 +102,45 @@ pub struct Renewal {
     pub role: Role,
     pub request: RequestFn,
     pub save: SaveFn,
+    /// Following the cluster's roots (a root rotation); `None` for a holder that
+    /// renews only when it runs (lnswarmctl).
+    pub trust: Option<TrustSync>,
+}
+
+/// The cluster's roots as the CA reports them.
+pub struct RootState {
+    /// PEM of the root that signs certificates now.
+    pub signing_root: String,
+    /// PEM of every root trusted now.
+    pub trust_bundle: String,
+}
+
+/// Asks the CA for [`RootState`].
+pub type ProbeFn =
+    Box<dyn Fn() -> BoxFuture<'static, Result<RootState, RenewalError>> + Send + Sync>;
+
+/// How a holder follows the cluster's roots.
+pub struct TrustSync {
+    /// The verifier its server and clients share: its roots are replaced.
+    pub verifier: PeerVerifier,
+    pub probe: ProbeFn,
+    /// Where the holder keeps the roots it trusts (rewritten when they change), so
+    /// that a restart trusts the same; `None` when its renewal's save writes them.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// How often a holder asks for the roots: a twentieth of its certificate's
+/// lifetime, between 1 and 60 s (10 000 agents at 60 s: 170 calls/s).
+fn probe_every(not_before: i64, not_after: i64) -> Duration {
+    let life = (not_after - not_before).max(0) as f64;
+    Duration::from_secs_f64((life / 20.0).clamp(1.0, 60.0))
+}
+
+/// Longest random delay before a renewal a root rotation asks for, so a fleet does
+/// not renew at once: a twentieth of the lifetime, between 1 and 60 s.
+fn rotation_spread(not_before: i64, not_after: i64) -> Duration {
+    let life = (not_after - not_before).max(0) as f64;
+    Duration::from_secs_f64((life / 20.0).clamp(1.0, 60.0))
 }
 
 fn unix_now() -> f64 {
@@ -133,9 +177,23 @@ impl Renewal {
                 .map_err(|e| RenewalStopped::Refused(e.to_string()))?;
             let point = rand::thread_rng().gen_range(RENEW_WINDOW.0..RENEW_WINDOW.1);
             let wait = (due_at(nb, na, point) - unix_now()).max(0.0);
-            tokio::select! {
-                () = stop.cancelled() => return Ok(()),
-                () = tokio::time::sleep(Duration::from_secs_f64(wait)) => {}
+            let due = tokio::time::Instant::now() + Duration::from_secs_f64(wait);
+            loop {
+                let probe = tokio::time::sleep(probe_every(nb, na));
+                tokio::select! {
+                    () = stop.cancelled() => return Ok(()),
+                    () = tokio::time::sleep_until(due) => break,
+                    () = probe, if self.trust.is_some() => {
+                        if self.follow_roots().await {
+                            let spread = rotation_spread(nb, na).mul_f64(rand::thread_rng().gen_range(0.0..1.0));
+                            info!(%id, role = %self.role, "the cluster's root CA is rotating: renewing early");
+                            tokio::select! {
+                                () = stop.cancelled() => return Ok(()),
+                                () = tokio::time::sleep(spread) => break,
+                            }
+                        }
+                    }
+                }
             }
             // Retry until it works or the certificate runs out.
             loop {
@@ -162,6 +220,44 @@ impl Renewal {
         }
     }
 
+    /// Trusts the roots the cluster trusts now; whether this holder's certificate
+    /// is not from the root that signs now (so it should renew).
+    async fn follow_roots(&self) -> bool {
+        let Some(trust) = &self.trust else {
+            return false;
+        };
+        let state = match (trust.probe)().await {
+            Ok(s) => s,
+            Err(e) => {
+                debug!(error = %e, "could not ask the CA for its roots");
+                return false;
+            }
+        };
+        self.trust_roots(&state.trust_bundle);
+        !state.signing_root.is_empty() && !issued_by(&self.identity.cert_pem(), &state.signing_root)
+    }
+
+    /// Trusts exactly `bundle` from now on (and writes it, if this holder keeps
+    /// its roots in a file of their own).
+    fn trust_roots(&self, bundle: &str) {
+        let Some(trust) = &self.trust else { return };
+        if bundle.is_empty() {
+            return;
+        }
+        match trust.verifier.set_roots(bundle) {
+            Ok(true) => {
+                info!(role = %self.role, "the trusted root CAs changed");
+                if let Some(file) = &trust.ca_file {
+                    if let Err(e) = crate::cert_files::write_private(file, bundle.as_bytes()) {
+                        warn!(error = %e, file = %file.display(), "writing the trusted roots");
+                    }
+                }
+            }
+            Ok(false) => {}
+            Err(e) => warn!(error = %e, "the CA's roots do not parse"),
+        }
+    }
+
     /// One renewal: a new key, the CA's certificate for it, written, then used.
     /// Returns the new certificate's expiry (Unix seconds).
     pub async fn renew_now(&self) -> Result<i64, RenewalError> {
@@ -185,6 +281,7 @@ impl Renewal {
         self.identity
             .replace(&renewed.cert_pem, &renewed.key_pem)
             .map_err(|e| RenewalError::Failed(e.to_string()))?;
+        self.trust_roots(&renewed.ca_pem);
         Ok(validity_of(&renewed.cert_pem)?.1)
     }
 }
@@ -201,6 +298,66 @@ pub fn through_managers(
     Box::new(move |csr| {
         let (managers, tls) = (managers(), tls.clone());
         Box::pin(async move { request_from_managers(&managers, &tls, csr, lease_epoch).await })
+    })
+}
+
+/// A [`ProbeFn`] that asks the CA service of the first manager that answers, on
+/// one connection per manager kept between checks (a check is frequent: a new
+/// TLS handshake each time would cost every holder and the managers).
+pub fn probe_managers(
+    managers: impl Fn() -> Vec<String> + Send + Sync + 'static,
+    tls: ClientTls,
+) -> ProbeFn {
+    let channels: Arc<
+        std::sync::Mutex<std::collections::HashMap<String, tonic::transport::Channel>>,
+    > = Arc::default();
+    Box::new(move || {
+        let (managers, tls, channels) = (managers(), tls.clone(), channels.clone());
+        Box::pin(async move {
+            let mut last = RenewalError::Failed("no manager address known".into());
+            for addr in &managers {
+                let cached = channels.lock().expect("probe channels").get(addr).cloned();
+                let channel = match cached {
+                    Some(c) => c,
+                    None => match tls::connect_lazy(addr, &tls, Role::Manager) {
+                        Ok(c) => {
+                            let mut all = channels.lock().expect("probe channels");
+                            // Addresses come and go with the manager list.
+                            all.retain(|a, _| managers.contains(a));
+                            all.insert(addr.clone(), c.clone());
+                            c
+                        }
+                        Err(e) => {
+                            last = RenewalError::Failed(e.to_string());
+                            continue;
+                        }
+                    },
+                };
+                let mut req = tonic::Request::new(GetRootCaCertificateRequest {});
+                req.set_timeout(Duration::from_secs(10));
+                match CaClient::new(channel).get_root_ca_certificate(req).await {
+                    Ok(answer) => {
+                        let a = answer.into_inner();
+                        let text = |b: Vec<u8>| String::from_utf8(b).unwrap_or_default();
+                        let certificate = text(a.certificate);
+                        let signing_root = match text(a.signing_root) {
+                            s if s.is_empty() => certificate.clone(),
+                            s => s,
+                        };
+                        let trust_bundle = match text(a.trust_bundle) {
+                            s if s.is_empty() => certificate,
+                            s => s,
+                        };
+                        return Ok(RootState {
+                            signing_root,
+                            trust_bundle,
+                        });
+                    }
+                    Err(status) => last = RenewalError::from(status),
+                }
+            }
+            Err(last)
+        })
     })
 }
 

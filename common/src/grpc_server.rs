@@ -200,11 +200,12 @@ pub async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, http, service, stop) = (
+        let (acceptor, http, service, stop, authz) = (
             acceptor.clone(),
             http.clone(),
             service.clone(),
             stop.clone(),
+            authz.clone(),
         );
         // The handshake runs in the connection's task, so a slow client cannot
         // stall the accept loop.
@@ -218,6 +219,8 @@ pub async fn serve(
                 return;
             };
             let close_at = close_before_expiry(&peer);
+            let mut trust_changes = authz.trust_changes();
+            let retire_peer = peer.clone();
             // The authorization layer reads the peer from the request.
             let service = service.map_request(move |mut req: Request| {
                 req.extensions_mut().insert(peer.clone());
@@ -232,10 +235,26 @@ pub async fn serve(
                     None => std::future::pending().await,
                 }
             };
+            // A root rotation ending: a client whose certificate is from the root
+            // being dropped reconnects with the one it renewed.
+            let retired = async {
+                if retire_peer.certificates.is_empty() {
+                    return std::future::pending().await;
+                }
+                loop {
+                    if trust_changes.changed().await.is_err() {
+                        return std::future::pending().await;
+                    }
+                    if authz.must_reconnect(&retire_peer) {
+                        return;
+                    }
+                }
+            };
             let ended = tokio::select! {
                 ended = connection.as_mut() => Ok(ended),
                 () = stop.cancelled() => Err(SHUTDOWN_GRACE),
                 () = expiry => Err(EXPIRY_GRACE),
+                () = retired => Err(EXPIRY_GRACE),
             };
             let ended = match ended {
                 Ok(ended) => ended,

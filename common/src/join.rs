@@ -20,7 +20,7 @@ pub enum JoinError {
         #[source]
         source: FetchCaError,
     },
-    #[error("the manager's root CA (digest {actual}) is not the one expected (digest {expected}); refusing to send anything secret to it")]
+    #[error("the manager's root CA (digest {actual}) is not the one expected (digest {expected}); refusing to send anything secret to it. If the cluster's root CA was rotated, this join token is no longer valid: get the current one with `lnswarmctl cluster join-token`")]
     CaMismatch { expected: String, actual: String },
     #[error("manager refused the join: {0}")]
     Refused(tonic::Status),

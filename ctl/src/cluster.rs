@@ -1,4 +1,4 @@
-//! `lnswarmctl cluster`: info and join tokens.
+//! `lnswarmctl cluster`: info, settings, join tokens (and `ca`, in cluster_ca.rs).
 
 use anyhow::Result;
 use clap::{Subcommand, ValueEnum};
@@ -29,6 +29,8 @@ pub enum ClusterCommand {
         #[arg(long)]
         rotate: bool,
     },
+    /// The root CA: its digest, a rotation's progress (`--rotate` starts one).
+    Ca(crate::cluster_ca::CaArgs),
     /// Print a join token (only the token, so scripts can capture it).
     JoinToken {
         #[arg(value_enum)]
@@ -155,6 +157,9 @@ pub enum TokenRole {
 }
 
 pub async fn run(conn: &Connection, cmd: ClusterCommand) -> Result<()> {
+    if let ClusterCommand::Ca(args) = cmd {
+        return crate::cluster_ca::run(conn, args).await;
+    }
     let mut control = conn.control().await?;
     match cmd {
         ClusterCommand::Info { format } => {
@@ -296,6 +301,7 @@ pub async fn run(conn: &Connection, cmd: ClusterCommand) -> Result<()> {
                 .unlock_key;
             println!("{key}");
         }
+        ClusterCommand::Ca(_) => unreachable!("answered above"),
         ClusterCommand::JoinToken { role, rotate } => {
             let role = match role {
                 TokenRole::Worker => JoinRole::Worker,

@@ -87,6 +87,7 @@ impl Connection {
             role: Role::Operator,
             request: cert_renewal::through_managers(move || vec![addr.clone()], tls.clone(), 0),
             save: cert_renewal::save_credentials(dir.clone()),
+            trust: None,
         };
         match renewal.renew_now().await {
             Ok(not_after) => eprintln!(

@@ -4,8 +4,10 @@
 mod agent;
 mod app;
 mod cluster;
+mod cluster_ca;
 mod connection;
 mod dev;
+mod device_renewal;
 mod id_prefix;
 mod manager;
 mod node;

@@ -322,6 +322,8 @@ pub async fn run(
 ) -> Result<()> {
     let (info, creds) = profile.load()?;
     let manager = manager_override.unwrap_or(info.manager.clone());
+    let creds =
+        crate::device_renewal::renew_if_rotating(&profile.dir()?, &info, creds, &manager).await;
     let node_id = info.node_id.as_str();
     let flag = profile.flag();
     match cmd {

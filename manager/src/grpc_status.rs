@@ -6,6 +6,7 @@
 use tonic::{metadata::MetadataValue, Status};
 
 use crate::{
+    ca::rotation::RotationError,
     cluster::ClusterError,
     dispatcher::sessions::{EndReason, SessionError},
     orchestrator::upgrades::UpgradeError,
@@ -55,6 +56,19 @@ impl From<UpgradeError> for Status {
             UpgradeError::Cluster(e) => e.into(),
             UpgradeError::UnknownNode(_) => Status::not_found(e.to_string()),
             UpgradeError::InvalidShare(_) => Status::invalid_argument(e.to_string()),
+        }
+    }
+}
+
+impl From<RotationError> for Status {
+    fn from(e: RotationError) -> Self {
+        match e {
+            RotationError::InProgress => Status::failed_precondition(e.to_string()),
+            RotationError::BadRoot(_) | RotationError::HalfRoot => {
+                Status::invalid_argument(e.to_string())
+            }
+            RotationError::Cluster(e) => e.into(),
+            RotationError::Store(e) => e.into(),
         }
     }
 }

@@ -123,6 +123,10 @@ impl Manager {
         if let Some(webhooks) = &self.webhooks {
             work.spawn(webhooks.clone().run(store.clone(), stop.clone()));
         }
+        work.spawn(crate::ca::rotation::finish_when_moved(
+            store.clone(),
+            stop.clone(),
+        ));
         work.spawn(crate::scheduler_api::sweep_challenges(store, stop));
         work
     }

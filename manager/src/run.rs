@@ -72,6 +72,7 @@ fn operator_credential(dir: &DataDir) -> anyhow::Result<Option<Holder>> {
         credentials_dir: dir.operator(),
         identity: LiveIdentity::new(&creds.cert_pem, &creds.key_pem)
             .context("loading the operator credential")?,
+        verifier: None,
     }))
 }
 
@@ -88,6 +89,12 @@ pub async fn run(
     let identity = LiveIdentity::new(&credentials.cert_pem, &credentials.key_pem)
         .context("loading this manager's certificate")?;
     let client_tls = tls::client_config_live(&credentials.ca_pem, Some(identity.clone()))?;
+    // The roots the server and every client trust: one set, which follows the
+    // cluster's (a root rotation changes it).
+    let verifier = client_tls
+        .verifier()
+        .cloned()
+        .context("the manager's client trusts no CA")?;
     let key_path = key_file(dir.root());
     let mut shutdown = Box::pin(shutdown);
 
@@ -168,7 +175,14 @@ pub async fn run(
             advertise: manager_config.advertise.clone(),
             credentials_dir: dir.credentials(),
             identity: identity.clone(),
+            verifier: Some(verifier.clone()),
         },
+        stop.clone(),
+    ));
+    background.spawn(crate::ca::rotation::follow_trust(
+        store.clone(),
+        verifier.clone(),
+        dir.credentials().join("ca.pem"),
         stop.clone(),
     ));
     if let Some(holder) = operator_credential(&dir)? {
@@ -213,7 +227,7 @@ pub async fn run(
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let served = server::serve(
         config.listener,
-        (&credentials, identity),
+        (verifier, identity),
         &subsystems,
         manager,
         config.grpc_threads,

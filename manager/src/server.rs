@@ -20,7 +20,6 @@ use lnswarm_common::{
         scheduler_server::SchedulerServer, Manager, FILE_DESCRIPTOR_SET,
     },
     authz::AuthzLayer,
-    credentials::Credentials,
     grpc_server, tls,
 };
 use tokio::net::TcpListener;
@@ -57,10 +56,10 @@ pub const DEFAULT_THREADS: usize = 1;
 
 /// Serves on `threads` gRPC threads until `shutdown` resolves or one of them fails,
 /// presenting the certificate `identity` holds (renewal swaps it) and trusting the
-/// CA of `credentials`.
+/// roots `verifier` holds (a root rotation changes them).
 pub async fn serve(
     listener: std::net::TcpListener,
-    (credentials, identity): (&Credentials, Arc<tls::LiveIdentity>),
+    (verifier, identity): (lnswarm_common::pki::PeerVerifier, Arc<tls::LiveIdentity>),
     manager: &crate::manager::Manager,
     this_manager: Manager,
     threads: usize,
@@ -68,10 +67,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let store = manager.store().clone();
-    let verifier = credentials
-        .peer_verifier()
-        .context("loading the cluster CA")?
-        .with_revocations(Arc::new(StoreRevocations::new(store.state().clone())));
+    let verifier =
+        verifier.with_revocations(Arc::new(StoreRevocations::new(store.state().clone())));
     let tls_config = tls::server_config_live(identity)?;
 
     let (health, health_service) = tonic_health::server::health_reporter();

@@ -7,7 +7,7 @@ use std::{path::PathBuf, sync::Arc};
 
 use lnswarm_common::{
     cert_files,
-    cert_renewal::{through_managers, Renewal, Renewed},
+    cert_renewal::{probe_managers, through_managers, Renewal, Renewed, TrustSync},
     pki::Role,
     tls::{ClientTls, LiveIdentity},
 };
@@ -21,14 +21,24 @@ pub async fn keep_renewed(
     (cert_path, key_path): (PathBuf, PathBuf),
     stop: CancellationToken,
 ) {
-    // The CA file is the agent's, shared by its nodes: the agent keeps it.
+    // The CA file is the agent's, shared by its nodes: the agent keeps it (the
+    // node follows the cluster's roots in memory).
     let save =
         move |r: &Renewed| cert_files::write_pair(&cert_path, &key_path, &r.cert_pem, &r.key_pem);
+    let trust = tls.verifier().cloned().map(|verifier| TrustSync {
+        verifier,
+        probe: {
+            let managers = managers.clone();
+            probe_managers(move || managers.clone(), tls.clone())
+        },
+        ca_file: None,
+    });
     let renewal = Renewal {
         identity,
         role: Role::Node,
         request: through_managers(move || managers.clone(), tls, epoch),
         save: Box::new(save),
+        trust,
     };
     if let Err(e) = renewal.run(stop).await {
         tracing::error!(error = %e, "this node's certificate is no longer renewed");

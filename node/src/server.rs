@@ -128,11 +128,12 @@ async fn run_checked(config: NodeConfig, seed: Seed, node_id: String) -> Result<
         .peer_verifier()
         .map_err(|e| RunError::Certificate(e.to_string()))?;
     let own = {
-        use rustls_pki_types::{pem::PemObject, CertificateDer};
-        let der = CertificateDer::from_pem_slice(creds.cert_pem.as_bytes())
+        // Leaf first; during a root rotation the new root cross-signed by the old.
+        let chain = tls::certs_from_pem(&creds.cert_pem)
             .map_err(|e| RunError::Certificate(e.to_string()))?;
+        let intermediates: Vec<&[u8]> = chain[1..].iter().map(|c| c.as_ref()).collect();
         verifier
-            .verify(&der)
+            .verify_chain(&chain[0], &intermediates)
             .map_err(|e| RunError::Certificate(e.to_string()))?
     };
     if own.role != Role::Node || own.id != node_id {
@@ -150,6 +151,9 @@ async fn run_checked(config: NodeConfig, seed: Seed, node_id: String) -> Result<
         .map_err(|e| RunError::Certificate(e.to_string()))?;
     let client_tls = tls::client_config_live(&creds.ca_pem, Some(identity.clone()))
         .map_err(|e| RunError::Certificate(e.to_string()))?;
+    // One set of trusted roots for the Node API and the clients, which renewal
+    // keeps equal to the cluster's (a root rotation).
+    let verifier = client_tls.verifier().cloned().unwrap_or(verifier);
     let stop_renewal = tokio_util::sync::CancellationToken::new();
     if let StateConfig::Replicated {
         managers, epoch, ..

@@ -52,6 +52,7 @@ impl Ca for FakeCa {
     ) -> Result<Response<GetRootCaCertificateResponse>, Status> {
         Ok(Response::new(GetRootCaCertificateResponse {
             certificate: self.root_pem.clone().into_bytes(),
+            ..Default::default()
         }))
     }
 

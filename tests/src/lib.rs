@@ -38,6 +38,15 @@ pub trait Cluster {
     async fn channel_as(&self, creds: Option<&Credentials>) -> Channel;
 }
 
+/// A test's directory, kept after the test when `LNSWARM_KEEP_TEST_DIR` is set
+/// (to read the processes' logs).
+pub fn keepable_tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .disable_cleanup(std::env::var_os("LNSWARM_KEEP_TEST_DIR").is_some())
+        .tempdir()
+        .unwrap()
+}
+
 /// Path of a workspace binary (`lnswarm-manager`, `lnswarmctl`, ...). The test
 /// command builds every binary first (`cargo build --workspace --bins`).
 pub fn bin_path(name: &str) -> PathBuf {

@@ -29,16 +29,9 @@ use tonic::Code;
 /// The certificates' lifetime in the first test, seconds.
 const LIFETIME: u64 = 20;
 
-fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .disable_cleanup(std::env::var_os("LNSWARM_KEEP_TEST_DIR").is_some())
-        .tempdir()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn certificates_renew_themselves_through_five_lifetimes() {
-    let tmp = tempdir();
+    let tmp = lnswarm_tests::keepable_tempdir();
     let expiry = format!("{LIFETIME}s");
     let c = HostingCluster::start_quorum_with(tmp.path(), 3, 2, &["--cert-expiry", &expiry]).await;
     // A session is reopened on a renewed certificate once per lifetime; a 3 s TTL
@@ -245,7 +238,7 @@ async fn certificates_renew_themselves_through_five_lifetimes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_agent_away_longer_than_its_certificate_is_told_to_join_again() {
-    let tmp = tempdir();
+    let tmp = lnswarm_tests::keepable_tempdir();
     let m = TestManager::init_with(tmp.path(), None, &["--cert-expiry", "10s"]).await;
     let mut agent = TestAgent::join(&m, tmp.path(), "agent");
     agent.start();

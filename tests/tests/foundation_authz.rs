@@ -74,6 +74,7 @@ const NAMES_A_NODE: &[&str] = &[
     "/lnswarm.v1.Scheduler/DeleteWebhooks",
     "/lnswarm.v1.Scheduler/RotateOutgoingWebhookSecret",
     "/lnswarm.v1.Scheduler/ListPairings",
+    "/lnswarm.v1.Scheduler/RenewDeviceCertificate",
 ];
 
 fn role_of(caller: Caller) -> Option<Role> {
@@ -125,8 +126,8 @@ fn expected(path: &str, caller: Caller) -> Expect {
 }
 
 /// A protobuf body for `path`: node A's id where the request names a node, the
-/// caller's own id for NodeCertificateStatus, a token for IssueNodeCertificate, else
-/// empty.
+/// caller's own id for NodeCertificateStatus, a token for IssueNodeCertificate, a
+/// root that is not one for RotateRootCA, else empty.
 fn body_for(path: &str, caller_cn: &str, node_a: &str) -> Vec<u8> {
     let field1 = |bytes: &[u8]| {
         let mut b = vec![0x0a, bytes.len() as u8];
@@ -137,6 +138,10 @@ fn body_for(path: &str, caller_cn: &str, node_a: &str) -> Vec<u8> {
         field1(&hex::decode(node_a).unwrap())
     } else if path == "/lnswarm.v1.CA/NodeCertificateStatus" {
         field1(caller_cn.as_bytes())
+    } else if path == "/lnswarm.v1.Control/RotateRootCA" {
+        // A root that is not PEM, so a call that passes the layer is refused by
+        // the handler instead of rotating the test's root away.
+        vec![0x0a, 1, b'x', 0x12, 1, b'y']
     } else if path == "/lnswarm.v1.CA/IssueNodeCertificate" {
         // A (malformed) token in field 2, so a call that passes the layer reaches the
         // token check instead of the renewal path's own refusals.

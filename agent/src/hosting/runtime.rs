@@ -189,8 +189,12 @@ impl TaskRuntime for HostedNodeRuntime {
             &serde_json::to_vec_pretty(&config).expect("JSON serializes"),
         )?;
 
-        let tls = tls::client_config(&self.ca_pem, None)
-            .map_err(|e| invalid(format!("cluster CA: {e}")))?;
+        // Read at each launch: the agent rewrites it when the cluster's roots
+        // change (a root rotation).
+        let ca_pem =
+            std::fs::read_to_string(&self.config.ca_file).unwrap_or_else(|_| self.ca_pem.clone());
+        let tls =
+            tls::client_config(&ca_pem, None).map_err(|e| invalid(format!("cluster CA: {e}")))?;
         Ok(LaunchPlan {
             program: self.binary.path().to_path_buf(),
             args: vec!["--config".into(), config_file.display().to_string()],

@@ -37,8 +37,9 @@ pub enum NodeScope {
 /// Most verified certificates remembered at once (the cache is emptied when full).
 const MAX_VERIFIED: usize = 100_000;
 
-/// A verified identity and when its certificate expires (Unix seconds).
-type Verified = (Arc<Identity>, i64);
+/// A verified identity, when its certificate expires (Unix seconds), and the
+/// generation of the trusted roots it was verified under.
+pub type Verified = (Arc<Identity>, i64, u64);
 
 /// Behind an `Arc`: hyper clones the service, and so the layer, for every call.
 #[derive(Clone)]
@@ -76,18 +77,40 @@ impl AuthzLayer {
     }
 }
 
+impl AuthzLayer {
+    /// Moves when the trusted roots change (see [`Self::must_reconnect`]).
+    pub fn trust_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.verifier.changes()
+    }
+
+    /// Whether the connection `peer` came on should be closed now that the trusted
+    /// roots changed: its client's certificate is from a root being dropped.
+    pub fn must_reconnect(&self, peer: &PeerInfo) -> bool {
+        let chain: Vec<&[u8]> = peer.certificates.iter().map(|c| c.as_ref()).collect();
+        self.0.verifier.must_reconnect(&chain)
+    }
+}
+
 impl Authz {
     /// The identity `peer`'s leaf certificate proves: remembered on the connection
     /// or in the cache while it is unexpired and not revoked, else by full
     /// verification.
     fn identity_of(&self, peer: &PeerInfo, cert: &[u8]) -> Result<Arc<Identity>, Status> {
         let now = crate::ids::now_unix_ms() / 1000;
-        let remembered = peer.verified.get().cloned().or_else(|| {
-            let known = self.cached(cert)?;
-            let _ = peer.verified.set(known.clone());
-            Some(known)
-        });
-        if let Some((who, not_after)) = remembered {
+        // An identity verified under other trusted roots (before a root rotation
+        // finished) is verified again.
+        let generation = self.verifier.generation();
+        let remembered = peer
+            .verified
+            .get()
+            .cloned()
+            .filter(|v| v.2 == generation)
+            .or_else(|| {
+                let known = self.cached(cert).filter(|v| v.2 == generation)?;
+                let _ = peer.verified.set(known.clone());
+                Some(known)
+            });
+        if let Some((who, not_after, _)) = remembered {
             if now < not_after {
                 if self.verifier.is_revoked(&who) {
                     return Err(Status::unauthenticated(
@@ -97,18 +120,20 @@ impl Authz {
                 return Ok(who);
             }
         }
+        let intermediates: Vec<&[u8]> = peer.certificates[1..].iter().map(|c| c.as_ref()).collect();
         let who = Arc::new(
             self.verifier
-                .verify(cert)
+                .verify_chain(cert, &intermediates)
                 .map_err(|e| Status::unauthenticated(e.to_string()))?,
         );
         if let Some(not_after) = crate::pki::not_after_unix(cert) {
-            let _ = peer.verified.set((who.clone(), not_after));
-            let mut verified = self.verified.lock().expect("verified cache lock");
-            if verified.len() >= MAX_VERIFIED {
-                verified.clear();
+            let verified = (who.clone(), not_after, generation);
+            let _ = peer.verified.set(verified.clone());
+            let mut cache = self.verified.lock().expect("verified cache lock");
+            if cache.len() >= MAX_VERIFIED {
+                cache.clear();
             }
-            verified.insert(digest(cert), (who.clone(), not_after));
+            cache.insert(digest(cert), verified);
         }
         Ok(who)
     }

@@ -7,8 +7,8 @@ use std::{net::IpAddr, time::Duration};
 use rand::RngCore;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
-    PKCS_ECDSA_P256_SHA256,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData,
+    SanType, SerialNumber, PKCS_ECDSA_P256_SHA256,
 };
 use time::OffsetDateTime;
 
@@ -39,23 +39,19 @@ pub struct ClusterCa {
     cert_pem: String,
     cert_der: Vec<u8>,
     key: KeyPair,
+    /// PEM appended to every issued leaf: during a root rotation, this CA's
+    /// certificate cross-signed by the old root.
+    chain_pem: String,
 }
 
 impl ClusterCa {
     /// A new root CA for a new cluster.
     pub fn create(cluster_id: &str) -> Result<Self, PkiError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(sign_err)?;
-        let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, "lnswarm root CA");
         dn.push(DnType::OrganizationName, cluster_id);
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        let mut params = root_params(dn);
         let now = OffsetDateTime::now_utc();
         params.not_before = now - Duration::from_secs(3600);
         params.not_after = now + Duration::from_secs(20 * 365 * 86400);
@@ -66,6 +62,7 @@ impl ClusterCa {
             cert_pem: cert.pem(),
             cert_der: cert.der().to_vec(),
             key,
+            chain_pem: String::new(),
         })
     }
 
@@ -78,7 +75,77 @@ impl ClusterCa {
             cert_pem: cert_pem.to_string(),
             cert_der,
             key,
+            chain_pem: String::new(),
         })
+    }
+
+    /// A root the operator brings (`init --ca-cert`, `cluster ca --rotate
+    /// --ca-cert`): a CA certificate whose O is `cluster_id` and whose key is `key_pem`.
+    pub fn from_operator(
+        cluster_id: &str,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> Result<Self, PkiError> {
+        let ca = Self::load(cluster_id, cert_pem, key_pem)?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&ca.cert_der)
+            .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
+        let fields = super::names::name_fields(cert.subject())?;
+        if fields.organizations != [cluster_id] {
+            return Err(PkiError::WrongCluster);
+        }
+        if !cert.is_ca() {
+            return Err(PkiError::MalformedCertificate(
+                "the certificate is not a CA (basic constraints)".into(),
+            ));
+        }
+        if cert.public_key().raw != ca.key.subject_public_key_info().as_slice() {
+            return Err(PkiError::MalformedCertificate(
+                "the key is not the certificate's".into(),
+            ));
+        }
+        if !cert.validity().is_valid() {
+            return Err(PkiError::NotValidNow);
+        }
+        Ok(ca)
+    }
+
+    /// Appends `chain_pem` to every leaf this CA issues.
+    pub fn with_chain(mut self, chain_pem: &str) -> Self {
+        self.chain_pem = chain_pem.to_string();
+        self
+    }
+
+    /// `next`'s certificate signed by this CA: same name and key as `next`, so a
+    /// holder that trusts only this CA accepts leaves `next` signs when they come
+    /// with it.
+    pub fn cross_sign(&self, next: &ClusterCa) -> Result<String, PkiError> {
+        let (_, next_cert) = x509_parser::parse_x509_certificate(&next.cert_der)
+            .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
+        let fields = super::names::name_fields(next_cert.subject())?;
+        let mut dn = DistinguishedName::new();
+        for cn in &fields.common_names {
+            dn.push(DnType::CommonName, cn.as_str());
+        }
+        for o in &fields.organizations {
+            dn.push(DnType::OrganizationName, o.as_str());
+        }
+        let mut params = root_params(dn);
+        let (_, own) = x509_parser::parse_x509_certificate(&self.cert_der)
+            .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
+        let end = own
+            .validity()
+            .not_after
+            .timestamp()
+            .min(next_cert.validity().not_after.timestamp());
+        params.not_before = OffsetDateTime::now_utc() - Duration::from_secs(3600);
+        params.not_after = OffsetDateTime::from_unix_timestamp(end).map_err(sign_err)?;
+        params.serial_number = Some(random_serial());
+        let issuer =
+            Issuer::from_ca_cert_der(&self.cert_der.clone().into(), &self.key).map_err(sign_err)?;
+        Ok(params
+            .signed_by(&next.key, &issuer)
+            .map_err(sign_err)?
+            .pem())
     }
 
     pub fn cluster_id(&self) -> &str {
@@ -151,7 +218,7 @@ impl ClusterCa {
             .signed_by(&csr.public_key, &issuer)
             .map_err(sign_err)?;
         Ok(IssuedCertificate {
-            pem: cert.pem(),
+            pem: format!("{}{}", cert.pem(), self.chain_pem),
             der: cert.der().to_vec(),
         })
     }
@@ -182,6 +249,19 @@ pub fn ip_of_address(addr: &str) -> Option<IpAddr> {
     host.parse().ok()
 }
 
+/// A root CA's certificate named `dn` (its validity and serial are the caller's).
+fn root_params(dn: DistinguishedName) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params
+}
+
 fn random_serial() -> SerialNumber {
     let mut bytes = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut bytes);
@@ -191,4 +271,109 @@ fn random_serial() -> SerialNumber {
 
 fn sign_err(e: impl std::fmt::Display) -> PkiError {
     PkiError::Signing(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::{new_key_and_csr, PeerVerifier};
+
+    fn leaf(ca: &ClusterCa) -> Vec<Vec<u8>> {
+        let kc = new_key_and_csr("w", Some(Role::Worker)).unwrap();
+        let issued = ca
+            .issue(&LeafRequest {
+                csr_pem: &kc.csr_pem,
+                role: Role::Worker,
+                common_name: "w",
+                ip_sans: &[],
+                validity: None,
+            })
+            .unwrap();
+        crate::tls::certs_from_pem(&issued.pem)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.to_vec())
+            .collect()
+    }
+
+    fn refs(chain: &[Vec<u8>]) -> Vec<&[u8]> {
+        chain.iter().map(|c| c.as_slice()).collect()
+    }
+
+    fn verifies(v: &PeerVerifier, chain: &[Vec<u8>]) -> Result<(), PkiError> {
+        let rest: Vec<&[u8]> = chain[1..].iter().map(|c| c.as_slice()).collect();
+        v.verify_chain(&chain[0], &rest).map(|_| ())
+    }
+
+    #[test]
+    fn a_rotation_is_accepted_by_old_and_new_trust_and_ends_the_old_root() {
+        let old = ClusterCa::create("c1").unwrap();
+        let next = ClusterCa::create("c1").unwrap();
+        let cross = old.cross_sign(&next).unwrap();
+        let rotating = ClusterCa::load("c1", next.cert_pem(), &next.key_pem())
+            .unwrap()
+            .with_chain(&cross);
+        let new_leaf = leaf(&rotating);
+        assert_eq!(new_leaf.len(), 2, "the leaf carries the cross-signed root");
+        let old_leaf = leaf(&old);
+
+        let v = PeerVerifier::new(old.cert_pem(), "c1").unwrap();
+        verifies(&v, &new_leaf).expect("trusting the old root, through the cross-signed one");
+        assert!(
+            verifies(&v, &new_leaf[..1]).is_err(),
+            "not without the cross-signed root"
+        );
+        let generation = v.generation();
+        let both = format!("{}{}", old.cert_pem(), next.cert_pem());
+        assert!(v.set_roots(&both).unwrap());
+        assert!(
+            !v.set_roots(&both).unwrap(),
+            "the same roots change nothing"
+        );
+        assert_ne!(v.generation(), generation);
+        verifies(&v, &old_leaf).unwrap();
+        verifies(&v, &new_leaf[..1]).unwrap();
+
+        // The end of the rotation: connections from the old root are to close.
+        assert!(v.require_root(Some(next.cert_pem())).unwrap());
+        assert!(v.must_reconnect(&refs(&old_leaf)));
+        assert!(!v.must_reconnect(&refs(&new_leaf)));
+
+        v.set_roots(next.cert_pem()).unwrap();
+        v.require_root(None).unwrap();
+        assert!(matches!(
+            verifies(&v, &old_leaf),
+            Err(PkiError::UnknownIssuer)
+        ));
+        verifies(&v, &new_leaf).unwrap();
+        assert!(v.must_reconnect(&refs(&old_leaf)));
+    }
+
+    #[test]
+    fn a_cross_signature_from_another_ca_opens_nothing() {
+        let old = ClusterCa::create("c1").unwrap();
+        let next = ClusterCa::create("c1").unwrap();
+        let stranger = ClusterCa::create("c1").unwrap();
+        let forged = ClusterCa::load("c1", next.cert_pem(), &next.key_pem())
+            .unwrap()
+            .with_chain(&stranger.cross_sign(&next).unwrap());
+        let v = PeerVerifier::new(old.cert_pem(), "c1").unwrap();
+        assert!(matches!(
+            verifies(&v, &leaf(&forged)),
+            Err(PkiError::UnknownIssuer)
+        ));
+    }
+
+    #[test]
+    fn an_operators_root_must_name_the_cluster_and_hold_its_key() {
+        let a = ClusterCa::create("c1").unwrap();
+        let b = ClusterCa::create("c1").unwrap();
+        ClusterCa::from_operator("c1", a.cert_pem(), &a.key_pem()).unwrap();
+        assert!(matches!(
+            ClusterCa::from_operator("c2", a.cert_pem(), &a.key_pem()),
+            Err(PkiError::WrongCluster)
+        ));
+        assert!(ClusterCa::from_operator("c1", a.cert_pem(), &b.key_pem()).is_err());
+        assert!(ClusterCa::from_operator("c1", "x", "y").is_err());
+    }
 }

@@ -3,12 +3,16 @@
 //! cluster's CA, be valid now, name this cluster in O, carry exactly one known OU,
 //! and not be revoked.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::*;
 
-use super::{names::name_fields, pem::pem_to_der, PkiError, Role};
+use super::{
+    names::name_fields,
+    pem::{pem_to_der, pems_to_ders},
+    PkiError, Role,
+};
 
 /// Hex SHA-256 of a certificate's DER: the CA digest that join tokens carry.
 pub fn ca_digest(der: &[u8]) -> String {
@@ -72,10 +76,27 @@ impl Revocations for NoRevocations {
 /// For verifiers outside the managers (agents, hosted nodes), which have no store.
 pub static NO_REVOCATIONS: &dyn Revocations = &NoRevocations;
 
-/// Verifies peer certificates against one cluster's CA.
+/// The roots a verifier trusts now. During a root rotation there are two; the
+/// set is replaced whole when the cluster's trust changes, and `generation` moves so
+/// that identities verified under an older set are verified again.
+struct Roots {
+    ders: Vec<Vec<u8>>,
+    generation: u64,
+    /// At the end of a rotation: the root every connection's client certificate
+    /// should come from, so that servers close the others and their clients
+    /// reconnect with the certificate they renewed.
+    required: Option<Vec<u8>>,
+}
+
+/// Verifies peer certificates against one cluster's trusted roots. Clones share
+/// the roots: [`PeerVerifier::set_roots`] changes them for every clone at once, so
+/// a holder's server and clients follow a root rotation without a restart.
 #[derive(Clone)]
 pub struct PeerVerifier {
-    ca_der: Arc<Vec<u8>>,
+    roots: Arc<RwLock<Arc<Roots>>>,
+    /// Counts changes of the roots or the required root, for servers to look at
+    /// their open connections again.
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
     cluster_id: String,
     revocations: Arc<dyn Revocations>,
 }
@@ -88,10 +109,20 @@ impl std::fmt::Debug for PeerVerifier {
     }
 }
 
+/// Most intermediates looked at in a presented chain: the CA sends at most one
+/// (the new root cross-signed by the old one, during a rotation).
+const MAX_INTERMEDIATES: usize = 2;
+
 impl PeerVerifier {
+    /// Trusts every certificate in `ca_pem` (one root, or two during a rotation).
     pub fn new(ca_pem: &str, cluster_id: &str) -> Result<Self, PkiError> {
         Ok(PeerVerifier {
-            ca_der: Arc::new(pem_to_der(ca_pem)?),
+            roots: Arc::new(RwLock::new(Arc::new(Roots {
+                ders: pems_to_ders(ca_pem)?,
+                generation: 0,
+                required: None,
+            }))),
+            changes: Arc::new(tokio::sync::watch::Sender::new(0)),
             cluster_id: cluster_id.to_string(),
             revocations: Arc::new(NoRevocations),
         })
@@ -106,8 +137,78 @@ impl PeerVerifier {
         &self.cluster_id
     }
 
-    pub fn ca_der(&self) -> &[u8] {
-        &self.ca_der
+    /// The first trusted root's DER.
+    pub fn ca_der(&self) -> Vec<u8> {
+        self.current().ders[0].clone()
+    }
+
+    fn current(&self) -> Arc<Roots> {
+        self.roots.read().expect("roots lock").clone()
+    }
+
+    /// Moves when the trusted roots change.
+    pub fn generation(&self) -> u64 {
+        self.current().generation
+    }
+
+    /// Trusts exactly the certificates in `ca_pem` from now on, in this verifier
+    /// and all its clones. Returns whether that changed anything; a bundle that
+    /// does not parse changes nothing.
+    pub fn set_roots(&self, ca_pem: &str) -> Result<bool, PkiError> {
+        let ders = pems_to_ders(ca_pem)?;
+        {
+            let mut roots = self.roots.write().expect("roots lock");
+            if roots.ders == ders {
+                return Ok(false);
+            }
+            let generation = roots.generation + 1;
+            *roots = Arc::new(Roots {
+                ders,
+                generation,
+                required: roots.required.clone(),
+            });
+        }
+        self.changes.send_modify(|n| *n += 1);
+        Ok(true)
+    }
+
+    /// Asks servers to close connections whose client certificate is not from
+    /// `root_pem` (`None`: no such demand). Their clients reconnect with the
+    /// certificate they hold now, before the roots they came from are dropped.
+    pub fn require_root(&self, root_pem: Option<&str>) -> Result<bool, PkiError> {
+        let required = root_pem.map(pem_to_der).transpose()?;
+        {
+            let mut roots = self.roots.write().expect("roots lock");
+            if roots.required == required {
+                return Ok(false);
+            }
+            *roots = Arc::new(Roots {
+                ders: roots.ders.clone(),
+                generation: roots.generation,
+                required,
+            });
+        }
+        self.changes.send_modify(|n| *n += 1);
+        Ok(true)
+    }
+
+    /// Moves whenever the roots or the required root change.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Whether a connection whose client presented `chain` (leaf first) should be
+    /// closed: its certificate no longer verifies, or is not from the required
+    /// root.
+    pub fn must_reconnect(&self, chain: &[&[u8]]) -> bool {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return false;
+        };
+        let roots = self.current();
+        match &roots.required {
+            Some(root) => !signed_by_der(leaf, root),
+            None => self.verify_chain(leaf, intermediates).is_err(),
+        }
     }
 
     /// Whether `who` was revoked since its certificate was verified.
@@ -117,19 +218,45 @@ impl PeerVerifier {
 
     /// The identity a DER certificate proves, or why it proves none.
     pub fn verify(&self, cert_der: &[u8]) -> Result<Identity, PkiError> {
-        let (_, ca) = X509Certificate::from_der(&self.ca_der)
-            .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
+        self.verify_chain(cert_der, &[])
+    }
+
+    /// The identity a leaf proves, signed by a trusted root or by an intermediate
+    /// in `intermediates` that a trusted root signed (during a rotation the CA
+    /// sends the new root cross-signed by the old one, so holders that trust only
+    /// the old root accept leaves from the new one).
+    pub fn verify_chain(
+        &self,
+        cert_der: &[u8],
+        intermediates: &[&[u8]],
+    ) -> Result<Identity, PkiError> {
         let (_, cert) = X509Certificate::from_der(cert_der)
             .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
         // Only the encoding the CA issues: what is around the signed part (bytes
         // after the certificate included) is not signed, and the parser is lenient
         // about it (found by fuzzing, pki/cert_fuzz.rs).
         super::envelope::check(cert_der, cert.tbs_certificate.as_ref())?;
-        if cert.issuer() != ca.subject() {
+        let roots = self.current();
+        let mut signers = Vec::new();
+        for der in &roots.ders {
+            let (_, root) = X509Certificate::from_der(der)
+                .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
+            signers.push(root);
+        }
+        let by_root = signers.iter().any(|ca| {
+            cert.issuer() == ca.subject() && cert.verify_signature(Some(ca.public_key())).is_ok()
+        });
+        // A cross-signed root is matched by its key alone: an operator's root may
+        // encode its name differently from the copy the CA signs.
+        let signed = by_root
+            || intermediates
+                .iter()
+                .take(MAX_INTERMEDIATES)
+                .filter_map(|der| cross_signed(der, &signers))
+                .any(|ca| cert.verify_signature(Some(ca.public_key())).is_ok());
+        if !signed {
             return Err(PkiError::UnknownIssuer);
         }
-        cert.verify_signature(Some(ca.public_key()))
-            .map_err(|_| PkiError::UnknownIssuer)?;
         let validity = cert.validity();
         if !validity.is_valid() {
             let now = x509_parser::time::ASN1Time::now();
@@ -183,6 +310,42 @@ impl PeerVerifier {
             device,
         })
     }
+}
+
+/// An intermediate a trusted root signed, that is a CA and valid now; `None`
+/// otherwise (an unusable intermediate is ignored, so the leaf must verify some
+/// other way).
+fn cross_signed<'a>(der: &'a [u8], roots: &[X509Certificate<'_>]) -> Option<X509Certificate<'a>> {
+    let (_, c) = X509Certificate::from_der(der).ok()?;
+    super::envelope::check(der, c.tbs_certificate.as_ref()).ok()?;
+    if !c.is_ca() || !c.validity().is_valid() {
+        return None;
+    }
+    roots
+        .iter()
+        .any(|r| c.issuer() == r.subject() && c.verify_signature(Some(r.public_key())).is_ok())
+        .then_some(c)
+}
+
+/// Whether the first certificate in `cert_pem` is signed by the root `root_pem`
+/// (unverified otherwise): which root a holder's certificate comes from.
+pub fn issued_by(cert_pem: &str, root_pem: &str) -> bool {
+    pem_to_der(cert_pem).is_ok_and(|der| issued_by_der(&der, root_pem))
+}
+
+/// [`issued_by`] for a DER certificate.
+pub fn issued_by_der(cert_der: &[u8], root_pem: &str) -> bool {
+    pem_to_der(root_pem).is_ok_and(|root| signed_by_der(cert_der, &root))
+}
+
+fn signed_by_der(cert_der: &[u8], root_der: &[u8]) -> bool {
+    let (Ok((_, cert)), Ok((_, root))) = (
+        X509Certificate::from_der(cert_der),
+        X509Certificate::from_der(root_der),
+    ) else {
+        return false;
+    };
+    cert.issuer() == root.subject() && cert.verify_signature(Some(root.public_key())).is_ok()
 }
 
 /// When a certificate (PEM, leaf first) starts and stops being valid, in Unix

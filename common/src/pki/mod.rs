@@ -13,8 +13,8 @@ mod token;
 pub use ca::{ip_of_address, validity_for, ClusterCa, IssuedCertificate, LeafRequest};
 pub use csr::{csr_requested_ous, new_key_and_csr, KeyAndCsr};
 pub use identity::{
-    ca_digest, ip_sans_of, not_after_unix, subject_of, validity_of, validity_of_der, Identity,
-    PeerVerifier, Revocations, Subject, NO_REVOCATIONS,
+    ca_digest, ip_sans_of, issued_by, issued_by_der, not_after_unix, subject_of, validity_of,
+    validity_of_der, Identity, PeerVerifier, Revocations, Subject, NO_REVOCATIONS,
 };
 pub use names::{directory_string, name_fields, NameFields};
 pub use role::Role;

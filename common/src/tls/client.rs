@@ -100,6 +100,12 @@ impl ClientTls {
         Ok(Arc::new(config))
     }
 
+    /// The verifier of servers' certificates; its clones share its trusted roots
+    /// (a root rotation changes them through it).
+    pub fn verifier(&self) -> Option<&PeerVerifier> {
+        self.verifier.as_ref()
+    }
+
     /// The certificate this client presents, if any.
     pub fn identity(&self) -> Option<&Arc<LiveIdentity>> {
         self.identity.as_ref()
@@ -149,15 +155,16 @@ impl ServerCertVerifier for ClusterServerVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
+        intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let refuse = |why: String| rustls::Error::General(why);
+        let intermediates: Vec<&[u8]> = intermediates.iter().map(|c| c.as_ref()).collect();
         let who = self
             .peers
-            .verify(end_entity)
+            .verify_chain(end_entity, &intermediates)
             .map_err(|e| refuse(format!("the server's certificate is not acceptable: {e}")))?;
         if who.role != self.expected.role {
             return Err(refuse(format!(

@@ -28,10 +28,11 @@ pub struct PeerInfo {
     pub remote_addr: SocketAddr,
     /// The peer's certificate chain, leaf first; empty when it sent none.
     pub certificates: Arc<Vec<CertificateDer<'static>>>,
-    /// The leaf's verified identity and expiry (Unix seconds), once the
-    /// authorization layer has verified it: a connection's certificate never
-    /// changes, so later calls on it only check expiry and revocation.
-    pub verified: Arc<OnceLock<(Arc<Identity>, i64)>>,
+    /// The leaf's verified identity, expiry (Unix seconds) and the generation of
+    /// the roots it was verified under, once the authorization layer has verified
+    /// it: a connection's certificate never changes, so later calls on it only
+    /// check expiry, revocation and that the trusted roots are the same.
+    pub verified: Arc<OnceLock<(Arc<Identity>, i64, u64)>>,
 }
 
 /// Proves possession of the presented certificate's key, and defers the question of

@@ -52,7 +52,7 @@ pub fn sign_leaf(
     ip_sans: &[IpAddr],
 ) -> Result<CertificateRecord, IssueError> {
     let (_, record) = cluster::load(store)?;
-    let ca = cluster::ca(store, &record)?;
+    let ca = cluster::signing_ca(store, &record)?;
     let settings = cluster::effective_settings(&record);
     // Holders that renew themselves get the cluster's lifetime; owners' devices
     // and apps, which are issued a certificate and keep it, get theirs.

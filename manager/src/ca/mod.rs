@@ -5,6 +5,7 @@
 mod issue;
 mod own_certificate;
 mod revocations;
+pub mod rotation;
 mod service;
 
 pub use issue::{check_csr, issue_and_record, sign_leaf, IssueError};

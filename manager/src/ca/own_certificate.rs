@@ -9,8 +9,8 @@ use std::{path::PathBuf, sync::Arc};
 
 use futures::FutureExt;
 use lnswarm_common::{
-    cert_renewal::{save_credentials, Renewal, RenewalError, Renewed},
-    pki::{ip_of_address, Role},
+    cert_renewal::{save_credentials, Renewal, RenewalError, Renewed, RootState, TrustSync},
+    pki::{ip_of_address, PeerVerifier, Role},
     tls::LiveIdentity,
 };
 use tokio_util::sync::CancellationToken;
@@ -39,6 +39,9 @@ pub struct Holder {
     pub credentials_dir: PathBuf,
     /// Where its TLS configs read it (for the operator credential, nothing does).
     pub identity: Arc<LiveIdentity>,
+    /// The roots its TLS configs trust, if any read it; a root rotation changes
+    /// them (and makes the holder renew early either way).
+    pub verifier: Option<PeerVerifier>,
 }
 
 /// Renews `holder`'s certificate until `stop`: writes each new one to its
@@ -50,6 +53,7 @@ pub async fn keep_renewed(store: Store, holder: Holder, stop: CancellationToken)
         advertise,
         credentials_dir,
         identity,
+        verifier,
     } = holder;
     let request = {
         let store = store.clone();
@@ -62,17 +66,44 @@ pub async fn keep_renewed(store: Store, holder: Holder, stop: CancellationToken)
                 Ok(Renewed {
                     cert_pem,
                     key_pem: String::new(),
-                    ca_pem: record.ca_cert_pem,
+                    ca_pem: cluster::trust_bundle(&record),
                 })
             }
             .boxed()
         }
     };
+    // A holder nothing verifies with still learns of a rotation to renew early.
+    let verifier = match verifier {
+        Some(v) => Some(v),
+        None => cluster::load(&store)
+            .ok()
+            .and_then(|(_, r)| PeerVerifier::new(&r.ca_cert_pem, &r.cluster_id).ok()),
+    };
+    let trust = verifier.map(|verifier| TrustSync {
+        verifier,
+        // The manager's own store answers.
+        probe: {
+            let store = store.clone();
+            Box::new(move || {
+                let store = store.clone();
+                async move {
+                    let (_, record) = cluster::load(&store).map_err(IssueError::from)?;
+                    Ok(RootState {
+                        signing_root: cluster::signing_root(&record).to_string(),
+                        trust_bundle: cluster::trust_bundle(&record),
+                    })
+                }
+                .boxed()
+            })
+        },
+        ca_file: Some(credentials_dir.join("ca.pem")),
+    });
     let renewal = Renewal {
         identity,
         role,
         request: Box::new(request),
         save: save_credentials(credentials_dir),
+        trust,
     };
     if let Err(e) = renewal.run(stop).await {
         error!(error = %e, %role, "a certificate this manager keeps is no longer renewed");

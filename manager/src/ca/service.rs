@@ -62,6 +62,8 @@ impl Ca for CaService {
     ) -> Result<Response<GetRootCaCertificateResponse>, Status> {
         let (_, record) = cluster::load(&self.store)?;
         Ok(Response::new(GetRootCaCertificateResponse {
+            signing_root: cluster::signing_root(&record).as_bytes().to_vec(),
+            trust_bundle: cluster::trust_bundle(&record).into_bytes(),
             certificate: record.ca_cert_pem.into_bytes(),
         }))
     }
@@ -124,11 +126,13 @@ impl Ca for CaService {
         };
         let cert_pem = issue_and_record(&self.store, csr_pem, role, &id, &sans).await?;
         info!(%id, %role, "issued certificate");
+        // Read again: a rotation may have started or finished meanwhile.
+        let (_, record) = cluster::load(&self.store)?;
         Ok(Response::new(IssueNodeCertificateResponse {
             node_id: id,
             role: role.ou().to_string(),
             certificate: cert_pem.into_bytes(),
-            root_ca: record.ca_cert_pem.into_bytes(),
+            root_ca: cluster::trust_bundle(&record).into_bytes(),
             cluster_id: record.cluster_id,
         }))
     }

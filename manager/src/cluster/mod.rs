@@ -56,6 +56,8 @@ pub async fn create(
         created_unix_ms: now_unix_ms(),
         unlock_key_sealed: Vec::new(),
         challenge_key_sealed: store.seal_for_adoption(CHALLENGE_KEY_AAD, &random_key()[..])?,
+        root_rotation: None,
+        root_rotated_unix_ms: 0,
     };
     let txn = put(TxnBuilder::new().require_absent(keys::CLUSTER), &record).build();
     match store.propose(txn).await? {
@@ -88,6 +90,53 @@ pub fn ca(store: &Store, record: &ClusterRecord) -> Result<ClusterCa, ClusterErr
         .map_err(|_| ClusterError::Corrupt("the CA key is not PEM".into()))?;
     ClusterCa::load(&record.cluster_id, &record.ca_cert_pem, key_pem)
         .map_err(|e| ClusterError::Corrupt(e.to_string()))
+}
+
+/// Associated data of a rotation's new root key.
+pub(crate) const NEW_CA_KEY_AAD: &str = "cluster/root_rotation/new_ca_key";
+
+/// The CA that signs certificates now: during a root rotation the new root, whose
+/// leaves carry its certificate cross-signed by the old root; otherwise the root.
+pub fn signing_ca(store: &Store, record: &ClusterRecord) -> Result<ClusterCa, ClusterError> {
+    let Some(rotation) = &record.root_rotation else {
+        return ca(store, record);
+    };
+    let key_pem = Zeroizing::new(store.open_sealed(NEW_CA_KEY_AAD, &rotation.new_ca_key_sealed)?);
+    let key_pem = std::str::from_utf8(&key_pem)
+        .map_err(|_| ClusterError::Corrupt("the new CA key is not PEM".into()))?;
+    Ok(
+        ClusterCa::load(&record.cluster_id, &rotation.new_ca_cert_pem, key_pem)
+            .map_err(|e| ClusterError::Corrupt(e.to_string()))?
+            .with_chain(&rotation.cross_signed_pem),
+    )
+}
+
+/// The root that signs certificates now (PEM).
+pub fn signing_root(record: &ClusterRecord) -> &str {
+    match &record.root_rotation {
+        Some(r) => &r.new_ca_cert_pem,
+        None => &record.ca_cert_pem,
+    }
+}
+
+/// Every root trusted now (PEM): both during a rotation, else the root. This is
+/// what holders are given to verify their peers with.
+pub fn trust_bundle(record: &ClusterRecord) -> String {
+    match &record.root_rotation {
+        Some(r) => {
+            format!(
+                "{}\n{}",
+                record.ca_cert_pem.trim_end(),
+                r.new_ca_cert_pem.trim_end()
+            ) + "\n"
+        }
+        None => record.ca_cert_pem.clone(),
+    }
+}
+
+/// Seals a root CA key as the cluster's (the key of `ca_cert_pem`).
+pub(crate) fn seal_ca_key(store: &Store, key_pem: &str) -> Result<Vec<u8>, ClusterError> {
+    Ok(store.seal(CA_KEY_AAD, key_pem.as_bytes())?)
 }
 
 /// The secret half of the key owners seal seeds to.

@@ -8,15 +8,15 @@ use lnswarm_common::{
     api::{
         control_server::Control, Agent, Availability, CertificateRecord, ClusterInfo,
         CreateTaskRequest, GetAgentRequest, GetClusterInfoRequest, GetJoinTokenRequest,
-        GetJoinTokenResponse, GetTaskRequest, GetUnlockKeyRequest, GetUnlockKeyResponse,
-        HostedNode, InspectHostedNodeRequest, IssueAppCertificateRequest,
+        GetJoinTokenResponse, GetRootCaStatusRequest, GetTaskRequest, GetUnlockKeyRequest,
+        GetUnlockKeyResponse, HostedNode, InspectHostedNodeRequest, IssueAppCertificateRequest,
         IssueAppCertificateResponse, JoinRole, ListAgentsRequest, ListAgentsResponse,
         ListHostedNodesRequest, ListHostedNodesResponse, ListManagersRequest, ListManagersResponse,
         ListTasksRequest, ListTasksResponse, Manager, ManagerInfo, MoveHostedNodeRequest,
         RemoveAgentRequest, RemoveAgentResponse, RemoveHostedNodeRequest, RemoveHostedNodeResponse,
-        RemoveManagerRequest, RemoveManagerResponse, RemoveTaskRequest, RemoveTaskResponse, Task,
-        UpdateAgentRequest, UpdateClusterSettingsRequest, UpgradeHostedNodesRequest,
-        UpgradeHostedNodesResponse, Version,
+        RemoveManagerRequest, RemoveManagerResponse, RemoveTaskRequest, RemoveTaskResponse,
+        RootCaStatus, RotateRootCaRequest, Task, UpdateAgentRequest, UpdateClusterSettingsRequest,
+        UpgradeHostedNodesRequest, UpgradeHostedNodesResponse, Version,
     },
     pki::{ca_digest, Role},
 };
@@ -151,6 +151,39 @@ impl Control for ControlService {
         Ok(Response::new(info))
     }
 
+    async fn get_root_ca_status(
+        &self,
+        _req: Request<GetRootCaStatusRequest>,
+    ) -> Result<Response<RootCaStatus>, Status> {
+        self.store.read_barrier().await?;
+        // It scans managers, agents and hosted nodes.
+        let status = self
+            .store
+            .read_off_thread(|store| Ok(crate::ca::rotation::status(store)))
+            .await??;
+        Ok(Response::new(status))
+    }
+
+    async fn rotate_root_ca(
+        &self,
+        req: Request<RotateRootCaRequest>,
+    ) -> Result<Response<RootCaStatus>, Status> {
+        use crate::ca::rotation::{self, RotationError};
+        let req = req.into_inner();
+        let text = |b: Vec<u8>| {
+            String::from_utf8(b)
+                .map_err(|_| Status::invalid_argument("the new root CA must be PEM"))
+        };
+        let (cert, key) = (text(req.ca_cert)?, text(req.ca_key)?);
+        let root = match (cert.is_empty(), key.is_empty()) {
+            (true, true) => None,
+            (false, false) => Some((cert.as_str(), key.as_str())),
+            _ => return Err(RotationError::HalfRoot.into()),
+        };
+        let status = rotation::start(&self.store, root).await?;
+        Ok(Response::new(status))
+    }
+
     async fn get_unlock_key(
         &self,
         req: Request<GetUnlockKeyRequest>,
@@ -231,7 +264,7 @@ impl Control for ControlService {
         tracing::info!(app = %req.name, "app credential issued");
         Ok(Response::new(IssueAppCertificateResponse {
             certificate: cert.into_bytes(),
-            root_ca: record.ca_cert_pem.into_bytes(),
+            root_ca: cluster::trust_bundle(&record).into_bytes(),
         }))
     }
 

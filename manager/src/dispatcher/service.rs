@@ -174,7 +174,7 @@ async fn mark_ready(
 fn root_ca(store: &Store) -> Result<Vec<u8>, StoreError> {
     Ok(store
         .get::<ClusterRecord>(keys::CLUSTER)?
-        .map(|(_, r)| r.ca_cert_pem.into_bytes())
+        .map(|(_, r)| crate::cluster::trust_bundle(&r).into_bytes())
         .unwrap_or_default())
 }
 

@@ -26,8 +26,8 @@ use std::{
 
 use lnswarm_common::{
     api::{
-        task_spec::Runtime, Agent, AgentState, Availability, HostedNode, HostedNodeSpec,
-        HostedNodeState, NodeTlsSecret, Secret, Task, TaskSpec, TaskState,
+        task_spec::Runtime, Agent, AgentState, Availability, CertificateRecord, HostedNode,
+        HostedNodeSpec, HostedNodeState, NodeTlsSecret, Secret, Task, TaskSpec, TaskState,
     },
     ids::now_unix_ms,
     pki::{new_key_and_csr, Role},
@@ -608,8 +608,11 @@ fn start_task(
         .map(|d| d.advertised_address.clone());
     let lease = NextLease::read(store, &node.node_id)?;
     let epoch = lease.epoch;
-    let (task, secret_ops) = new_task(store, node, agent_id, host, epoch)?;
+    let (task, secret_ops, cert) = new_task(store, node, agent_id, host, epoch)?;
     agents.load.add(agent_id);
+    // Recorded like every issued certificate: a root rotation reads which root
+    // each running node's certificate comes from.
+    txn = txn.put(keys::certificate(&node.node_id), &cert);
     for secret in secret_ops {
         txn = secrets::put(store, txn, &secret, [keys::agent_tag(agent_id)])?;
     }
@@ -656,7 +659,7 @@ fn new_task(
     agent_id: &str,
     host: Option<String>,
     lease_epoch: u64,
-) -> Result<(Task, Vec<Secret>), ReconcileError> {
+) -> Result<(Task, Vec<Secret>, CertificateRecord), ReconcileError> {
     let (_, record) = cluster::load(store)?;
     let settings = cluster::effective_settings(&record);
     let host: Vec<std::net::IpAddr> = host
@@ -670,7 +673,7 @@ fn new_task(
         id: keys::tls_secret_id(&node.node_id),
         version: None,
         data: NodeTlsSecret {
-            cert_pem: cert.cert_pem,
+            cert_pem: cert.cert_pem.clone(),
             key_pem: key.key_pem,
         }
         .encode_to_vec(),
@@ -691,7 +694,7 @@ fn new_task(
         agent_id,
         &node.node_id,
     );
-    Ok((task, vec![tls]))
+    Ok((task, vec![tls], cert))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! and get it running (Greenlight's Scheduler semantics).
 
 mod challenge;
+mod device_renewal;
 mod export;
 mod pairing;
 mod registration;

@@ -245,7 +245,7 @@ pub async fn sweep(store: &Store) -> Result<usize, StoreError> {
 
 /// The cluster's root CA, for an approved device's profile.
 pub fn root_ca(store: &Store) -> Result<String, PairingError> {
-    Ok(cluster::load(store)?.1.ca_cert_pem)
+    Ok(cluster::trust_bundle(&cluster::load(store)?.1))
 }
 
 #[cfg(test)]

@@ -191,7 +191,7 @@ pub async fn register(
             tracing::info!(node = %node_id, device = %req.device, "node registered");
             Ok(Registered {
                 device_cert: cert.cert_pem,
-                root_ca: cluster_record.ca_cert_pem,
+                root_ca: crate::cluster::trust_bundle(&cluster_record),
             })
         }
         Applied::CheckFailed(_) if store.state().get(&node_key)?.is_some() => {
@@ -234,7 +234,7 @@ pub async fn recover(store: &Store, req: RecoveryRequest) -> Result<Registered, 
             tracing::info!(node = %node_id, device = %req.device, "owner device recovered");
             Ok(Registered {
                 device_cert: cert.cert_pem,
-                root_ca: cluster_record.ca_cert_pem,
+                root_ca: crate::cluster::trust_bundle(&cluster_record),
             })
         }
         Applied::CheckFailed(_) => Err(RegistrationError::Contended),

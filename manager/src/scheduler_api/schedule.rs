@@ -100,7 +100,7 @@ fn load(store: &Store, node_id: &str) -> Result<(u64, HostedNode), ScheduleError
 /// client certificate (health is open). Built once per call, not per probe.
 fn node_tls(store: &Store) -> Result<ClientTls, ScheduleError> {
     let (_, record) = crate::cluster::load(store)?;
-    lnswarm_common::tls::client_config(&record.ca_cert_pem, None)
+    lnswarm_common::tls::client_config(&crate::cluster::trust_bundle(&record), None)
         .map_err(|e| ScheduleError::ClusterCa(e.to_string()))
 }
 

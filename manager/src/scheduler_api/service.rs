@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::{
     challenge::{self, ChallengeError},
+    device_renewal::{self, DeviceRenewalError},
     export::{self, ExportError},
     pairing::{self, PairingError},
     registration::{self, RegistrationError},
@@ -130,6 +131,17 @@ impl From<PairingError> for Status {
     }
 }
 
+impl From<DeviceRenewalError> for Status {
+    fn from(e: DeviceRenewalError) -> Self {
+        use DeviceRenewalError::*;
+        match e {
+            NotRotating | AlreadyCurrent => Status::failed_precondition(e.to_string()),
+            Issue(e) => e.into(),
+            Cluster(e) => e.into(),
+        }
+    }
+}
+
 /// The caller's own node id (owner certificates name it).
 fn own_node<T>(req: &Request<T>) -> Result<String, Status> {
     caller(req)
@@ -213,6 +225,28 @@ impl Scheduler for SchedulerService {
         Ok(Response::new(
             schedule::schedule(&self.store, &node_id).await?,
         ))
+    }
+
+    async fn renew_device_certificate(
+        &self,
+        req: Request<RenewDeviceCertificateRequest>,
+    ) -> Result<Response<RenewDeviceCertificateResponse>, Status> {
+        reader(&req, &req.get_ref().node_id)?;
+        let who = caller(&req)
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("an owner certificate is required"))?;
+        let presented = req
+            .extensions()
+            .get::<lnswarm_common::tls::PeerInfo>()
+            .and_then(|p| p.certificates.first().cloned())
+            .ok_or_else(|| Status::unauthenticated("an owner certificate is required"))?;
+        let (cert, roots) =
+            device_renewal::renew(&self.store, &who, &presented, &req.get_ref().csr)?;
+        tracing::info!(device = %who.id, "device certificate renewed for the root CA rotation");
+        Ok(Response::new(RenewDeviceCertificateResponse {
+            device_cert: cert.into_bytes(),
+            root_ca: roots.into_bytes(),
+        }))
     }
 
     async fn get_node_info(
