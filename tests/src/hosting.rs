@@ -249,6 +249,29 @@ impl<C: Cluster> HostingCluster<C> {
     pub async fn funded_channel(&self, from: &Owner, to: &Owner) -> String {
         let channel_id = self.open_funded_channel(from, to, 500_000).await;
         self.pay(from, to, 25_000_000);
+        // Pay answers at the preimage; the HTLC (and the commitment fee its output
+        // costs the opener) leaves both commitments a round trip later. Callers
+        // compare balances from here on, so wait until `to` can spend what it got
+        // and `from`'s balance holds still.
+        let point = self.channel_json(from, &channel_id)["funding_txo"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let mut last = None;
+        wait::until(
+            "the first payment to settle on both commitments",
+            Duration::from_secs(30),
+            || {
+                let seen = self.channel_json(to, &point)["max_send_msat"].as_u64();
+                let now = self.owner_json(from, &["balances"])["lightning_sats"].clone();
+                let steady = last.replace(now.clone()) == Some(now);
+                async move {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    (seen.is_some_and(|m| m > 0) && steady).then_some(())
+                }
+            },
+        )
+        .await;
         channel_id
     }
 

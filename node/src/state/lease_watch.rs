@@ -66,7 +66,7 @@ pub fn spawn(path: PathBuf) -> Quiesce {
                         // lease after all (an election ended in time), the process
                         // would serve its API with Lightning stopped, and an HTLC in
                         // flight would hang. Exit, so the agent starts it afresh.
-                        tracing::warn!("stopped cleanly as the lease ran low; exiting so that the agent starts the node again");
+                        tracing::warn!("the agent's lease ran low, so the node stopped cleanly; exiting (its agent starts it again once the lease holds)");
                         std::process::exit(EXIT_LEASE_EXPIRED);
                     });
                 }
