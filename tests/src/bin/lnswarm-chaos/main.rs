@@ -21,8 +21,11 @@
 //! ```text
 //! cargo build --release --workspace --bins
 //! target/release/lnswarm-chaos --minutes 30 --seed 1 [--nodes 10] [--heartbeat-ms 1000]
-//!     [--start-budget-s 30] [--interval-s 4]
+//!     [--start-budget-s 30] [--interval-s 4] [--keep-logs]
 //! ```
+//!
+//! The cluster's files and logs are kept when an invariant was violated, or with
+//! `--keep-logs` (for a lost channel's cause).
 
 mod checks;
 mod directory;
@@ -54,6 +57,7 @@ struct Options {
     heartbeat_ms: u64,
     start_budget: Duration,
     interval: Duration,
+    keep_logs: bool,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
@@ -64,6 +68,7 @@ fn parse(args: &[String]) -> Result<Options> {
         heartbeat_ms: 1000,
         start_budget: Duration::from_secs(30),
         interval: Duration::from_secs(4),
+        keep_logs: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -75,6 +80,7 @@ fn parse(args: &[String]) -> Result<Options> {
             "--heartbeat-ms" => o.heartbeat_ms = value()?.parse()?,
             "--start-budget-s" => o.start_budget = Duration::from_secs(value()?.parse()?),
             "--interval-s" => o.interval = Duration::from_secs_f64(value()?.parse()?),
+            "--keep-logs" => o.keep_logs = true,
             other => bail!("unknown option {other}"),
         }
     }
@@ -306,7 +312,7 @@ async fn run(o: &Options) -> Result<usize> {
         &money,
         &violations,
     );
-    if !violations.is_empty() {
+    if !violations.is_empty() || o.keep_logs {
         // The logs of every process, for the timeline above.
         let kept = tmp.keep();
         drop(cluster);
