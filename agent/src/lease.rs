@@ -21,15 +21,27 @@ pub struct AgentLease {
 }
 
 impl AgentLease {
-    /// The lease file in `nodes_root`; a file left by an earlier run is not trusted.
+    /// The lease file in `nodes_root`. A deadline left by an earlier run is not
+    /// trusted (this run holds no lease until it renews one), but it is left in
+    /// the file until [`AgentLease::forget_earlier_run`]: node processes that run
+    /// left behind still read it, and cutting it to zero would make them exit at
+    /// once, mid-payment, instead of stopping cleanly when the worker asks them to.
     pub fn new(nodes_root: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(nodes_root)?;
         let file = LeaseFile::new(nodes_root.join("lease"));
-        file.renew(0)?;
         Ok(AgentLease {
             file,
             until: AtomicU64::new(0),
         })
+    }
+
+    /// Clears the earlier run's deadline from the file, once the processes it
+    /// left behind are stopped.
+    pub fn forget_earlier_run(&self) -> std::io::Result<()> {
+        if self.until.load(Ordering::Acquire) == 0 {
+            self.file.renew(0)?;
+        }
+        Ok(())
     }
 
     pub fn file(&self) -> &Path {

@@ -127,6 +127,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         },
     )
     .await?;
+    // The earlier run's nodes are stopped (cleanly): only now is its lease cleared.
+    lease
+        .forget_earlier_run()
+        .with_context(|| format!("clearing the lease file in {}", opts.data_dir.display()))?;
     info!(agent = %config.id, managers = ?config.managers, "agent running");
     // systemd's Type=notify (a no-op outside systemd).
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
