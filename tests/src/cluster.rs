@@ -243,21 +243,25 @@ impl ManagerCluster {
         wait::until(
             "an agreed, reachable leader",
             Duration::from_secs(60),
-            || async {
-                let mut found = None;
-                for i in self.running() {
-                    let members = self.members(i).await?;
-                    let leader = members.iter().find(|m| m.leader && m.reachable)?;
-                    let idx = self.managers.iter().position(|m| m.addr == leader.addr)?;
-                    if found.is_some_and(|f| f != idx) || !self.managers[idx].is_running() {
-                        return None;
-                    }
-                    found = Some(idx);
-                }
-                found
-            },
+            || self.agreed_leader(),
         )
         .await
+    }
+
+    /// [`ManagerCluster::leader`] asked once: `None` while the running managers do
+    /// not agree on a reachable, running leader.
+    pub async fn agreed_leader(&self) -> Option<usize> {
+        let mut found = None;
+        for i in self.running() {
+            let members = self.members(i).await?;
+            let leader = members.iter().find(|m| m.leader && m.reachable)?;
+            let idx = self.managers.iter().position(|m| m.addr == leader.addr)?;
+            if found.is_some_and(|f| f != idx) || !self.managers[idx].is_running() {
+                return None;
+            }
+            found = Some(idx);
+        }
+        found
     }
 
     pub fn kill9(&mut self, i: usize) {

@@ -56,21 +56,6 @@ pub struct Targets<'a> {
     pub nodes: &'a [String],
 }
 
-/// The leader every running manager names, if they agree.
-pub async fn leader(m: &ManagerCluster) -> Option<usize> {
-    let mut found = None;
-    for i in m.running() {
-        let members = m.members(i).await?;
-        let l = members.iter().find(|x| x.leader && x.reachable)?;
-        let idx = m.managers.iter().position(|x| x.addr == l.addr)?;
-        if found.is_some_and(|f| f != idx) {
-            return None;
-        }
-        found = Some(idx);
-    }
-    found
-}
-
 /// Injects `fault`, holds it for `hold`, and heals it. Returns what it hit.
 pub async fn inject(
     t: &mut Targets<'_>,
@@ -80,7 +65,9 @@ pub async fn inject(
 ) -> Result<String> {
     match fault {
         Fault::KillLeader | Fault::KillFollower => {
-            let l = leader(t.managers)
+            let l = t
+                .managers
+                .agreed_leader()
                 .await
                 .ok_or_else(|| anyhow!("no agreed leader"))?;
             let i = if fault == Fault::KillLeader {

@@ -394,7 +394,7 @@ async fn channels_lost(
 async fn healthy(m: &lnswarm_tests::cluster::ManagerCluster, agents: usize) -> bool {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if faults::leader(m).await.is_some()
+        if m.agreed_leader().await.is_some()
             && try_agent_states(m)
                 .is_some_and(|s| s.iter().filter(|(_, s)| s == "READY").count() >= agents)
         {
